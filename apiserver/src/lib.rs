@@ -1,0 +1,2 @@
+//! k8s-scheduler apiserver.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! k8s-scheduler controller.
+#![forbid(unsafe_code)]

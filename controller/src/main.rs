@@ -1,0 +1,6 @@
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    eprintln!("controller: not built yet — see the open issues; nothing was started");
+    std::process::ExitCode::from(2)
+}

@@ -1,0 +1,44 @@
+//! Condition types, reasons and phases, in one place.
+
+/// The object's children exist and are available.
+pub const READY: &str = "Ready";
+/// The controller is rolling out a change.
+pub const PROGRESSING: &str = "Progressing";
+/// The object cannot reach its desired state; the reason says why.
+pub const DEGRADED: &str = "Degraded";
+/// A Template passed validation.
+pub const VALID: &str = "Valid";
+
+/// Reasons used in conditions.
+pub mod reasons {
+    /// Every child exists and every Deployment is available.
+    pub const AVAILABLE: &str = "Available";
+    /// Children are being created or rolled out.
+    pub const ROLLING_OUT: &str = "RollingOut";
+    /// Nothing is wrong.
+    pub const AS_EXPECTED: &str = "AsExpected";
+    /// The referenced Template does not exist.
+    pub const TEMPLATE_NOT_FOUND: &str = "TemplateNotFound";
+    /// The referenced Template is not valid.
+    pub const TEMPLATE_INVALID: &str = "TemplateInvalid";
+    /// The spec breaks a rule (allow-list, missing parameter, bad image).
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// A required parameter has no value.
+    pub const MISSING_PARAMETER: &str = "MissingParameter";
+    /// The image's registry is not on the allow-list.
+    pub const REGISTRY_NOT_ALLOWED: &str = "RegistryNotAllowed";
+    /// The namespace belongs to no UserSandbox.
+    pub const SANDBOX_NOT_FOUND: &str = "SandboxNotFound";
+    /// The UserDeployment is suspended: scaled to zero.
+    pub const SUSPENDED: &str = "Suspended";
+    /// Talking to the Kubernetes API failed; the controller retries.
+    pub const API_ERROR: &str = "ApiError";
+    /// The namespace and its policies are in place.
+    pub const PROVISIONED: &str = "Provisioned";
+    /// The namespace is owned by something else.
+    pub const NAMESPACE_CONFLICT: &str = "NamespaceConflict";
+    /// The Template passed validation.
+    pub const VALIDATED: &str = "Validated";
+    /// The Template failed validation.
+    pub const INVALID: &str = "Invalid";
+}

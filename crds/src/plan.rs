@@ -1,0 +1,98 @@
+//! Plans and the quotas they grant: the one documented table.
+//!
+//! | plan       | deployments | pods | requests.cpu | requests.memory | limits.cpu | limits.memory | services |
+//! |------------|-------------|------|--------------|-----------------|------------|---------------|----------|
+//! | free       | 3           | 10   | 1            | 1Gi             | 2          | 2Gi           | 10       |
+//! | business   | 20          | 60   | 8            | 16Gi            | 16         | 32Gi          | 60       |
+//! | enterprise | 100         | 300  | 32           | 64Gi            | 64         | 128Gi         | 300      |
+//!
+//! Every plan forbids NodePort and LoadBalancer services (quota of 0). Default container
+//! requests/limits (LimitRange): 100m / 128Mi requested, 500m / 512Mi limit.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A billing plan; it drives the sandbox's ResourceQuota.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Plan {
+    /// The free tier.
+    #[default]
+    Free,
+    /// The business tier.
+    Business,
+    /// The enterprise tier.
+    Enterprise,
+}
+
+/// What a plan allows in one sandbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanLimits {
+    /// Most UserDeployments.
+    pub deployments: u32,
+    /// Most pods.
+    pub pods: u32,
+    /// Sum of CPU requests.
+    pub requests_cpu: &'static str,
+    /// Sum of memory requests.
+    pub requests_memory: &'static str,
+    /// Sum of CPU limits.
+    pub limits_cpu: &'static str,
+    /// Sum of memory limits.
+    pub limits_memory: &'static str,
+    /// Most Services.
+    pub services: u32,
+}
+
+impl Plan {
+    /// The limits of this plan (the table in this module's documentation).
+    pub fn limits(self) -> PlanLimits {
+        match self {
+            Plan::Free => PlanLimits {
+                deployments: 3,
+                pods: 10,
+                requests_cpu: "1",
+                requests_memory: "1Gi",
+                limits_cpu: "2",
+                limits_memory: "2Gi",
+                services: 10,
+            },
+            Plan::Business => PlanLimits {
+                deployments: 20,
+                pods: 60,
+                requests_cpu: "8",
+                requests_memory: "16Gi",
+                limits_cpu: "16",
+                limits_memory: "32Gi",
+                services: 60,
+            },
+            Plan::Enterprise => PlanLimits {
+                deployments: 100,
+                pods: 300,
+                requests_cpu: "32",
+                requests_memory: "64Gi",
+                limits_cpu: "64",
+                limits_memory: "128Gi",
+                services: 300,
+            },
+        }
+    }
+
+    /// The plan's name as written in specs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plan::Free => "free",
+            Plan::Business => "business",
+            Plan::Enterprise => "enterprise",
+        }
+    }
+}
+
+/// Default container resources a LimitRange gives containers that set none.
+pub const DEFAULT_REQUEST_CPU: &str = "100m";
+/// See [`DEFAULT_REQUEST_CPU`].
+pub const DEFAULT_REQUEST_MEMORY: &str = "128Mi";
+/// See [`DEFAULT_REQUEST_CPU`].
+pub const DEFAULT_LIMIT_CPU: &str = "500m";
+/// See [`DEFAULT_REQUEST_CPU`].
+pub const DEFAULT_LIMIT_MEMORY: &str = "512Mi";

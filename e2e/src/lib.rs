@@ -1,0 +1,19 @@
+//! Test support for k8s-scheduler's integration and end-to-end tests.
+//!
+//! - [`client`] gives a kube client for the cluster under test: the one named by `E2E_KUBECONFIG`
+//!   (kind, k3d, a real cluster) or, by default, the local control plane of `hack/cluster up`.
+//! - [`with_namespace`] runs a test body in a fresh temporary namespace and deletes it afterwards,
+//!   also when the body panics.
+//! - [`wait`] waits on a condition of an object with a timeout (never a bare sleep).
+//! - [`services`] gives each test its own fresh PostgreSQL database and a Redis key space.
+//!
+//! A test that needs a service it cannot reach fails with a message saying how to start it; it
+//! never skips silently.
+#![forbid(unsafe_code)]
+
+pub mod cluster;
+pub mod services;
+pub mod wait;
+
+pub use cluster::{client, unique_name, with_namespace};
+pub use wait::{wait_for, wait_until_gone};
