@@ -1,2 +1,257 @@
-//! k8s-scheduler controller.
+//! The k8s-scheduler operator. It owns the `UserSandbox`, `Template` and `UserDeployment`
+//! custom resources: every child object and every status is written here, by the elected leader.
 #![forbid(unsafe_code)]
+
+pub mod build;
+pub mod config;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+pub mod validate;
+
+use anyhow::Context as _;
+use crds::{Template, UserDeployment, UserSandbox};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher::Config as WatcherConfig;
+use kube::core::PartialObjectMeta;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::build::{MANAGED_BY, MANAGER};
+use crate::config::Config;
+use crate::leader::{Election, Leader};
+use crate::metrics::{Metrics, Readiness};
+use crate::reconcile::{Context, deployment, sandbox, template};
+
+/// Sets up logging: JSON when stderr is not a terminal, human-readable otherwise.
+pub fn init_tracing() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).init();
+    }
+}
+
+/// A kube client from `--kubeconfig`, else `KUBECONFIG`/in-cluster configuration.
+pub async fn client(config: &Config) -> anyhow::Result<Client> {
+    let kube_config = match &config.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("--kubeconfig {}: cannot read it", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .with_context(|| format!("--kubeconfig {}: invalid", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no Kubernetes configuration: set KUBECONFIG or --kubeconfig, or run in a cluster")?,
+    };
+    let mut kube_config = kube_config;
+    // Reconciling thousands of objects needs more than client-go's default 5 QPS; the apiserver's
+    // own priority and fairness protects it.
+    kube_config.read_timeout = Some(std::time::Duration::from_secs(60));
+    Ok(Client::try_from(kube_config)?)
+}
+
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "controller".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Runs the controller until a signal arrives or leadership is lost.
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
+    if config.identity.is_empty() {
+        config.identity = default_identity();
+    }
+    let client = client(&config).await?;
+    client
+        .apiserver_version()
+        .await
+        .context("the Kubernetes API does not answer; check KUBECONFIG / --kubeconfig")?;
+
+    let metrics = Metrics::default();
+    let ready = Readiness::default();
+    let server = tokio::spawn(metrics::serve(metrics.clone(), config.metrics_addr, config.health_probe_addr, ready.clone()));
+    // A standby is healthy and ready: it is waiting for the lease.
+    ready.set();
+
+    let leader = if config.leader_elect {
+        let election = Election {
+            namespace: config.lease_namespace.clone(),
+            name: config.lease_name.clone(),
+            identity: config.identity.clone(),
+            lease_duration: config.lease_duration(),
+        };
+        tokio::select! {
+            l = leader::acquire(client.clone(), election) => l,
+            _ = shutdown_signal() => return Ok(()),
+        }
+    } else {
+        Leader::always()
+    };
+    metrics.leader.set(1);
+
+    let result = tokio::select! {
+        r = run_controllers(client, config, leader.clone(), metrics.clone()) => r,
+        _ = leader.lost() => Err(anyhow::anyhow!("lost the leader lease; exiting so that a fresh process stands by")),
+        r = server => match r {
+            Ok(Ok(())) => Err(anyhow::anyhow!("the metrics/probe server stopped")),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(e.into()),
+        },
+    };
+    metrics.leader.set(0);
+    result
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}
+
+fn namespaced_api<K>(client: &Client, watch_namespace: &str) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    if watch_namespace.is_empty() { Api::all(client.clone()) } else { Api::namespaced(client.clone(), watch_namespace) }
+}
+
+/// Runs the three controllers (the caller holds the lease).
+pub async fn run_controllers(client: Client, config: Config, leader: Leader, metrics: Metrics) -> anyhow::Result<()> {
+    let wns = config.watch_namespace.clone();
+    let concurrency = config.concurrency;
+    let ctrl_config = kube::runtime::controller::Config::default().concurrency(concurrency);
+
+    let sandboxes: Api<UserSandbox> = Api::all(client.clone());
+    let sandbox_ctrl = Controller::new(sandboxes.clone(), WatcherConfig::default().any_semantic())
+        .with_config(ctrl_config.clone())
+        .owns(Api::<k8s_openapi::api::core::v1::ResourceQuota>::all(client.clone()), managed())
+        .owns(Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()), managed());
+    let sandbox_store = sandbox_ctrl.store();
+
+    let templates: Api<Template> = namespaced_api(&client, &wns);
+    let template_ctrl =
+        Controller::new(templates.clone(), WatcherConfig::default().any_semantic()).with_config(ctrl_config.clone());
+    let template_store = template_ctrl.store();
+
+    let ctx = Context::new(client.clone(), config.clone(), leader, metrics.clone(), sandbox_store.clone(), template_store);
+
+    // UserDeployments: cached without managedFields, to keep memory low at scale.
+    let uds: Api<UserDeployment> = namespaced_api(&client, &wns);
+    let (ud_store, ud_writer) = reflector::store();
+    let ud_stream = watcher(uds, WatcherConfig::default().any_semantic())
+        .default_backoff()
+        .modify(|ud: &mut UserDeployment| {
+            ud.managed_fields_mut().clear();
+            ud.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
+        })
+        .reflect(ud_writer)
+        .touched_objects();
+
+    let by_template = ud_store.clone();
+    let platform_ns = config.platform_namespace.clone();
+    let by_sandbox = ud_store.clone();
+    let ud_ctrl = Controller::for_stream(ud_stream, ud_store.clone())
+        .with_config(ctrl_config)
+        .owns_stream(watcher(namespaced_api::<PartialObjectMeta<Deployment>>(&client, &wns), managed()).touched_objects())
+        .owns_stream(watcher(namespaced_api::<PartialObjectMeta<Service>>(&client, &wns), managed()).touched_objects())
+        .owns_stream(watcher(namespaced_api::<PartialObjectMeta<Ingress>>(&client, &wns), managed()).touched_objects())
+        .owns_stream(watcher(namespaced_api::<PartialObjectMeta<ConfigMap>>(&client, &wns), managed()).touched_objects())
+        .owns_stream(watcher(namespaced_api::<PartialObjectMeta<NetworkPolicy>>(&client, &wns), managed()).touched_objects())
+        .watches(templates, WatcherConfig::default().any_semantic(), move |t: Template| {
+            let tns = t.namespace().unwrap_or_default();
+            let name = t.name_any();
+            by_template
+                .state()
+                .into_iter()
+                .filter(|ud| {
+                    ud.spec.template_ref.as_ref().is_some_and(|r| {
+                        r.name == name
+                            && match &r.namespace {
+                                Some(ns) => *ns == tns,
+                                None => ud.namespace().as_deref() == Some(tns.as_str()) || tns == platform_ns,
+                            }
+                    })
+                })
+                .map(|ud| ObjectRef::from_obj(&*ud))
+                .collect::<Vec<_>>()
+        })
+        .watches(sandboxes, WatcherConfig::default().any_semantic(), move |sb: UserSandbox| {
+            by_sandbox
+                .state()
+                .into_iter()
+                .filter(|ud| ud.namespace().as_deref() == Some(sb.spec.namespace.as_str()))
+                .map(|ud| ObjectRef::from_obj(&*ud))
+                .collect::<Vec<_>>()
+        });
+
+    let gauges = {
+        let metrics = metrics.clone();
+        let (s, t, d) = (sandbox_store.clone(), ctx.templates.clone(), ud_store.clone());
+        async move {
+            loop {
+                metrics.managed.get_or_create(&Metrics::kind("UserSandbox")).set(s.len() as i64);
+                metrics.managed.get_or_create(&Metrics::kind("Template")).set(t.len() as i64);
+                metrics.managed.get_or_create(&Metrics::kind("UserDeployment")).set(d.len() as i64);
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+        }
+    };
+
+    // UserDeployments need the sandbox and template caches: start them once those are filled.
+    let ud_ctx = ctx.clone();
+    let ud_run = async move {
+        let _ = ud_ctx.sandboxes.wait_until_ready().await;
+        let _ = ud_ctx.templates.wait_until_ready().await;
+        tracing::info!("sandbox and template caches ready; reconciling UserDeployments");
+        ud_ctrl
+            .graceful_shutdown_on(shutdown_signal())
+            .run(deployment::reconcile, deployment::error_policy, ud_ctx)
+            .for_each(|_| async {})
+            .await
+    };
+    let sb_run = sandbox_ctrl
+        .graceful_shutdown_on(shutdown_signal())
+        .run(sandbox::reconcile, sandbox::error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let tpl_run = template_ctrl
+        .graceful_shutdown_on(shutdown_signal())
+        .run(template::reconcile, template::error_policy, ctx.clone())
+        .for_each(|_| async {});
+    tokio::select! {
+        _ = async { tokio::join!(sb_run, tpl_run, ud_run) } => {},
+        _ = gauges => {},
+    }
+    tracing::info!("controllers stopped");
+    Ok(())
+}
+
+fn managed() -> WatcherConfig {
+    WatcherConfig::default().labels(&format!("{MANAGED_BY}={MANAGER}")).any_semantic()
+}

@@ -1,6 +1,17 @@
 #![forbid(unsafe_code)]
 
-fn main() -> std::process::ExitCode {
-    eprintln!("controller: not built yet — see the open issues; nothing was started");
-    std::process::ExitCode::from(2)
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    // Invalid or missing configuration: clap prints which variable and exits with status 2.
+    let config = controller::config::Config::parse();
+    controller::init_tracing();
+    match controller::run(config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "controller stopped");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -136,6 +136,9 @@ pub struct UserDeploymentStatus {
     /// `Ready`, `Progressing` and `Degraded`, with reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Hash of the set of child objects last applied; orphans are pruned when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub children_hash: Option<String>,
 }
 
 /// Readiness of one service.

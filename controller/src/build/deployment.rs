@@ -1,0 +1,276 @@
+//! Children of a UserDeployment: per service a Deployment, a ClusterIP Service and (with config
+//! files) a ConfigMap; one Ingress for the public service; a NetworkPolicy for its visibility; an
+//! ExternalSecret when a ClusterSecretStore is configured.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use serde_json::{Value, json};
+
+use super::{CONFIG_HASH_ANNOTATION, DEPLOYMENT_LABEL, SERVICE_LABEL, deployment_labels, fnv_hash, typed};
+use crate::config::Config;
+use crate::validate::{ResolvedService, ValidatedDeployment};
+
+/// Everything the controller applies for one UserDeployment.
+#[derive(Debug, Clone, Default)]
+pub struct DeploymentChildren {
+    /// One per service.
+    pub deployments: Vec<Deployment>,
+    /// One per service.
+    pub services: Vec<Service>,
+    /// One per service that has config files.
+    pub config_maps: Vec<ConfigMap>,
+    /// For public apps with an ingress.
+    pub ingress: Option<Ingress>,
+    /// Unless network policies are disabled.
+    pub network_policy: Option<NetworkPolicy>,
+    /// When `CLUSTER_SECRET_STORE` is set and the app has secrets.
+    pub external_secret: Option<DynamicObject>,
+}
+
+/// The ExternalSecret kind of the External Secrets Operator.
+pub fn external_secret_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("external-secrets.io", "v1", "ExternalSecret"))
+}
+
+/// Name of a service's children: `<deployment>-<service>`.
+pub fn child_name(vd: &ValidatedDeployment, service: &str) -> String {
+    format!("{}-{service}", vd.name)
+}
+
+fn metadata(vd: &ValidatedDeployment, name: &str, service: Option<&str>) -> Value {
+    let mut labels = deployment_labels(&vd.name);
+    if let Some(s) = service {
+        labels.insert(SERVICE_LABEL.to_string(), s.to_string());
+    }
+    json!({
+        "name": name,
+        "namespace": vd.namespace,
+        "labels": labels,
+        "ownerReferences": [vd.owner],
+    })
+}
+
+/// Builds every child of a validated UserDeployment.
+pub fn build(vd: &ValidatedDeployment, config: &Config) -> DeploymentChildren {
+    let mut out = DeploymentChildren::default();
+    for svc in &vd.services {
+        let cm = config_map(vd, svc);
+        out.deployments.push(deployment(vd, svc, cm.as_ref()));
+        out.services.push(service(vd, svc));
+        out.config_maps.extend(cm);
+    }
+    out.ingress = ingress(vd, config);
+    if !config.disable_network_policies {
+        out.network_policy = Some(network_policy(vd, config));
+    }
+    if !config.cluster_secret_store.is_empty() && !vd.secret_keys.is_empty() {
+        out.external_secret = Some(external_secret(vd, &config.cluster_secret_store));
+    }
+    out
+}
+
+fn config_map(vd: &ValidatedDeployment, svc: &ResolvedService) -> Option<ConfigMap> {
+    if svc.spec.config_files.is_empty() {
+        return None;
+    }
+    let data: serde_json::Map<String, Value> = svc
+        .spec
+        .config_files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (format!("file-{i}"), Value::String(f.content.clone())))
+        .collect();
+    Some(typed(json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(vd, &format!("{}-config", child_name(vd, &svc.spec.name)), Some(&svc.spec.name)),
+        "data": data,
+    })))
+}
+
+fn deployment(vd: &ValidatedDeployment, svc: &ResolvedService, cm: Option<&ConfigMap>) -> Deployment {
+    let s = &svc.spec;
+    let name = child_name(vd, &s.name);
+    let selector = json!({ DEPLOYMENT_LABEL: vd.name, SERVICE_LABEL: s.name });
+    let mut pod_labels = deployment_labels(&vd.name);
+    pod_labels.insert(SERVICE_LABEL.to_string(), s.name.clone());
+
+    // Fixed env of the service, then parameters (parameters win), sorted for stable output.
+    let mut env_map = s.env.clone();
+    env_map.extend(vd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let env: Vec<Value> = env_map.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect();
+
+    let mut container = json!({
+        "name": s.name,
+        "image": s.image,
+        "ports": [{ "name": "http", "containerPort": s.port, "protocol": "TCP" }],
+        "env": env,
+        "securityContext": {
+            "runAsNonRoot": true,
+            "allowPrivilegeEscalation": false,
+            "privileged": false,
+            "capabilities": { "drop": ["ALL"] },
+            "seccompProfile": { "type": "RuntimeDefault" },
+        },
+    });
+    if !s.command.is_empty() {
+        container["command"] = json!(s.command);
+    }
+    if !s.args.is_empty() {
+        container["args"] = json!(s.args);
+    }
+    if !vd.secret_keys.is_empty() {
+        container["envFrom"] = json!([{ "secretRef": { "name": vd.secret_name } }]);
+    }
+    if let Some(r) = &s.resources {
+        let mut res = json!({});
+        if let Some(req) = &r.requests {
+            res["requests"] = serde_json::to_value(req).unwrap_or_default();
+        }
+        if let Some(lim) = &r.limits {
+            res["limits"] = serde_json::to_value(lim).unwrap_or_default();
+        }
+        container["resources"] = res;
+    }
+    if let Some(path) = &s.health_check_path {
+        let probe = json!({ "httpGet": { "path": path, "port": s.port }, "periodSeconds": 10, "timeoutSeconds": 2 });
+        container["readinessProbe"] = probe.clone();
+        let mut liveness = probe;
+        liveness["initialDelaySeconds"] = json!(15);
+        liveness["failureThreshold"] = json!(6);
+        container["livenessProbe"] = liveness;
+    }
+    let mut pod_annotations = serde_json::Map::new();
+    let mut volumes = vec![];
+    if let Some(cm) = cm {
+        let cm_name = cm.metadata.name.clone().unwrap_or_default();
+        let mounts: Vec<Value> = s
+            .config_files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| json!({ "name": "config", "mountPath": f.path, "subPath": format!("file-{i}"), "readOnly": true }))
+            .collect();
+        container["volumeMounts"] = json!(mounts);
+        volumes.push(json!({ "name": "config", "configMap": { "name": cm_name } }));
+        let contents: Vec<&str> = s.config_files.iter().flat_map(|f| [f.path.as_str(), f.content.as_str()]).collect();
+        pod_annotations.insert(CONFIG_HASH_ANNOTATION.to_string(), json!(fnv_hash(&contents)));
+    }
+
+    let mut pod_spec = json!({
+        "automountServiceAccountToken": false,
+        "enableServiceLinks": false,
+        "securityContext": {
+            "runAsNonRoot": true,
+            "seccompProfile": { "type": "RuntimeDefault" },
+        },
+        "containers": [container],
+    });
+    if !volumes.is_empty() {
+        pod_spec["volumes"] = json!(volumes);
+    }
+    let mut template_meta = json!({ "labels": pod_labels });
+    if !pod_annotations.is_empty() {
+        template_meta["annotations"] = Value::Object(pod_annotations);
+    }
+    typed(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(vd, &name, Some(&s.name)),
+        "spec": {
+            "replicas": svc.replicas,
+            "revisionHistoryLimit": 3,
+            "selector": { "matchLabels": selector },
+            "template": { "metadata": template_meta, "spec": pod_spec },
+        },
+    }))
+}
+
+fn service(vd: &ValidatedDeployment, svc: &ResolvedService) -> Service {
+    let s = &svc.spec;
+    typed(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(vd, &child_name(vd, &s.name), Some(&s.name)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": { DEPLOYMENT_LABEL: vd.name, SERVICE_LABEL: s.name },
+            "ports": [{ "name": "http", "port": s.port, "targetPort": s.port, "protocol": "TCP" }],
+        },
+    }))
+}
+
+fn ingress(vd: &ValidatedDeployment, config: &Config) -> Option<Ingress> {
+    let (svc, port) = vd.ingress.as_ref()?;
+    let mut meta = metadata(vd, &vd.name, None);
+    if !config.cert_manager_issuer.is_empty() {
+        meta["annotations"] = json!({ "cert-manager.io/cluster-issuer": config.cert_manager_issuer });
+    }
+    let tls_secret = if config.ingress_tls_secret.is_empty() {
+        format!("{}-tls", vd.name)
+    } else {
+        config.ingress_tls_secret.clone()
+    };
+    Some(typed(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": meta,
+        "spec": {
+            "ingressClassName": config.ingress_class,
+            "tls": [{ "hosts": [vd.host], "secretName": tls_secret }],
+            "rules": [{
+                "host": vd.host,
+                "http": { "paths": [{
+                    "path": "/",
+                    "pathType": "Prefix",
+                    "backend": { "service": { "name": child_name(vd, svc), "port": { "number": port } } },
+                }] },
+            }],
+        },
+    })))
+}
+
+fn network_policy(vd: &ValidatedDeployment, config: &Config) -> NetworkPolicy {
+    let mut from = vec![json!({ "podSelector": {} })];
+    if vd.ingress.is_some() {
+        from.push(json!({
+            "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": config.ingress_namespace } },
+        }));
+    }
+    typed(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(vd, &vd.name, None),
+        "spec": {
+            "podSelector": { "matchLabels": { DEPLOYMENT_LABEL: vd.name } },
+            "policyTypes": ["Ingress"],
+            "ingress": [{ "from": from }],
+        },
+    }))
+}
+
+fn external_secret(vd: &ValidatedDeployment, store: &str) -> DynamicObject {
+    let data: Vec<Value> = vd
+        .secret_keys
+        .iter()
+        .map(|k| {
+            json!({
+                "secretKey": k,
+                "remoteRef": { "key": format!("users/{}/deployments/{}/{k}", vd.user_id, vd.name) },
+            })
+        })
+        .collect();
+    let ar = external_secret_resource();
+    typed(json!({
+        "apiVersion": ar.api_version,
+        "kind": ar.kind,
+        "metadata": metadata(vd, &vd.secret_name, None),
+        "spec": {
+            "refreshInterval": "1h",
+            "secretStoreRef": { "kind": "ClusterSecretStore", "name": store },
+            "target": { "name": vd.secret_name, "creationPolicy": "Owner" },
+            "data": data,
+        },
+    }))
+}

@@ -1,0 +1,212 @@
+//! Controller configuration, from flags or environment variables, validated in one place.
+//! A missing or invalid value stops start-up with a message naming the variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// The k8s-scheduler operator: reconciles UserSandbox, Template and UserDeployment resources.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "controller", version, about)]
+pub struct Config {
+    /// Base domain of app hosts: `<user-id>-<app>.<DEPLOYMENT_DOMAIN>`. Must match the server's.
+    #[arg(long, env = "DEPLOYMENT_DOMAIN", value_parser = parse_domain)]
+    pub deployment_domain: String,
+
+    /// ClusterSecretStore of the External Secrets Operator; when set, each UserDeployment gets an
+    /// ExternalSecret. Empty: containers read the Kubernetes Secret named in the spec.
+    #[arg(long, env = "CLUSTER_SECRET_STORE", default_value = "", value_parser = parse_optional_name)]
+    pub cluster_secret_store: String,
+
+    /// Skip NetworkPolicy creation (clusters without NetworkPolicy support).
+    #[arg(long, env = "DISABLE_NETWORK_POLICIES", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub disable_network_policies: bool,
+
+    /// Namespace to watch for UserDeployments and Templates; empty = all namespaces.
+    #[arg(long, env = "WATCH_NAMESPACE", default_value = "", value_parser = parse_optional_name)]
+    pub watch_namespace: String,
+
+    /// Address of the Prometheus metrics listener.
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:8080")]
+    pub metrics_addr: SocketAddr,
+
+    /// Address of the `/healthz` and `/readyz` listener.
+    #[arg(long, env = "HEALTH_PROBE_ADDR", default_value = "127.0.0.1:8081")]
+    pub health_probe_addr: SocketAddr,
+
+    /// Elect a leader through a Lease so that only one replica writes.
+    #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub leader_elect: bool,
+
+    /// Name of the leader election Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "k8s-scheduler-controller", value_parser = parse_name)]
+    pub lease_name: String,
+
+    /// Namespace of the leader election Lease.
+    #[arg(long, env = "LEASE_NAMESPACE", default_value = "k8s-scheduler", value_parser = parse_name)]
+    pub lease_namespace: String,
+
+    /// How long a Lease is valid without renewal, in seconds; a standby takes over after it.
+    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=300))]
+    pub lease_duration_seconds: u64,
+
+    /// Identity of this replica in the Lease (default: the host name and process id).
+    #[arg(long, env = "POD_NAME", default_value = "")]
+    pub identity: String,
+
+    /// Namespace of the ingress controller, allowed through the sandboxes' NetworkPolicies.
+    #[arg(long, env = "INGRESS_NAMESPACE", default_value = "ingress-nginx", value_parser = parse_name)]
+    pub ingress_namespace: String,
+
+    /// IngressClass of the apps' Ingresses.
+    #[arg(long, env = "INGRESS_CLASS", default_value = "nginx", value_parser = parse_name)]
+    pub ingress_class: String,
+
+    /// TLS Secret of the apps' Ingresses (e.g. a wildcard certificate); empty: one per app,
+    /// `<name>-tls`, issued by cert-manager when `CERT_MANAGER_ISSUER` is set.
+    #[arg(long, env = "INGRESS_TLS_SECRET", default_value = "", value_parser = parse_optional_name)]
+    pub ingress_tls_secret: String,
+
+    /// cert-manager ClusterIssuer named in the Ingress annotation; empty: no annotation.
+    #[arg(long, env = "CERT_MANAGER_ISSUER", default_value = "", value_parser = parse_optional_name)]
+    pub cert_manager_issuer: String,
+
+    /// Comma-separated image registries tenants may use (e.g. `ghcr.io,docker.io`); empty: any.
+    #[arg(long, env = "ALLOWED_REGISTRIES", default_value = "", value_parser = parse_registries)]
+    pub allowed_registries: Registries,
+
+    /// Namespace of system and public Templates, searched when a templateRef names no namespace
+    /// and the Template is not in the deployment's own namespace.
+    #[arg(long, env = "PLATFORM_NAMESPACE", default_value = "k8s-scheduler", value_parser = parse_name)]
+    pub platform_namespace: String,
+
+    /// Reconciles run at once per resource kind.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+
+    /// Kubeconfig file; default: in-cluster configuration or `KUBECONFIG`.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl Config {
+    /// How long a Lease is held without renewal.
+    pub fn lease_duration(&self) -> Duration {
+        Duration::from_secs(self.lease_duration_seconds)
+    }
+
+    /// A configuration for unit tests.
+    pub fn for_tests() -> Self {
+        Config::try_parse_from(["controller", "--deployment-domain", "example.com"]).expect("test config")
+    }
+}
+
+/// Image registries tenants may pull from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Registries(pub Vec<String>);
+
+impl Registries {
+    /// Whether `image` comes from an allowed registry (always, when the list is empty).
+    pub fn allows(&self, image: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|r| image_registry(image) == r.as_str())
+    }
+}
+
+/// Registry of an image reference, Docker's way: the first path part when it looks like a host
+/// (has a `.` or `:` or is `localhost`), otherwise `docker.io`.
+pub fn image_registry(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => first,
+        _ => "docker.io",
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" | "" => Ok(false),
+        other => Err(format!("{other:?} is not a boolean; use true or false")),
+    }
+}
+
+fn parse_domain(s: &str) -> Result<String, String> {
+    let s = s.trim().trim_end_matches('.').to_ascii_lowercase();
+    if s.is_empty() {
+        return Err("must not be empty; set it to the base domain of app hosts, e.g. example.com".into());
+    }
+    if s.len() > 253 - 64 {
+        return Err(format!("{s:?} is too long: hosts <user-id>-<app>.{s} must fit in 253 characters"));
+    }
+    if let Some(bad) = s.split('.').find(|l| !crds::is_dns_label(l, 63)) {
+        return Err(format!("{s:?} is not a domain name: label {bad:?} is not a DNS label"));
+    }
+    Ok(s)
+}
+
+fn parse_name(s: &str) -> Result<String, String> {
+    if crds::is_dns_label(s, 63) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?} is not a DNS label (lower-case letters, digits and '-')"))
+    }
+}
+
+fn parse_optional_name(s: &str) -> Result<String, String> {
+    if s.is_empty() { Ok(String::new()) } else { parse_name(s) }
+}
+
+fn parse_registries(s: &str) -> Result<Registries, String> {
+    let list: Vec<String> = s.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_string).collect();
+    if let Some(bad) = list.iter().find(|r| r.contains('/') || r.contains(' ')) {
+        return Err(format!("{bad:?} is not a registry host (e.g. ghcr.io or registry.example.com:5000)"));
+    }
+    Ok(Registries(list))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut all = vec!["controller"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn invalid_values_name_the_problem() {
+        let err = parse(&["--deployment-domain", "bad_domain!"]).unwrap_err();
+        assert!(err.contains("not a DNS label"), "{err}");
+        let err = parse(&["--deployment-domain", "example.com", "--disable-network-policies", "maybe"]).unwrap_err();
+        assert!(err.contains("not a boolean"), "{err}");
+        let err = parse(&["--deployment-domain", "example.com", "--allowed-registries", "ghcr.io/x"]).unwrap_err();
+        assert!(err.contains("not a registry host"), "{err}");
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&["--deployment-domain", "Example.COM."]).unwrap();
+        assert_eq!(c.deployment_domain, "example.com");
+        assert!(!c.disable_network_policies);
+        assert!(c.leader_elect);
+        assert_eq!(c.cluster_secret_store, "");
+        assert_eq!(c.watch_namespace, "");
+        assert!(c.allowed_registries.allows("anything/at:all"));
+        let c = parse(&["--deployment-domain", "localhost"]).unwrap();
+        assert_eq!(c.deployment_domain, "localhost");
+    }
+
+    #[test]
+    fn registries() {
+        let r = parse_registries("ghcr.io, registry.example.com:5000").unwrap();
+        assert!(r.allows("ghcr.io/org/app:1"));
+        assert!(r.allows("registry.example.com:5000/app"));
+        assert!(!r.allows("nginx:1.27"));
+        assert!(!r.allows("evil.io/ghcr.io/app"));
+        assert_eq!(image_registry("nginx"), "docker.io");
+        assert_eq!(image_registry("library/nginx"), "docker.io");
+        assert_eq!(image_registry("localhost/app"), "localhost");
+    }
+}

@@ -1,0 +1,357 @@
+//! UserDeployment → Deployments, Services, ConfigMaps, Ingress, NetworkPolicy, ExternalSecret.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crds::conditions::{DEGRADED, PROGRESSING, READY, reasons};
+use crds::deployment::ServiceStatus;
+use crds::{DeploymentPhase, Template, TemplateSpec, TemplateVisibility, UserDeployment, UserDeploymentStatus};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::{Context, DEPLOYMENT_FINALIZER, Error, FIELD_MANAGER, condition, same_conditions, status_params};
+use crate::build::deployment::{DeploymentChildren, build, external_secret_resource};
+use crate::build::{DEPLOYMENT_LABEL, MANAGED_BY, MANAGER, fnv_hash};
+use crate::metrics::Metrics;
+use crate::validate::{Invalid, ValidatedDeployment, validate_deployment};
+
+const KIND: &str = "UserDeployment";
+
+/// How often a Ready UserDeployment is re-applied anyway (drift the watches missed).
+const RESYNC: Duration = Duration::from_secs(3600);
+/// How soon a UserDeployment that is still rolling out is looked at again (a safety net: the
+/// Deployment watch normally triggers sooner).
+const PROGRESS_RECHECK: Duration = Duration::from_secs(30);
+
+/// Reconciles one UserDeployment.
+pub async fn reconcile(ud: Arc<UserDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_with_finalizer(ud, &ctx).await;
+    ctx.metrics.reconciles.get_or_create(&Metrics::kind(KIND)).inc();
+    ctx.metrics.duration.get_or_create(&Metrics::kind(KIND)).observe(started.elapsed().as_secs_f64());
+    result
+}
+
+/// Retry policy for failed reconciles.
+pub fn error_policy(ud: Arc<UserDeployment>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.on_error(KIND, &ud.name_any(), error)
+}
+
+async fn reconcile_with_finalizer(ud: Arc<UserDeployment>, ctx: &Context) -> Result<Action, Error> {
+    ctx.ensure_leader()?;
+    let ns = ud.namespace().unwrap_or_default();
+    let api: Api<UserDeployment> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, DEPLOYMENT_FINALIZER, ud, |event| async {
+        match event {
+            Finalizer::Apply(ud) => apply(&ud, ctx).await,
+            Finalizer::Cleanup(ud) => cleanup(&ud, ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        kube::runtime::finalizer::Error::AddFinalizer(e) | kube::runtime::finalizer::Error::RemoveFinalizer(e) => {
+            Error::Kube(e)
+        }
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+/// The sandbox owner's user id for a namespace, from the sandbox cache.
+fn sandbox_user(ctx: &Context, namespace: &str) -> Option<String> {
+    ctx.sandboxes
+        .state()
+        .iter()
+        .find(|s| s.spec.namespace == namespace)
+        .map(|s| s.spec.owner.user_id.clone())
+}
+
+/// Finds the Template a UserDeployment refers to: the named namespace, else its own namespace,
+/// else the platform namespace. A private or team template of another sandbox is not visible.
+async fn find_template(ud: &UserDeployment, ctx: &Context) -> Result<Option<Template>, Error> {
+    let Some(r) = &ud.spec.template_ref else { return Ok(None) };
+    let own = ud.namespace().unwrap_or_default();
+    let candidates: Vec<String> = match &r.namespace {
+        Some(ns) => vec![ns.clone()],
+        None => vec![own.clone(), ctx.config.platform_namespace.clone()],
+    };
+    for ns in candidates {
+        let cached = ctx.templates.get(&ObjectRef::new(&r.name).within(&ns)).map(|t| (*t).clone());
+        let found = match cached {
+            Some(t) => Some(t),
+            // Not cached: the namespace may be outside WATCH_NAMESPACE. Ask the API.
+            None if !ctx.config.watch_namespace.is_empty() && ns != ctx.config.watch_namespace => {
+                Api::<Template>::namespaced(ctx.client.clone(), &ns).get_opt(&r.name).await?
+            }
+            None => None,
+        };
+        if let Some(t) = found {
+            let visible = ns == own
+                || ns == ctx.config.platform_namespace
+                || matches!(t.spec.visibility, TemplateVisibility::Org | TemplateVisibility::Public);
+            return Ok(visible.then_some(t));
+        }
+    }
+    Ok(None)
+}
+
+async fn apply(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
+    let ns = ud.namespace().unwrap_or_default();
+    let Some(user_id) = sandbox_user(ctx, &ns) else {
+        let msg = format!("namespace {ns} belongs to no UserSandbox; create one whose spec.namespace is {ns}");
+        return report_invalid(ud, ctx, Invalid { reason: reasons::SANDBOX_NOT_FOUND, message: msg }).await;
+    };
+    let template = find_template(ud, ctx).await?;
+    if let (Some(r), None) = (&ud.spec.template_ref, &template) {
+        let msg = format!("template {:?} not found (or not visible from namespace {ns})", r.name);
+        return report_invalid(ud, ctx, Invalid { reason: reasons::TEMPLATE_NOT_FOUND, message: msg }).await;
+    }
+    let spec: Option<&TemplateSpec> = template.as_ref().map(|t| &t.spec);
+    let vd = match validate_deployment(ud, spec, &user_id, &ctx.config) {
+        Ok(vd) => vd,
+        Err(invalid) => return report_invalid(ud, ctx, invalid).await,
+    };
+    let children = build(&vd, &ctx.config);
+    let names = child_names(&children);
+    let hash = fnv_hash(&names.iter().map(String::as_str).collect::<Vec<_>>());
+
+    for cm in &children.config_maps {
+        ctx.apply(KIND, cm).await?;
+    }
+    let mut applied = Vec::with_capacity(children.deployments.len());
+    for d in &children.deployments {
+        applied.push(ctx.apply(KIND, d).await?);
+    }
+    for s in &children.services {
+        ctx.apply(KIND, s).await?;
+    }
+    if let Some(np) = &children.network_policy {
+        ctx.apply(KIND, np).await?;
+    }
+    if let Some(ing) = &children.ingress {
+        ctx.apply(KIND, ing).await?;
+    }
+    if let Some(es) = &children.external_secret {
+        apply_external_secret(ctx, &ns, es).await?;
+    }
+
+    let previous = ud.status.clone().unwrap_or_default();
+    if previous.children_hash.as_deref() != Some(hash.as_str()) {
+        prune(ud, ctx, &children).await?;
+    }
+
+    let services: Vec<ServiceStatus> = applied
+        .iter()
+        .zip(&vd.services)
+        .map(|(d, s)| ServiceStatus {
+            name: s.spec.name.clone(),
+            replicas: s.replicas,
+            ready_replicas: d.status.as_ref().and_then(|st| st.ready_replicas).unwrap_or(0),
+        })
+        .collect();
+    let ready = applied.iter().all(deployment_available);
+    write_ready_status(ud, ctx, &vd, services, ready, hash).await?;
+    Ok(Action::requeue(if ready { RESYNC } else { PROGRESS_RECHECK }))
+}
+
+/// Whether a Deployment has rolled out its current spec and all its pods are available.
+fn deployment_available(d: &Deployment) -> bool {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(st) = &d.status else { return want == 0 };
+    st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
+        && st.updated_replicas.unwrap_or(0) >= want
+        && st.available_replicas.unwrap_or(0) >= want
+        && st.replicas.unwrap_or(0) <= want
+}
+
+fn child_names(c: &DeploymentChildren) -> Vec<String> {
+    let mut names = Vec::new();
+    names.extend(c.deployments.iter().map(|o| format!("Deployment/{}", o.name_any())));
+    names.extend(c.services.iter().map(|o| format!("Service/{}", o.name_any())));
+    names.extend(c.config_maps.iter().map(|o| format!("ConfigMap/{}", o.name_any())));
+    names.extend(c.ingress.iter().map(|o| format!("Ingress/{}", o.name_any())));
+    names.extend(c.network_policy.iter().map(|o| format!("NetworkPolicy/{}", o.name_any())));
+    names.extend(c.external_secret.iter().map(|o| format!("ExternalSecret/{}", o.name_any())));
+    names
+}
+
+async fn apply_external_secret(ctx: &Context, ns: &str, es: &DynamicObject) -> Result<(), Error> {
+    ctx.ensure_leader()?;
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &external_secret_resource());
+    ctx.metrics.writes.get_or_create(&Metrics::kind(KIND)).inc();
+    api.patch(&es.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(es)).await?;
+    Ok(())
+}
+
+/// Deletes children that are no longer desired (a service removed from the template, the
+/// ingress of an app turned internal, ...).
+async fn prune(ud: &UserDeployment, ctx: &Context, c: &DeploymentChildren) -> Result<(), Error> {
+    let ns = ud.namespace().unwrap_or_default();
+    let sel = selector(ud);
+    let names = |v: Vec<String>| v;
+    ctx.prune::<Ingress>(KIND, &ns, &sel, &names(c.ingress.iter().map(|o| o.name_any()).collect())).await?;
+    ctx.prune::<Deployment>(KIND, &ns, &sel, &names(c.deployments.iter().map(|o| o.name_any()).collect())).await?;
+    ctx.prune::<Service>(KIND, &ns, &sel, &names(c.services.iter().map(|o| o.name_any()).collect())).await?;
+    ctx.prune::<ConfigMap>(KIND, &ns, &sel, &names(c.config_maps.iter().map(|o| o.name_any()).collect())).await?;
+    ctx.prune::<NetworkPolicy>(KIND, &ns, &sel, &names(c.network_policy.iter().map(|o| o.name_any()).collect()))
+        .await?;
+    let keep: Vec<String> = c.external_secret.iter().map(|o| o.name_any()).collect();
+    prune_external_secrets(ctx, &ns, &sel, &keep).await
+}
+
+async fn prune_external_secrets(ctx: &Context, ns: &str, sel: &str, keep: &[String]) -> Result<(), Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &external_secret_resource());
+    let list = match api.list_metadata(&ListParams::default().labels(sel)).await {
+        Ok(l) => l,
+        // The External Secrets Operator is not installed: nothing to prune.
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for o in list.items {
+        let name = o.name_any();
+        if keep.contains(&name) {
+            continue;
+        }
+        ctx.ensure_leader()?;
+        ctx.metrics.writes.get_or_create(&Metrics::kind(KIND)).inc();
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn selector(ud: &UserDeployment) -> String {
+    format!("{MANAGED_BY}={MANAGER},{DEPLOYMENT_LABEL}={}", ud.name_any())
+}
+
+/// Ordered cleanup: the Ingress first (stop traffic), then workloads, then secrets.
+async fn cleanup(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
+    let ns = ud.namespace().unwrap_or_default();
+    let mut status = ud.status.clone().unwrap_or_default();
+    if status.phase != DeploymentPhase::Deleting {
+        status.phase = DeploymentPhase::Deleting;
+        patch_status(ud, ctx, &status).await?;
+    }
+    let sel = selector(ud);
+    ctx.prune::<Ingress>(KIND, &ns, &sel, &[]).await?;
+    ctx.prune::<Deployment>(KIND, &ns, &sel, &[]).await?;
+    ctx.prune::<Service>(KIND, &ns, &sel, &[]).await?;
+    ctx.prune::<ConfigMap>(KIND, &ns, &sel, &[]).await?;
+    ctx.prune::<NetworkPolicy>(KIND, &ns, &sel, &[]).await?;
+    prune_external_secrets(ctx, &ns, &sel, &[]).await?;
+    ctx.prune::<Secret>(KIND, &ns, &sel, &[]).await?;
+    tracing::info!(namespace = %ns, name = %ud.name_any(), "children removed");
+    Ok(Action::await_change())
+}
+
+/// Reports an invalid spec in status (phase Error, Degraded with the reason) and waits for a
+/// change: no retry storm. Running children are left as they are.
+async fn report_invalid(ud: &UserDeployment, ctx: &Context, invalid: Invalid) -> Result<Action, Error> {
+    let previous = ud.status.clone().unwrap_or_default();
+    let generation = ud.meta().generation;
+    let p = &previous.conditions;
+    let status = UserDeploymentStatus {
+        phase: DeploymentPhase::Error,
+        url: None,
+        services: previous.services.clone(),
+        observed_generation: generation,
+        conditions: vec![
+            condition(p, READY, false, invalid.reason, invalid.message.clone(), generation),
+            condition(p, PROGRESSING, false, invalid.reason, String::new(), generation),
+            condition(p, DEGRADED, true, invalid.reason, invalid.message.clone(), generation),
+        ],
+        children_hash: previous.children_hash.clone(),
+    };
+    if status_changed(&previous, &status) {
+        tracing::info!(namespace = ?ud.namespace(), name = %ud.name_any(), reason = invalid.reason, message = %invalid.message, "spec cannot be run");
+        ctx.warn(ud, invalid.reason, invalid.message).await;
+        patch_status(ud, ctx, &status).await?;
+    }
+    // Template and sandbox changes trigger a new reconcile through their watches.
+    Ok(Action::await_change())
+}
+
+async fn write_ready_status(
+    ud: &UserDeployment,
+    ctx: &Context,
+    vd: &ValidatedDeployment,
+    services: Vec<ServiceStatus>,
+    ready: bool,
+    hash: String,
+) -> Result<(), Error> {
+    let previous = ud.status.clone().unwrap_or_default();
+    let generation = ud.meta().generation;
+    let p = &previous.conditions;
+    let suspended = ud.spec.suspend;
+    let (ready_reason, ready_msg) = match (ready, suspended) {
+        (true, true) => (reasons::SUSPENDED, "suspended: every service is scaled to zero".to_string()),
+        (true, false) => (reasons::AVAILABLE, "every service is available".to_string()),
+        (false, _) => {
+            let waiting: Vec<String> = services
+                .iter()
+                .filter(|s| s.ready_replicas < s.replicas)
+                .map(|s| format!("{} {}/{}", s.name, s.ready_replicas, s.replicas))
+                .collect();
+            (reasons::ROLLING_OUT, format!("waiting for pods: {}", waiting.join(", ")))
+        }
+    };
+    let status = UserDeploymentStatus {
+        phase: if ready { DeploymentPhase::Ready } else { DeploymentPhase::Provisioning },
+        url: vd.url(),
+        services,
+        observed_generation: generation,
+        conditions: vec![
+            condition(p, READY, ready, ready_reason, ready_msg, generation),
+            condition(
+                p,
+                PROGRESSING,
+                !ready,
+                if ready { reasons::AVAILABLE } else { reasons::ROLLING_OUT },
+                String::new(),
+                generation,
+            ),
+            condition(p, DEGRADED, false, reasons::AS_EXPECTED, String::new(), generation),
+        ],
+        children_hash: Some(hash),
+    };
+    if status_changed(&previous, &status) {
+        patch_status(ud, ctx, &status).await?;
+    }
+    Ok(())
+}
+
+fn status_changed(a: &UserDeploymentStatus, b: &UserDeploymentStatus) -> bool {
+    a.phase != b.phase
+        || a.url != b.url
+        || a.services != b.services
+        || a.observed_generation != b.observed_generation
+        || a.children_hash != b.children_hash
+        || !same_conditions(&a.conditions, &b.conditions)
+}
+
+async fn patch_status(ud: &UserDeployment, ctx: &Context, status: &UserDeploymentStatus) -> Result<(), Error> {
+    ctx.ensure_leader()?;
+    let api: Api<UserDeployment> = Api::namespaced(ctx.client.clone(), &ud.namespace().unwrap_or_default());
+    ctx.metrics.writes.get_or_create(&Metrics::kind(KIND)).inc();
+    // The status is replaced whole (conditions are a list), so `null` clears an absent url.
+    let mut body = serde_json::to_value(status).unwrap_or_default();
+    if status.url.is_none() {
+        body["url"] = serde_json::Value::Null;
+    }
+    match api.patch_status(&ud.name_any(), &status_params(), &Patch::Merge(json!({ "status": body }))).await {
+        Ok(_) => Ok(()),
+        // Deleted meanwhile: nothing to report on.
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

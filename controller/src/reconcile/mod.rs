@@ -1,0 +1,222 @@
+//! Reconcilers: read → validate → build (pure) → apply (server-side, one field manager) → prune →
+//! write status. Only the leader writes: every write goes through [`Context`], which checks.
+
+pub mod deployment;
+pub mod sandbox;
+pub mod template;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crds::{Template, UserSandbox};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::config::Config;
+use crate::leader::Leader;
+use crate::metrics::{ErrorLabels, Metrics};
+
+/// The one field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "k8s-scheduler-controller";
+/// Finalizer that orders cleanup of a UserDeployment's children.
+pub const DEPLOYMENT_FINALIZER: &str = "k8s-scheduler.io/cleanup";
+
+/// Errors of a reconcile. Invalid specs are not errors: they are reported in status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed; retried with backoff.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// This replica is not the leader (any more); nothing was written.
+    #[error("not the leader: refusing to write")]
+    NotLeader,
+    /// The finalizer helper failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    /// Short category, used as a metric label.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            Error::Kube(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => "invalid",
+            Error::Kube(kube::Error::Api(s)) if s.code == 403 => "forbidden",
+            Error::Kube(_) => "api",
+            Error::NotLeader => "not_leader",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+/// Shared state of the reconcilers.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Configuration.
+    pub config: Config,
+    /// Whether this replica may write.
+    pub leader: Leader,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Every UserSandbox (cluster-scoped, small).
+    pub sandboxes: Store<UserSandbox>,
+    /// Every watched Template.
+    pub templates: Store<Template>,
+}
+
+impl Context {
+    /// A new context.
+    pub fn new(
+        client: Client,
+        config: Config,
+        leader: Leader,
+        metrics: Metrics,
+        sandboxes: Store<UserSandbox>,
+        templates: Store<Template>,
+    ) -> Arc<Self> {
+        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: Some(config.identity.clone()) };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Arc::new(Context { client, config, leader, metrics, recorder, sandboxes, templates })
+    }
+
+    /// Fails unless this replica may write now.
+    pub fn ensure_leader(&self) -> Result<(), Error> {
+        if self.leader.is_leader() { Ok(()) } else { Err(Error::NotLeader) }
+    }
+
+    /// Server-side applies `obj` under the one field manager (forcing ownership of our fields)
+    /// and returns the object as stored.
+    pub async fn apply<K>(&self, parent_kind: &str, obj: &K) -> Result<K, Error>
+    where
+        K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+        K::Scope: ApiScope,
+    {
+        self.ensure_leader()?;
+        let api: Api<K> = K::Scope::api(self.client.clone(), obj.namespace().as_deref());
+        self.metrics.writes.get_or_create(&Metrics::kind(parent_kind)).inc();
+        Ok(api.patch(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj)).await?)
+    }
+
+    /// Deletes the objects of kind `K` in `namespace` matching `selector` whose names are not in
+    /// `keep` (orphans). Returns how many were deleted.
+    pub async fn prune<K>(&self, parent_kind: &str, namespace: &str, selector: &str, keep: &[String]) -> Result<usize, Error>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        let list = api.list_metadata(&ListParams::default().labels(selector)).await?;
+        let mut deleted = 0;
+        for obj in list.items {
+            let name = obj.name_any();
+            if keep.contains(&name) || obj.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            self.ensure_leader()?;
+            self.metrics.writes.get_or_create(&Metrics::kind(parent_kind)).inc();
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => deleted += 1,
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Publishes a Warning event about `obj` (best effort: failures are logged).
+    pub async fn warn<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, note: String) {
+        if !self.leader.is_leader() {
+            return;
+        }
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::debug!(error = %e, "could not publish event");
+        }
+    }
+
+    /// Records a failed reconcile and chooses the retry.
+    pub fn on_error(&self, kind: &str, name: &str, error: &Error) -> Action {
+        self.metrics
+            .errors
+            .get_or_create(&ErrorLabels { kind: kind.into(), category: error.category().into() })
+            .inc();
+        match error {
+            Error::NotLeader => Action::requeue(Duration::from_secs(5)),
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => Action::requeue(Duration::from_millis(200)),
+            _ => {
+                tracing::warn!(kind, name, error = %error, category = error.category(), "reconcile failed; retrying");
+                Action::requeue(Duration::from_secs(5))
+            }
+        }
+    }
+}
+
+/// Picks `Api::namespaced` or `Api::all` by a resource's scope.
+pub trait ApiScope {
+    /// The Api of `K` for an object in `namespace`.
+    fn api<K: Resource<Scope = Self, DynamicType = ()>>(client: Client, namespace: Option<&str>) -> Api<K>
+    where
+        Self: Sized;
+}
+
+impl ApiScope for k8s_openapi::NamespaceResourceScope {
+    fn api<K: Resource<Scope = Self, DynamicType = ()>>(client: Client, namespace: Option<&str>) -> Api<K> {
+        Api::namespaced(client, namespace.unwrap_or("default"))
+    }
+}
+
+impl ApiScope for k8s_openapi::ClusterResourceScope {
+    fn api<K: Resource<Scope = Self, DynamicType = ()>>(client: Client, _namespace: Option<&str>) -> Api<K> {
+        Api::all(client)
+    }
+}
+
+/// Parameters of status writes (merge patches under our field manager).
+pub fn status_params() -> PatchParams {
+    PatchParams { field_manager: Some(FIELD_MANAGER.to_string()), ..Default::default() }
+}
+
+/// Builds a condition, keeping `lastTransitionTime` from `previous` when the status did not change.
+pub fn condition(previous: &[Condition], type_: &str, status: bool, reason: &str, message: String, generation: Option<i64>) -> Condition {
+    let status = if status { "True" } else { "False" }.to_string();
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
+    Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// Whether two condition lists say the same, ignoring transition times.
+pub fn same_conditions(a: &[Condition], b: &[Condition]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.type_ == y.type_
+                && x.status == y.status
+                && x.reason == y.reason
+                && x.message == y.message
+                && x.observed_generation == y.observed_generation
+        })
+}
