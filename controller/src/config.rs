@@ -36,6 +36,11 @@ pub struct Config {
     #[arg(long, env = "HEALTH_PROBE_ADDR", default_value = "127.0.0.1:8081")]
     pub health_probe_addr: SocketAddr,
 
+    /// Label selector of the UserSandboxes this controller manages (e.g. to shard, or to keep
+    /// test runs apart); empty = all.
+    #[arg(long, env = "SANDBOX_SELECTOR", default_value = "")]
+    pub sandbox_selector: String,
+
     /// Elect a leader through a Lease so that only one replica writes.
     #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub leader_elect: bool,

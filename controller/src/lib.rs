@@ -149,7 +149,11 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
     let ctrl_config = kube::runtime::controller::Config::default().concurrency(concurrency);
 
     let sandboxes: Api<UserSandbox> = Api::all(client.clone());
-    let sandbox_ctrl = Controller::new(sandboxes.clone(), WatcherConfig::default().any_semantic())
+    let sandbox_watch = || {
+        let c = WatcherConfig::default().any_semantic();
+        if config.sandbox_selector.is_empty() { c } else { c.labels(&config.sandbox_selector) }
+    };
+    let sandbox_ctrl = Controller::new(sandboxes.clone(), sandbox_watch())
         .with_config(ctrl_config.clone())
         .owns(Api::<k8s_openapi::api::core::v1::ResourceQuota>::all(client.clone()), managed())
         .owns(Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()), managed());
@@ -202,7 +206,7 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
                 .map(|ud| ObjectRef::from_obj(&*ud))
                 .collect::<Vec<_>>()
         })
-        .watches(sandboxes, WatcherConfig::default().any_semantic(), move |sb: UserSandbox| {
+        .watches(sandboxes, sandbox_watch(), move |sb: UserSandbox| {
             by_sandbox
                 .state()
                 .into_iter()

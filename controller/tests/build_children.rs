@@ -1,0 +1,307 @@
+//! Pure tests: children built from YAML fixtures, without a cluster. One test per template shape
+//! and one per forbidden field.
+
+use std::collections::BTreeMap;
+
+use controller::build::{self, DEPLOYMENT_LABEL};
+use controller::config::{Config, Registries};
+use controller::validate::{validate_deployment, validate_template};
+use crds::conditions::reasons;
+use crds::{Template, UserDeployment, UserSandbox};
+use k8s_openapi::api::apps::v1::Deployment;
+
+fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn deployment(yaml: &str) -> UserDeployment {
+    let mut ud: UserDeployment = serde_yaml::from_str(yaml).expect("deployment yaml");
+    ud.metadata.uid = Some("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into());
+    ud
+}
+
+fn ud_for(template: &str, extra: &str) -> UserDeployment {
+    deployment(&format!(
+        "apiVersion: k8s-scheduler.io/v1alpha1\nkind: UserDeployment\nmetadata:\n  name: my-app\n  namespace: sandbox-alice\nspec:\n  templateRef:\n    name: {template}\n{extra}"
+    ))
+}
+
+fn container(d: &Deployment) -> &k8s_openapi::api::core::v1::Container {
+    &d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+}
+
+fn env_of(d: &Deployment) -> BTreeMap<String, String> {
+    container(d)
+        .env
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.name, e.value.unwrap_or_default()))
+        .collect()
+}
+
+fn assert_restricted(d: &Deployment) {
+    let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert!(pod.service_account_name.is_none(), "tenants never choose a service account");
+    assert!(pod.host_network.is_none() && pod.host_pid.is_none() && pod.host_ipc.is_none());
+    let sc = container(d).security_context.as_ref().expect("container security context");
+    assert_eq!(sc.run_as_non_root, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.privileged, Some(false));
+    assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+    assert!(sc.capabilities.as_ref().unwrap().add.is_none());
+    assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    for c in &pod.containers {
+        assert!(c.ports.iter().flatten().all(|p| p.host_port.is_none()), "no host ports");
+    }
+}
+
+#[test]
+fn single_public_service() {
+    let t: Template = fixture("template-web.yaml");
+    let config = Config::for_tests();
+    assert!(validate_template(&t.spec, &config).is_empty());
+    let ud = ud_for("web", "  parameters:\n    GREETING: hi\n");
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).expect("valid");
+    assert_eq!(vd.url().as_deref(), Some("https://alice-my-app.example.com"));
+    let c = build::deployment::build(&vd, &config);
+    assert_eq!(c.deployments.len(), 1);
+    assert_eq!(c.services.len(), 1);
+    assert!(c.config_maps.is_empty());
+    assert!(c.external_secret.is_none());
+    let d = &c.deployments[0];
+    assert_eq!(d.metadata.name.as_deref(), Some("my-app-web"));
+    assert_restricted(d);
+    assert_eq!(env_of(d).get("GREETING").map(String::as_str), Some("hi"));
+    let res = container(d).resources.as_ref().unwrap();
+    assert_eq!(res.requests.as_ref().unwrap()["cpu"].0, "100m");
+    assert_eq!(res.limits.as_ref().unwrap()["memory"].0, "256Mi");
+    assert_eq!(container(d).readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
+    let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("UserDeployment", "my-app", Some(true)));
+    assert_eq!(d.metadata.labels.as_ref().unwrap()[DEPLOYMENT_LABEL], "my-app");
+
+    let svc = &c.services[0];
+    assert_eq!(svc.spec.as_ref().unwrap().type_.as_deref(), Some("ClusterIP"));
+    let ing = c.ingress.as_ref().expect("public app has an ingress");
+    let spec = ing.spec.as_ref().unwrap();
+    assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+    assert_eq!(spec.rules.as_ref().unwrap()[0].host.as_deref(), Some("alice-my-app.example.com"));
+    assert_eq!(spec.tls.as_ref().unwrap()[0].hosts.as_deref(), Some(&["alice-my-app.example.com".to_string()][..]));
+    assert!(ing.metadata.annotations.is_none(), "no issuer configured, no annotation");
+    let np = c.network_policy.as_ref().expect("network policy");
+    let from = &np.spec.as_ref().unwrap().ingress.as_ref().unwrap()[0].from.as_ref().unwrap();
+    assert_eq!(from.len(), 2, "own sandbox + ingress controller");
+}
+
+#[test]
+fn two_services_with_parameters_and_secrets() {
+    let t: Template = fixture("template-two-service.yaml");
+    let mut config = Config::for_tests();
+    config.cluster_secret_store = "vault-backend".into();
+    let ud = ud_for("blog", "  parameters:\n    SITE_TITLE: My blog\n  secretRefs: [DB_PASSWORD]\n");
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).expect("valid");
+    let c = build::deployment::build(&vd, &config);
+    assert_eq!(c.deployments.len(), 2);
+    assert_eq!(c.services.len(), 2);
+    let web = &c.deployments[0];
+    let env = env_of(web);
+    assert_eq!(env["SITE_TITLE"], "My blog");
+    assert_eq!(env["LOG_LEVEL"], "info", "template default");
+    assert_eq!(env["WORKERS"], "2");
+    assert_eq!(env["DB_HOST"], "blog-db", "fixed service env");
+    assert!(!env.contains_key("DB_PASSWORD"), "secret values never in the spec");
+    let env_from = container(web).env_from.as_ref().unwrap();
+    assert_eq!(env_from[0].secret_ref.as_ref().unwrap().name, "my-app-secrets");
+    for d in &c.deployments {
+        assert_restricted(d);
+    }
+    let es = c.external_secret.as_ref().expect("external secret with a store");
+    assert_eq!(es.data["spec"]["secretStoreRef"]["name"], "vault-backend");
+    assert_eq!(es.data["spec"]["secretStoreRef"]["kind"], "ClusterSecretStore");
+    assert_eq!(es.data["spec"]["target"]["name"], "my-app-secrets");
+    assert_eq!(es.data["spec"]["data"][0]["remoteRef"]["key"], "users/alice/deployments/my-app/DB_PASSWORD");
+    let ing = c.ingress.as_ref().unwrap().spec.clone().unwrap();
+    let backend = ing.rules.unwrap()[0].http.clone().unwrap().paths[0].backend.service.clone().unwrap();
+    assert_eq!(backend.name, "my-app-web");
+    assert_eq!(backend.port.unwrap().number, Some(3000));
+}
+
+#[test]
+fn config_files_become_a_configmap_and_roll_pods_when_changed() {
+    let t: Template = fixture("template-config-files.yaml");
+    let config = Config::for_tests();
+    let ud = ud_for("proxy", "");
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).expect("valid");
+    let c = build::deployment::build(&vd, &config);
+    assert_eq!(c.config_maps.len(), 1);
+    let cm = &c.config_maps[0];
+    assert_eq!(cm.metadata.name.as_deref(), Some("my-app-proxy-config"));
+    assert_eq!(cm.data.as_ref().unwrap()["file-1"], "gzip on;");
+    let d = &c.deployments[0];
+    let mounts = container(d).volume_mounts.as_ref().unwrap();
+    assert_eq!(mounts[0].mount_path, "/etc/proxy/proxy.conf");
+    assert_eq!(mounts[0].read_only, Some(true));
+    let hash = |d: &Deployment| {
+        d.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()
+            [build::CONFIG_HASH_ANNOTATION]
+            .clone()
+    };
+    let mut t2 = t.clone();
+    t2.spec.services[0].config_files[1].content = "gzip off;".into();
+    let vd2 = validate_deployment(&ud, Some(&t2.spec), "alice", &config).unwrap();
+    let d2 = &build::deployment::build(&vd2, &config).deployments[0];
+    assert_ne!(hash(d), hash(d2), "a config change changes the pod template");
+}
+
+#[test]
+fn internal_app_has_no_ingress_and_only_sandbox_traffic() {
+    let t: Template = fixture("template-internal-worker.yaml");
+    let mut config = Config::for_tests();
+    let ud = ud_for("worker", "  visibility: internal\n  replicas: 3\n");
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).unwrap();
+    assert_eq!(vd.url(), None);
+    let c = build::deployment::build(&vd, &config);
+    assert!(c.ingress.is_none());
+    assert_eq!(c.deployments[0].spec.as_ref().unwrap().replicas, Some(3));
+    let np = c.network_policy.as_ref().unwrap();
+    assert_eq!(np.spec.as_ref().unwrap().ingress.as_ref().unwrap()[0].from.as_ref().unwrap().len(), 1);
+    config.disable_network_policies = true;
+    assert!(build::deployment::build(&vd, &config).network_policy.is_none());
+}
+
+#[test]
+fn suspended_scales_to_zero_and_image_override_applies() {
+    let t: Template = fixture("template-web.yaml");
+    let config = Config::for_tests();
+    let ud = ud_for("web", "  suspend: true\n  imageOverrides:\n    web: ghcr.io/example/web:1.1\n");
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).unwrap();
+    let d = &build::deployment::build(&vd, &config).deployments[0];
+    assert_eq!(d.spec.as_ref().unwrap().replicas, Some(0));
+    assert_eq!(container(d).image.as_deref(), Some("ghcr.io/example/web:1.1"));
+}
+
+#[test]
+fn sandbox_children_from_plan() {
+    let sb: UserSandbox = fixture("sandbox-alice.yaml");
+    let mut config = Config::for_tests();
+    let c = build::sandbox::build(&sb, &config);
+    let labels = c.namespace.metadata.labels.clone().unwrap();
+    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
+    assert_eq!(labels["pod-security.kubernetes.io/enforce-version"], build::sandbox::POD_SECURITY_VERSION);
+    let hard = c.quota.spec.clone().unwrap().hard.unwrap();
+    assert_eq!(hard["requests.cpu"].0, "8", "business plan");
+    assert_eq!(hard["services.nodeports"].0, "0");
+    assert_eq!(hard["services.loadbalancers"].0, "0");
+    assert_eq!(hard["count/userdeployments.k8s-scheduler.io"].0, "20");
+    assert_eq!(c.network_policies.len(), 4);
+    assert_eq!(c.service_account.automount_service_account_token, Some(false));
+    config.disable_network_policies = true;
+    assert!(build::sandbox::build(&sb, &config).network_policies.is_empty());
+}
+
+#[test]
+fn missing_required_parameters_are_reported() {
+    let t: Template = fixture("template-two-service.yaml");
+    let config = Config::for_tests();
+    let err = validate_deployment(&ud_for("blog", "  secretRefs: [DB_PASSWORD]\n"), Some(&t.spec), "alice", &config)
+        .unwrap_err();
+    assert_eq!(err.reason, reasons::MISSING_PARAMETER);
+    assert!(err.message.contains("SITE_TITLE"), "{}", err.message);
+    let err =
+        validate_deployment(&ud_for("blog", "  parameters:\n    SITE_TITLE: x\n"), Some(&t.spec), "alice", &config)
+            .unwrap_err();
+    assert_eq!(err.reason, reasons::MISSING_PARAMETER);
+    assert!(err.message.contains("DB_PASSWORD"), "{}", err.message);
+}
+
+#[test]
+fn bad_parameter_values_are_rejected() {
+    let t: Template = fixture("template-two-service.yaml");
+    let config = Config::for_tests();
+    for (extra, needle) in [
+        ("  parameters:\n    SITE_TITLE: x\n    LOG_LEVEL: loud\n  secretRefs: [DB_PASSWORD]\n", "LOG_LEVEL"),
+        ("  parameters:\n    SITE_TITLE: x\n    WORKERS: many\n  secretRefs: [DB_PASSWORD]\n", "not a number"),
+        ("  parameters:\n    SITE_TITLE: x\n    DB_PASSWORD: hunter2\n", "secret"),
+        ("  parameters:\n    SITE_TITLE: x\n    NOPE: y\n  secretRefs: [DB_PASSWORD]\n", "no parameter \"NOPE\""),
+        ("  parameters:\n    SITE_TITLE: x\n  secretRefs: [DB_PASSWORD]\n  imageOverrides:\n    cache: redis\n", "imageOverrides"),
+    ] {
+        let err = validate_deployment(&ud_for("blog", extra), Some(&t.spec), "alice", &config).unwrap_err();
+        assert_eq!(err.reason, reasons::INVALID_SPEC, "{extra}");
+        assert!(err.message.contains(needle), "{needle}: {}", err.message);
+        assert!(!err.message.contains("hunter2"), "secret values never appear in messages");
+    }
+}
+
+#[test]
+fn registry_allow_list() {
+    let t: Template = fixture("template-two-service.yaml");
+    let mut config = Config::for_tests();
+    config.allowed_registries = Registries(vec!["ghcr.io".into()]);
+    let problems = validate_template(&t.spec, &config);
+    assert!(problems.iter().any(|p| p.contains("docker.io") && p.contains("services[1].image")), "{problems:?}");
+    let err = validate_deployment(
+        &ud_for("blog", "  parameters:\n    SITE_TITLE: x\n  secretRefs: [DB_PASSWORD]\n"),
+        Some(&t.spec),
+        "alice",
+        &config,
+    )
+    .unwrap_err();
+    assert_eq!(err.reason, reasons::TEMPLATE_INVALID);
+    // Inline services: the image override is checked too.
+    let inline = deployment(
+        "apiVersion: k8s-scheduler.io/v1alpha1\nkind: UserDeployment\nmetadata: {name: x, namespace: sandbox-alice}\nspec:\n  services:\n  - {name: web, image: quay.io/x/y:1, port: 80}\n",
+    );
+    let err = validate_deployment(&inline, None, "alice", &config).unwrap_err();
+    assert_eq!(err.reason, reasons::REGISTRY_NOT_ALLOWED);
+    assert!(err.message.contains("quay.io"), "{}", err.message);
+}
+
+#[test]
+fn host_label_must_fit() {
+    let t: Template = fixture("template-web.yaml");
+    let config = Config::for_tests();
+    let long_user = "u".repeat(60);
+    let err = validate_deployment(&ud_for("web", ""), Some(&t.spec), &long_user, &config).unwrap_err();
+    assert_eq!(err.reason, reasons::INVALID_SPEC);
+    assert!(err.message.contains("63"), "{}", err.message);
+}
+
+/// Every field a tenant must not set is unknown to the schema: parsing fails and names it (the
+/// apiserver's strict field validation does the same for `kubectl apply`).
+#[test]
+fn forbidden_fields_are_refused_by_name() {
+    let base = |svc_extra: &str, spec_extra: &str| {
+        format!(
+            "apiVersion: k8s-scheduler.io/v1alpha1\nkind: UserDeployment\nmetadata: {{name: x, namespace: sandbox-alice}}\nspec:\n{spec_extra}  services:\n  - name: web\n    image: ghcr.io/x/y:1\n    port: 80\n{svc_extra}"
+        )
+    };
+    let cases = [
+        ("    privileged: true\n", "", "privileged"),
+        ("    securityContext: {runAsUser: 0}\n", "", "securityContext"),
+        ("    allowPrivilegeEscalation: true\n", "", "allowPrivilegeEscalation"),
+        ("    capabilities: {add: [NET_ADMIN]}\n", "", "capabilities"),
+        ("    hostNetwork: true\n", "", "hostNetwork"),
+        ("    hostPID: true\n", "", "hostPID"),
+        ("    hostIPC: true\n", "", "hostIPC"),
+        ("    hostPath: /var/run/docker.sock\n", "", "hostPath"),
+        ("    hostPort: 80\n", "", "hostPort"),
+        ("    volumes: [{name: root, hostPath: {path: /}}]\n", "", "volumes"),
+        ("", "  serviceAccountName: admin\n", "serviceAccountName"),
+        ("    serviceType: NodePort\n", "", "serviceType"),
+        ("", "  serviceType: LoadBalancer\n", "serviceType"),
+        ("", "  externalName: evil.example.com\n", "externalName"),
+        ("", "  ingressAnnotations: {nginx.ingress.kubernetes.io/server-snippet: x}\n", "ingressAnnotations"),
+        ("", "  host: bank.example.com\n", "host"),
+    ];
+    for (svc_extra, spec_extra, field) in cases {
+        let yaml = base(svc_extra, spec_extra);
+        let err = serde_yaml::from_str::<UserDeployment>(&yaml).expect_err(field).to_string();
+        assert!(err.contains(&format!("unknown field `{field}`")), "{field}: {err}");
+    }
+    // The same document without the forbidden field parses.
+    serde_yaml::from_str::<UserDeployment>(&base("", "")).expect("base document is valid");
+}
