@@ -142,7 +142,9 @@ fn parse_domain(s: &str) -> Result<String, String> {
         return Err("must not be empty; set it to the base domain of app hosts, e.g. example.com".into());
     }
     if s.len() > 253 - 64 {
-        return Err(format!("{s:?} is too long: hosts <user-id>-<app>.{s} must fit in 253 characters"));
+        return Err(format!(
+            "{s:?} is too long: hosts <user-id>-<app>.{s} must fit in 253 characters"
+        ));
     }
     if let Some(bad) = s.split('.').find(|l| !crds::is_dns_label(l, 63)) {
         return Err(format!("{s:?} is not a domain name: label {bad:?} is not a DNS label"));
@@ -163,9 +165,16 @@ fn parse_optional_name(s: &str) -> Result<String, String> {
 }
 
 fn parse_registries(s: &str) -> Result<Registries, String> {
-    let list: Vec<String> = s.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_string).collect();
+    let list: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect();
     if let Some(bad) = list.iter().find(|r| r.contains('/') || r.contains(' ')) {
-        return Err(format!("{bad:?} is not a registry host (e.g. ghcr.io or registry.example.com:5000)"));
+        return Err(format!(
+            "{bad:?} is not a registry host (e.g. ghcr.io or registry.example.com:5000)"
+        ));
     }
     Ok(Registries(list))
 }
@@ -184,9 +193,21 @@ mod tests {
     fn invalid_values_name_the_problem() {
         let err = parse(&["--deployment-domain", "bad_domain!"]).unwrap_err();
         assert!(err.contains("not a DNS label"), "{err}");
-        let err = parse(&["--deployment-domain", "example.com", "--disable-network-policies", "maybe"]).unwrap_err();
+        let err = parse(&[
+            "--deployment-domain",
+            "example.com",
+            "--disable-network-policies",
+            "maybe",
+        ])
+        .unwrap_err();
         assert!(err.contains("not a boolean"), "{err}");
-        let err = parse(&["--deployment-domain", "example.com", "--allowed-registries", "ghcr.io/x"]).unwrap_err();
+        let err = parse(&[
+            "--deployment-domain",
+            "example.com",
+            "--allowed-registries",
+            "ghcr.io/x",
+        ])
+        .unwrap_err();
         assert!(err.contains("not a registry host"), "{err}");
     }
 

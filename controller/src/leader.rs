@@ -130,7 +130,10 @@ pub async fn acquire(client: Client, election: Election) -> Leader {
             lost,
         }),
     };
-    let mut observed = Observed { record: None, since: Instant::now() };
+    let mut observed = Observed {
+        record: None,
+        since: Instant::now(),
+    };
     let mut waiting_logged = false;
     loop {
         match try_acquire_or_renew(&api, &election, &mut observed).await {
@@ -179,7 +182,10 @@ async fn try_acquire_or_renew(api: &Api<Lease>, e: &Election, observed: &mut Obs
     let duration_secs = i32::try_from(e.lease_duration.as_secs()).unwrap_or(i32::MAX);
     let Some(mut lease) = api.get_opt(&e.name).await? else {
         let lease = Lease {
-            metadata: ObjectMeta { name: Some(e.name.clone()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(e.name.clone()),
+                ..Default::default()
+            },
             spec: Some(LeaseSpec {
                 holder_identity: Some(e.identity.clone()),
                 lease_duration_seconds: Some(duration_secs),
@@ -203,7 +209,8 @@ async fn try_acquire_or_renew(api: &Api<Lease>, e: &Election, observed: &mut Obs
         observed.since = Instant::now();
     }
     let ours = holder == e.identity;
-    let held_for = Duration::from_secs(u64::try_from(spec.lease_duration_seconds.unwrap_or(duration_secs)).unwrap_or(0));
+    let held_for =
+        Duration::from_secs(u64::try_from(spec.lease_duration_seconds.unwrap_or(duration_secs)).unwrap_or(0));
     let expired = holder.is_empty() || observed.since.elapsed() >= held_for;
     if !ours && !expired {
         return Ok(false);

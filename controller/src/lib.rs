@@ -15,10 +15,10 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Config as WatcherConfig;
-use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
@@ -33,7 +33,9 @@ pub fn init_tracing() {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::io::stderr().is_terminal() {
         builder.init();
     } else {
@@ -85,7 +87,12 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
 
     let metrics = Metrics::default();
     let ready = Readiness::default();
-    let server = tokio::spawn(metrics::serve(metrics.clone(), config.metrics_addr, config.health_probe_addr, ready.clone()));
+    let server = tokio::spawn(metrics::serve(
+        metrics.clone(),
+        config.metrics_addr,
+        config.health_probe_addr,
+        ready.clone(),
+    ));
     // A standby is healthy and ready: it is waiting for the lease.
     ready.set();
 
@@ -139,7 +146,11 @@ fn namespaced_api<K>(client: &Client, watch_namespace: &str) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
 {
-    if watch_namespace.is_empty() { Api::all(client.clone()) } else { Api::namespaced(client.clone(), watch_namespace) }
+    if watch_namespace.is_empty() {
+        Api::all(client.clone())
+    } else {
+        Api::namespaced(client.clone(), watch_namespace)
+    }
 }
 
 /// Runs the three controllers (the caller holds the lease).
@@ -151,12 +162,22 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
     let sandboxes: Api<UserSandbox> = Api::all(client.clone());
     let sandbox_watch = || {
         let c = WatcherConfig::default().any_semantic();
-        if config.sandbox_selector.is_empty() { c } else { c.labels(&config.sandbox_selector) }
+        if config.sandbox_selector.is_empty() {
+            c
+        } else {
+            c.labels(&config.sandbox_selector)
+        }
     };
     let sandbox_ctrl = Controller::new(sandboxes.clone(), sandbox_watch())
         .with_config(ctrl_config.clone())
-        .owns(Api::<k8s_openapi::api::core::v1::ResourceQuota>::all(client.clone()), managed())
-        .owns(Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()), managed());
+        .owns(
+            Api::<k8s_openapi::api::core::v1::ResourceQuota>::all(client.clone()),
+            managed(),
+        )
+        .owns(
+            Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()),
+            managed(),
+        );
     let sandbox_store = sandbox_ctrl.store();
 
     let templates: Api<Template> = namespaced_api(&client, &wns);
@@ -164,7 +185,14 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
         Controller::new(templates.clone(), WatcherConfig::default().any_semantic()).with_config(ctrl_config.clone());
     let template_store = template_ctrl.store();
 
-    let ctx = Context::new(client.clone(), config.clone(), leader, metrics.clone(), sandbox_store.clone(), template_store);
+    let ctx = Context::new(
+        client.clone(),
+        config.clone(),
+        leader,
+        metrics.clone(),
+        sandbox_store.clone(),
+        template_store,
+    );
 
     // UserDeployments: cached without managedFields, to keep memory low at scale.
     let uds: Api<UserDeployment> = namespaced_api(&client, &wns);
@@ -173,7 +201,8 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
         .default_backoff()
         .modify(|ud: &mut UserDeployment| {
             ud.managed_fields_mut().clear();
-            ud.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
+            ud.annotations_mut()
+                .remove("kubectl.kubernetes.io/last-applied-configuration");
         })
         .reflect(ud_writer)
         .touched_objects();
@@ -183,29 +212,47 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
     let by_sandbox = ud_store.clone();
     let ud_ctrl = Controller::for_stream(ud_stream, ud_store.clone())
         .with_config(ctrl_config)
-        .owns_stream(watcher(namespaced_api::<PartialObjectMeta<Deployment>>(&client, &wns), managed()).touched_objects())
+        .owns_stream(
+            watcher(
+                namespaced_api::<PartialObjectMeta<Deployment>>(&client, &wns),
+                managed(),
+            )
+            .touched_objects(),
+        )
         .owns_stream(watcher(namespaced_api::<PartialObjectMeta<Service>>(&client, &wns), managed()).touched_objects())
         .owns_stream(watcher(namespaced_api::<PartialObjectMeta<Ingress>>(&client, &wns), managed()).touched_objects())
-        .owns_stream(watcher(namespaced_api::<PartialObjectMeta<ConfigMap>>(&client, &wns), managed()).touched_objects())
-        .owns_stream(watcher(namespaced_api::<PartialObjectMeta<NetworkPolicy>>(&client, &wns), managed()).touched_objects())
-        .watches(templates, WatcherConfig::default().any_semantic(), move |t: Template| {
-            let tns = t.namespace().unwrap_or_default();
-            let name = t.name_any();
-            by_template
-                .state()
-                .into_iter()
-                .filter(|ud| {
-                    ud.spec.template_ref.as_ref().is_some_and(|r| {
-                        r.name == name
-                            && match &r.namespace {
-                                Some(ns) => *ns == tns,
-                                None => ud.namespace().as_deref() == Some(tns.as_str()) || tns == platform_ns,
-                            }
+        .owns_stream(
+            watcher(namespaced_api::<PartialObjectMeta<ConfigMap>>(&client, &wns), managed()).touched_objects(),
+        )
+        .owns_stream(
+            watcher(
+                namespaced_api::<PartialObjectMeta<NetworkPolicy>>(&client, &wns),
+                managed(),
+            )
+            .touched_objects(),
+        )
+        .watches(
+            templates,
+            WatcherConfig::default().any_semantic(),
+            move |t: Template| {
+                let tns = t.namespace().unwrap_or_default();
+                let name = t.name_any();
+                by_template
+                    .state()
+                    .into_iter()
+                    .filter(|ud| {
+                        ud.spec.template_ref.as_ref().is_some_and(|r| {
+                            r.name == name
+                                && match &r.namespace {
+                                    Some(ns) => *ns == tns,
+                                    None => ud.namespace().as_deref() == Some(tns.as_str()) || tns == platform_ns,
+                                }
+                        })
                     })
-                })
-                .map(|ud| ObjectRef::from_obj(&*ud))
-                .collect::<Vec<_>>()
-        })
+                    .map(|ud| ObjectRef::from_obj(&*ud))
+                    .collect::<Vec<_>>()
+            },
+        )
         .watches(sandboxes, sandbox_watch(), move |sb: UserSandbox| {
             by_sandbox
                 .state()
@@ -220,9 +267,18 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
         let (s, t, d) = (sandbox_store.clone(), ctx.templates.clone(), ud_store.clone());
         async move {
             loop {
-                metrics.managed.get_or_create(&Metrics::kind("UserSandbox")).set(s.len() as i64);
-                metrics.managed.get_or_create(&Metrics::kind("Template")).set(t.len() as i64);
-                metrics.managed.get_or_create(&Metrics::kind("UserDeployment")).set(d.len() as i64);
+                metrics
+                    .managed
+                    .get_or_create(&Metrics::kind("UserSandbox"))
+                    .set(s.len() as i64);
+                metrics
+                    .managed
+                    .get_or_create(&Metrics::kind("Template"))
+                    .set(t.len() as i64);
+                metrics
+                    .managed
+                    .get_or_create(&Metrics::kind("UserDeployment"))
+                    .set(d.len() as i64);
                 tokio::time::sleep(std::time::Duration::from_secs(5)).await;
             }
         }
@@ -257,5 +313,7 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
 }
 
 fn managed() -> WatcherConfig {
-    WatcherConfig::default().labels(&format!("{MANAGED_BY}={MANAGER}")).any_semantic()
+    WatcherConfig::default()
+        .labels(&format!("{MANAGED_BY}={MANAGER}"))
+        .any_semantic()
 }

@@ -67,7 +67,15 @@ impl Default for Metrics {
         registry.register("managed_objects", "Objects in the watch caches", managed.clone());
         registry.register("api_writes", "Writes sent to the Kubernetes API", writes.clone());
         registry.register("leader", "1 while this replica is the leader", leader.clone());
-        Metrics { reconciles, duration, errors, managed, writes, leader, registry: Arc::new(registry) }
+        Metrics {
+            reconciles,
+            duration,
+            errors,
+            managed,
+            writes,
+            leader,
+            registry: Arc::new(registry),
+        }
     }
 }
 
@@ -99,8 +107,15 @@ impl Readiness {
 }
 
 /// Serves `/metrics` on one address and `/healthz`, `/readyz` on another.
-pub async fn serve(metrics: Metrics, metrics_addr: SocketAddr, probe_addr: SocketAddr, ready: Readiness) -> anyhow::Result<()> {
-    let metrics_app = Router::new().route("/metrics", get(metrics_handler)).with_state(metrics);
+pub async fn serve(
+    metrics: Metrics,
+    metrics_addr: SocketAddr,
+    probe_addr: SocketAddr,
+    ready: Readiness,
+) -> anyhow::Result<()> {
+    let metrics_app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .with_state(metrics);
     let probe_app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -117,7 +132,13 @@ pub async fn serve(metrics: Metrics, metrics_addr: SocketAddr, probe_addr: Socke
 }
 
 async fn metrics_handler(State(m): State<Metrics>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.encode())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
 }
 
 async fn readyz(State(r): State<Readiness>) -> impl IntoResponse {

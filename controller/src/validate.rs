@@ -22,7 +22,10 @@ pub struct Invalid {
 
 impl Invalid {
     fn new(reason: &'static str, message: impl Into<String>) -> Self {
-        Invalid { reason, message: message.into() }
+        Invalid {
+            reason,
+            message: message.into(),
+        }
     }
 }
 
@@ -73,7 +76,8 @@ impl ValidatedDeployment {
 pub fn is_env_name(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with(|c: char| c.is_ascii_digit())
-        && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// Checks a template; returns every reason it is not valid (empty when it is).
@@ -92,9 +96,12 @@ pub fn validate_template(spec: &TemplateSpec, config: &Config) -> Vec<String> {
     if let Some(ing) = &spec.ingress {
         match spec.services.iter().find(|s| s.name == ing.service) {
             None => reasons.push(format!("ingress.service: {:?} is not one of the services", ing.service)),
-            Some(s) if ing.port.is_some_and(|p| p != s.port) => {
-                reasons.push(format!("ingress.port: service {:?} listens on {}, not {}", s.name, s.port, ing.port.unwrap_or_default()))
-            }
+            Some(s) if ing.port.is_some_and(|p| p != s.port) => reasons.push(format!(
+                "ingress.port: service {:?} listens on {}, not {}",
+                s.name,
+                s.port,
+                ing.port.unwrap_or_default()
+            )),
             Some(_) => {}
         }
     }
@@ -102,13 +109,19 @@ pub fn validate_template(spec: &TemplateSpec, config: &Config) -> Vec<String> {
     for (i, p) in spec.parameters.iter().enumerate() {
         let at = format!("parameters[{i}]");
         if !is_env_name(&p.name) {
-            reasons.push(format!("{at}.name: {:?} is not an environment variable name like DATABASE_URL", p.name));
+            reasons.push(format!(
+                "{at}.name: {:?} is not an environment variable name like DATABASE_URL",
+                p.name
+            ));
         }
         if !params.insert(p.name.as_str()) {
             reasons.push(format!("{at}.name: duplicate parameter {:?}", p.name));
         }
         if p.secret && p.default.is_some() {
-            reasons.push(format!("{at}.default: secret parameter {} cannot have a default", p.name));
+            reasons.push(format!(
+                "{at}.default: secret parameter {} cannot have a default",
+                p.name
+            ));
         }
         if p.type_ == ParameterType::Enum && p.enum_values.as_ref().is_none_or(|v| v.is_empty()) {
             reasons.push(format!("{at}.enum: type enum needs a list of values"));
@@ -130,7 +143,10 @@ pub fn validate_template(spec: &TemplateSpec, config: &Config) -> Vec<String> {
 fn check_service(at: &str, s: &ServiceSpec, config: &Config) -> Vec<String> {
     let mut reasons = Vec::new();
     if !crds::is_dns_label(&s.name, 20) {
-        reasons.push(format!("{at}.name: {:?} is not a DNS label of at most 20 characters", s.name));
+        reasons.push(format!(
+            "{at}.name: {:?} is not a DNS label of at most 20 characters",
+            s.name
+        ));
     }
     if s.image.is_empty() || s.image.contains(char::is_whitespace) {
         reasons.push(format!("{at}.image: {:?} is not an image reference", s.image));
@@ -160,7 +176,10 @@ fn check_value(p: &TemplateParameter, v: &str) -> Result<(), String> {
         ParameterType::Number if v.parse::<f64>().is_err() => return Err(format!("{v:?} is not a number")),
         ParameterType::Boolean if v != "true" && v != "false" => return Err(format!("{v:?} is not true or false")),
         ParameterType::Enum if !p.enum_values.as_ref().is_some_and(|e| e.iter().any(|x| x == v)) => {
-            return Err(format!("{v:?} is not one of {:?}", p.enum_values.clone().unwrap_or_default()));
+            return Err(format!(
+                "{v:?} is not one of {:?}",
+                p.enum_values.clone().unwrap_or_default()
+            ));
         }
         _ => {}
     }
@@ -197,12 +216,20 @@ pub fn validate_deployment(
         (Some(t), _) => {
             let problems = validate_template(t, config);
             if !problems.is_empty() {
-                return Err(Invalid::new(reasons::TEMPLATE_INVALID, format!("the template is not valid: {}", problems.join("; "))));
+                return Err(Invalid::new(
+                    reasons::TEMPLATE_INVALID,
+                    format!("the template is not valid: {}", problems.join("; ")),
+                ));
             }
             (&t.services, &t.parameters)
         }
         (None, Some(inline)) if !inline.is_empty() => (inline.as_slice(), &[]),
-        (None, _) => return Err(Invalid::new(reasons::INVALID_SPEC, "set exactly one of templateRef and services")),
+        (None, _) => {
+            return Err(Invalid::new(
+                reasons::INVALID_SPEC,
+                "set exactly one of templateRef and services",
+            ));
+        }
     };
 
     // Inline services get the same checks as a template's.
@@ -221,13 +248,19 @@ pub fn validate_deployment(
             return Err(Invalid::new(reasons::REGISTRY_NOT_ALLOWED, format!("spec.{first}")));
         }
         if !problems.is_empty() {
-            return Err(Invalid::new(reasons::INVALID_SPEC, format!("spec.{}", problems.join("; spec."))));
+            return Err(Invalid::new(
+                reasons::INVALID_SPEC,
+                format!("spec.{}", problems.join("; spec.")),
+            ));
         }
     }
 
     for svc in spec.image_overrides.keys() {
         if !services.iter().any(|s| &s.name == svc) {
-            return Err(Invalid::new(reasons::INVALID_SPEC, format!("spec.imageOverrides: {svc:?} is not a service of this app")));
+            return Err(Invalid::new(
+                reasons::INVALID_SPEC,
+                format!("spec.imageOverrides: {svc:?} is not a service of this app"),
+            ));
         }
     }
 
@@ -238,7 +271,10 @@ pub fn validate_deployment(
             s.image = image.clone();
         }
         if s.image.is_empty() || s.image.contains(char::is_whitespace) {
-            return Err(Invalid::new(reasons::INVALID_SPEC, format!("image of service {:?} is not an image reference", s.name)));
+            return Err(Invalid::new(
+                reasons::INVALID_SPEC,
+                format!("image of service {:?} is not an image reference", s.name),
+            ));
         }
         if !config.allowed_registries.allows(&s.image) {
             return Err(Invalid::new(
@@ -252,7 +288,11 @@ pub fn validate_deployment(
                 ),
             ));
         }
-        let replicas = if spec.suspend { 0 } else { spec.replicas.or(s.replicas).unwrap_or(1) };
+        let replicas = if spec.suspend {
+            0
+        } else {
+            spec.replicas.or(s.replicas).unwrap_or(1)
+        };
         resolved.push(ResolvedService { spec: s, replicas });
     }
 
@@ -260,10 +300,16 @@ pub fn validate_deployment(
     let mut secret_keys: BTreeSet<String> = spec.secret_refs.iter().cloned().collect();
     for (k, _) in spec.parameters.iter() {
         if !is_env_name(k) {
-            return Err(Invalid::new(reasons::INVALID_SPEC, format!("spec.parameters: {k:?} is not an environment variable name")));
+            return Err(Invalid::new(
+                reasons::INVALID_SPEC,
+                format!("spec.parameters: {k:?} is not an environment variable name"),
+            ));
         }
         if template.is_some() && !parameters.iter().any(|p| &p.name == k) {
-            return Err(Invalid::new(reasons::INVALID_SPEC, format!("spec.parameters: the template has no parameter {k:?}")));
+            return Err(Invalid::new(
+                reasons::INVALID_SPEC,
+                format!("spec.parameters: the template has no parameter {k:?}"),
+            ));
         }
     }
     if template.is_none() {
@@ -275,7 +321,10 @@ pub fn validate_deployment(
             if given.is_some() {
                 return Err(Invalid::new(
                     reasons::INVALID_SPEC,
-                    format!("spec.parameters.{}: this parameter is secret; store its value as a secret and list {} in secretRefs", p.name, p.name),
+                    format!(
+                        "spec.parameters.{}: this parameter is secret; store its value as a secret and list {} in secretRefs",
+                        p.name, p.name
+                    ),
                 ));
             }
             if secret_keys.contains(&p.name) {
@@ -284,32 +333,51 @@ pub fn validate_deployment(
             if p.required {
                 return Err(Invalid::new(
                     reasons::MISSING_PARAMETER,
-                    format!("secret parameter {} is required: store it as a secret and list it in spec.secretRefs", p.name),
+                    format!(
+                        "secret parameter {} is required: store it as a secret and list it in spec.secretRefs",
+                        p.name
+                    ),
                 ));
             }
             continue;
         }
         match given.or(p.default.as_ref()) {
             Some(v) => {
-                check_value(p, v).map_err(|e| Invalid::new(reasons::INVALID_SPEC, format!("spec.parameters.{}: {e}", p.name)))?;
+                check_value(p, v)
+                    .map_err(|e| Invalid::new(reasons::INVALID_SPEC, format!("spec.parameters.{}: {e}", p.name)))?;
                 env.insert(p.name.clone(), v.clone());
             }
             None if p.required => {
-                return Err(Invalid::new(reasons::MISSING_PARAMETER, format!("parameter {} is required and has no value", p.name)));
+                return Err(Invalid::new(
+                    reasons::MISSING_PARAMETER,
+                    format!("parameter {} is required and has no value", p.name),
+                ));
             }
             None => {}
         }
     }
     // Secret parameters are only read from the Secret; a reference that is not one still counts.
-    secret_keys.extend(parameters.iter().filter(|p| p.secret && spec.secret_refs.contains(&p.name)).map(|p| p.name.clone()));
+    secret_keys.extend(
+        parameters
+            .iter()
+            .filter(|p| p.secret && spec.secret_refs.contains(&p.name))
+            .map(|p| p.name.clone()),
+    );
 
     let ingress = match (spec.visibility, template.and_then(|t| t.ingress.as_ref())) {
         (Visibility::Public, Some(ing)) => {
-            let port = ing.port.or_else(|| resolved.iter().find(|s| s.spec.name == ing.service).map(|s| s.spec.port));
+            let port = ing.port.or_else(|| {
+                resolved
+                    .iter()
+                    .find(|s| s.spec.name == ing.service)
+                    .map(|s| s.spec.port)
+            });
             port.map(|p| (ing.service.clone(), p))
         }
         // Inline services: the first one is public.
-        (Visibility::Public, None) if template.is_none() => resolved.first().map(|s| (s.spec.name.clone(), s.spec.port)),
+        (Visibility::Public, None) if template.is_none() => {
+            resolved.first().map(|s| (s.spec.name.clone(), s.spec.port))
+        }
         _ => None,
     };
 

@@ -45,13 +45,22 @@ fn env_of(d: &Deployment) -> BTreeMap<String, String> {
 fn assert_restricted(d: &Deployment) {
     let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     assert_eq!(pod.automount_service_account_token, Some(false));
-    assert!(pod.service_account_name.is_none(), "tenants never choose a service account");
+    assert!(
+        pod.service_account_name.is_none(),
+        "tenants never choose a service account"
+    );
     assert!(pod.host_network.is_none() && pod.host_pid.is_none() && pod.host_ipc.is_none());
-    let sc = container(d).security_context.as_ref().expect("container security context");
+    let sc = container(d)
+        .security_context
+        .as_ref()
+        .expect("container security context");
     assert_eq!(sc.run_as_non_root, Some(true));
     assert_eq!(sc.allow_privilege_escalation, Some(false));
     assert_eq!(sc.privileged, Some(false));
-    assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+    assert_eq!(
+        sc.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_string()][..])
+    );
     assert!(sc.capabilities.as_ref().unwrap().add.is_none());
     assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
     for c in &pod.containers {
@@ -79,9 +88,23 @@ fn single_public_service() {
     let res = container(d).resources.as_ref().unwrap();
     assert_eq!(res.requests.as_ref().unwrap()["cpu"].0, "100m");
     assert_eq!(res.limits.as_ref().unwrap()["memory"].0, "256Mi");
-    assert_eq!(container(d).readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
+    assert_eq!(
+        container(d)
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/healthz")
+    );
     let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
-    assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("UserDeployment", "my-app", Some(true)));
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("UserDeployment", "my-app", Some(true))
+    );
     assert_eq!(d.metadata.labels.as_ref().unwrap()[DEPLOYMENT_LABEL], "my-app");
 
     let svc = &c.services[0];
@@ -89,11 +112,23 @@ fn single_public_service() {
     let ing = c.ingress.as_ref().expect("public app has an ingress");
     let spec = ing.spec.as_ref().unwrap();
     assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
-    assert_eq!(spec.rules.as_ref().unwrap()[0].host.as_deref(), Some("alice-my-app.example.com"));
-    assert_eq!(spec.tls.as_ref().unwrap()[0].hosts.as_deref(), Some(&["alice-my-app.example.com".to_string()][..]));
-    assert!(ing.metadata.annotations.is_none(), "no issuer configured, no annotation");
+    assert_eq!(
+        spec.rules.as_ref().unwrap()[0].host.as_deref(),
+        Some("alice-my-app.example.com")
+    );
+    assert_eq!(
+        spec.tls.as_ref().unwrap()[0].hosts.as_deref(),
+        Some(&["alice-my-app.example.com".to_string()][..])
+    );
+    assert!(
+        ing.metadata.annotations.is_none(),
+        "no issuer configured, no annotation"
+    );
     let np = c.network_policy.as_ref().expect("network policy");
-    let from = &np.spec.as_ref().unwrap().ingress.as_ref().unwrap()[0].from.as_ref().unwrap();
+    let from = &np.spec.as_ref().unwrap().ingress.as_ref().unwrap()[0]
+        .from
+        .as_ref()
+        .unwrap();
     assert_eq!(from.len(), 2, "own sandbox + ingress controller");
 }
 
@@ -102,7 +137,10 @@ fn two_services_with_parameters_and_secrets() {
     let t: Template = fixture("template-two-service.yaml");
     let mut config = Config::for_tests();
     config.cluster_secret_store = "vault-backend".into();
-    let ud = ud_for("blog", "  parameters:\n    SITE_TITLE: My blog\n  secretRefs: [DB_PASSWORD]\n");
+    let ud = ud_for(
+        "blog",
+        "  parameters:\n    SITE_TITLE: My blog\n  secretRefs: [DB_PASSWORD]\n",
+    );
     let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).expect("valid");
     let c = build::deployment::build(&vd, &config);
     assert_eq!(c.deployments.len(), 2);
@@ -123,9 +161,16 @@ fn two_services_with_parameters_and_secrets() {
     assert_eq!(es.data["spec"]["secretStoreRef"]["name"], "vault-backend");
     assert_eq!(es.data["spec"]["secretStoreRef"]["kind"], "ClusterSecretStore");
     assert_eq!(es.data["spec"]["target"]["name"], "my-app-secrets");
-    assert_eq!(es.data["spec"]["data"][0]["remoteRef"]["key"], "users/alice/deployments/my-app/DB_PASSWORD");
+    assert_eq!(
+        es.data["spec"]["data"][0]["remoteRef"]["key"],
+        "users/alice/deployments/my-app/DB_PASSWORD"
+    );
     let ing = c.ingress.as_ref().unwrap().spec.clone().unwrap();
-    let backend = ing.rules.unwrap()[0].http.clone().unwrap().paths[0].backend.service.clone().unwrap();
+    let backend = ing.rules.unwrap()[0].http.clone().unwrap().paths[0]
+        .backend
+        .service
+        .clone()
+        .unwrap();
     assert_eq!(backend.name, "my-app-web");
     assert_eq!(backend.port.unwrap().number, Some(3000));
 }
@@ -146,8 +191,16 @@ fn config_files_become_a_configmap_and_roll_pods_when_changed() {
     assert_eq!(mounts[0].mount_path, "/etc/proxy/proxy.conf");
     assert_eq!(mounts[0].read_only, Some(true));
     let hash = |d: &Deployment| {
-        d.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()
-            [build::CONFIG_HASH_ANNOTATION]
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[build::CONFIG_HASH_ANNOTATION]
             .clone()
     };
     let mut t2 = t.clone();
@@ -168,7 +221,14 @@ fn internal_app_has_no_ingress_and_only_sandbox_traffic() {
     assert!(c.ingress.is_none());
     assert_eq!(c.deployments[0].spec.as_ref().unwrap().replicas, Some(3));
     let np = c.network_policy.as_ref().unwrap();
-    assert_eq!(np.spec.as_ref().unwrap().ingress.as_ref().unwrap()[0].from.as_ref().unwrap().len(), 1);
+    assert_eq!(
+        np.spec.as_ref().unwrap().ingress.as_ref().unwrap()[0]
+            .from
+            .as_ref()
+            .unwrap()
+            .len(),
+        1
+    );
     config.disable_network_policies = true;
     assert!(build::deployment::build(&vd, &config).network_policy.is_none());
 }
@@ -177,7 +237,10 @@ fn internal_app_has_no_ingress_and_only_sandbox_traffic() {
 fn suspended_scales_to_zero_and_image_override_applies() {
     let t: Template = fixture("template-web.yaml");
     let config = Config::for_tests();
-    let ud = ud_for("web", "  suspend: true\n  imageOverrides:\n    web: ghcr.io/example/web:1.1\n");
+    let ud = ud_for(
+        "web",
+        "  suspend: true\n  imageOverrides:\n    web: ghcr.io/example/web:1.1\n",
+    );
     let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).unwrap();
     let d = &build::deployment::build(&vd, &config).deployments[0];
     assert_eq!(d.spec.as_ref().unwrap().replicas, Some(0));
@@ -191,7 +254,10 @@ fn sandbox_children_from_plan() {
     let c = build::sandbox::build(&sb, &config);
     let labels = c.namespace.metadata.labels.clone().unwrap();
     assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
-    assert_eq!(labels["pod-security.kubernetes.io/enforce-version"], build::sandbox::POD_SECURITY_VERSION);
+    assert_eq!(
+        labels["pod-security.kubernetes.io/enforce-version"],
+        build::sandbox::POD_SECURITY_VERSION
+    );
     let hard = c.quota.spec.clone().unwrap().hard.unwrap();
     assert_eq!(hard["requests.cpu"].0, "8", "business plan");
     assert_eq!(hard["services.nodeports"].0, "0");
@@ -207,13 +273,22 @@ fn sandbox_children_from_plan() {
 fn missing_required_parameters_are_reported() {
     let t: Template = fixture("template-two-service.yaml");
     let config = Config::for_tests();
-    let err = validate_deployment(&ud_for("blog", "  secretRefs: [DB_PASSWORD]\n"), Some(&t.spec), "alice", &config)
-        .unwrap_err();
+    let err = validate_deployment(
+        &ud_for("blog", "  secretRefs: [DB_PASSWORD]\n"),
+        Some(&t.spec),
+        "alice",
+        &config,
+    )
+    .unwrap_err();
     assert_eq!(err.reason, reasons::MISSING_PARAMETER);
     assert!(err.message.contains("SITE_TITLE"), "{}", err.message);
-    let err =
-        validate_deployment(&ud_for("blog", "  parameters:\n    SITE_TITLE: x\n"), Some(&t.spec), "alice", &config)
-            .unwrap_err();
+    let err = validate_deployment(
+        &ud_for("blog", "  parameters:\n    SITE_TITLE: x\n"),
+        Some(&t.spec),
+        "alice",
+        &config,
+    )
+    .unwrap_err();
     assert_eq!(err.reason, reasons::MISSING_PARAMETER);
     assert!(err.message.contains("DB_PASSWORD"), "{}", err.message);
 }
@@ -223,16 +298,31 @@ fn bad_parameter_values_are_rejected() {
     let t: Template = fixture("template-two-service.yaml");
     let config = Config::for_tests();
     for (extra, needle) in [
-        ("  parameters:\n    SITE_TITLE: x\n    LOG_LEVEL: loud\n  secretRefs: [DB_PASSWORD]\n", "LOG_LEVEL"),
-        ("  parameters:\n    SITE_TITLE: x\n    WORKERS: many\n  secretRefs: [DB_PASSWORD]\n", "not a number"),
+        (
+            "  parameters:\n    SITE_TITLE: x\n    LOG_LEVEL: loud\n  secretRefs: [DB_PASSWORD]\n",
+            "LOG_LEVEL",
+        ),
+        (
+            "  parameters:\n    SITE_TITLE: x\n    WORKERS: many\n  secretRefs: [DB_PASSWORD]\n",
+            "not a number",
+        ),
         ("  parameters:\n    SITE_TITLE: x\n    DB_PASSWORD: hunter2\n", "secret"),
-        ("  parameters:\n    SITE_TITLE: x\n    NOPE: y\n  secretRefs: [DB_PASSWORD]\n", "no parameter \"NOPE\""),
-        ("  parameters:\n    SITE_TITLE: x\n  secretRefs: [DB_PASSWORD]\n  imageOverrides:\n    cache: redis\n", "imageOverrides"),
+        (
+            "  parameters:\n    SITE_TITLE: x\n    NOPE: y\n  secretRefs: [DB_PASSWORD]\n",
+            "no parameter \"NOPE\"",
+        ),
+        (
+            "  parameters:\n    SITE_TITLE: x\n  secretRefs: [DB_PASSWORD]\n  imageOverrides:\n    cache: redis\n",
+            "imageOverrides",
+        ),
     ] {
         let err = validate_deployment(&ud_for("blog", extra), Some(&t.spec), "alice", &config).unwrap_err();
         assert_eq!(err.reason, reasons::INVALID_SPEC, "{extra}");
         assert!(err.message.contains(needle), "{needle}: {}", err.message);
-        assert!(!err.message.contains("hunter2"), "secret values never appear in messages");
+        assert!(
+            !err.message.contains("hunter2"),
+            "secret values never appear in messages"
+        );
     }
 }
 
@@ -242,9 +332,17 @@ fn registry_allow_list() {
     let mut config = Config::for_tests();
     config.allowed_registries = Registries(vec!["ghcr.io".into()]);
     let problems = validate_template(&t.spec, &config);
-    assert!(problems.iter().any(|p| p.contains("docker.io") && p.contains("services[1].image")), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("docker.io") && p.contains("services[1].image")),
+        "{problems:?}"
+    );
     let err = validate_deployment(
-        &ud_for("blog", "  parameters:\n    SITE_TITLE: x\n  secretRefs: [DB_PASSWORD]\n"),
+        &ud_for(
+            "blog",
+            "  parameters:\n    SITE_TITLE: x\n  secretRefs: [DB_PASSWORD]\n",
+        ),
         Some(&t.spec),
         "alice",
         &config,
@@ -294,12 +392,18 @@ fn forbidden_fields_are_refused_by_name() {
         ("    serviceType: NodePort\n", "", "serviceType"),
         ("", "  serviceType: LoadBalancer\n", "serviceType"),
         ("", "  externalName: evil.example.com\n", "externalName"),
-        ("", "  ingressAnnotations: {nginx.ingress.kubernetes.io/server-snippet: x}\n", "ingressAnnotations"),
+        (
+            "",
+            "  ingressAnnotations: {nginx.ingress.kubernetes.io/server-snippet: x}\n",
+            "ingressAnnotations",
+        ),
         ("", "  host: bank.example.com\n", "host"),
     ];
     for (svc_extra, spec_extra, field) in cases {
         let yaml = base(svc_extra, spec_extra);
-        let err = serde_yaml::from_str::<UserDeployment>(&yaml).expect_err(field).to_string();
+        let err = serde_yaml::from_str::<UserDeployment>(&yaml)
+            .expect_err(field)
+            .to_string();
         assert!(err.contains(&format!("unknown field `{field}`")), "{field}: {err}");
     }
     // The same document without the forbidden field parses.

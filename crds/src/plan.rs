@@ -29,9 +29,9 @@ pub enum Plan {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlanLimits {
     /// Most UserDeployments.
-    pub deployments: u32,
+    pub deployments: i32,
     /// Most pods.
-    pub pods: u32,
+    pub pods: i32,
     /// Sum of CPU requests.
     pub requests_cpu: &'static str,
     /// Sum of memory requests.
@@ -41,7 +41,7 @@ pub struct PlanLimits {
     /// Sum of memory limits.
     pub limits_memory: &'static str,
     /// Most Services.
-    pub services: u32,
+    pub services: i32,
 }
 
 impl Plan {

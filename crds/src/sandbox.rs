@@ -125,11 +125,11 @@ pub struct QuotaOverrides {
     /// Most UserDeployments in the sandbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100000))]
-    pub deployments: Option<u32>,
+    pub deployments: Option<i32>,
     /// Most pods in the sandbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100000))]
-    pub pods: Option<u32>,
+    pub pods: Option<i32>,
     /// Sum of CPU requests (a quantity, e.g. `4` or `500m`); also scales the CPU limit (x2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new("isQuantity(self)").message("cpu must be a quantity, e.g. 2 or 500m"))]
@@ -166,7 +166,7 @@ pub struct UserSandboxStatus {
 pub struct SandboxUsage {
     /// UserDeployments in the namespace.
     #[serde(default)]
-    pub deployments: u32,
+    pub deployments: i64,
     /// CPU requested by its pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,

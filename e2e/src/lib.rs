@@ -5,6 +5,7 @@
 //! - [`with_namespace`] runs a test body in a fresh temporary namespace and deletes it afterwards,
 //!   also when the body panics.
 //! - [`wait`] waits on a condition of an object with a timeout (never a bare sleep).
+//! - [`operator`] installs the CRDs, starts controller processes and creates sandboxes.
 //! - [`services`] gives each test its own fresh PostgreSQL database and a Redis key space.
 //!
 //! A test that needs a service it cannot reach fails with a message saying how to start it; it
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod operator;
 pub mod services;
 pub mod wait;
 

@@ -154,7 +154,11 @@ fn deployment(vd: &ValidatedDeployment, svc: &ResolvedService, cm: Option<&Confi
             .collect();
         container["volumeMounts"] = json!(mounts);
         volumes.push(json!({ "name": "config", "configMap": { "name": cm_name } }));
-        let contents: Vec<&str> = s.config_files.iter().flat_map(|f| [f.path.as_str(), f.content.as_str()]).collect();
+        let contents: Vec<&str> = s
+            .config_files
+            .iter()
+            .flat_map(|f| [f.path.as_str(), f.content.as_str()])
+            .collect();
         pod_annotations.insert(CONFIG_HASH_ANNOTATION.to_string(), json!(fnv_hash(&contents)));
     }
 

@@ -39,7 +39,10 @@ pub fn owner_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
 pub(crate) fn typed<T: DeserializeOwned>(value: serde_json::Value) -> T {
     match serde_json::from_value(value) {
         Ok(v) => v,
-        Err(e) => panic!("built manifest does not match its type {}: {e}", std::any::type_name::<T>()),
+        Err(e) => panic!(
+            "built manifest does not match its type {}: {e}",
+            std::any::type_name::<T>()
+        ),
     }
 }
 

@@ -20,7 +20,12 @@ pub const QUOTA_NAME: &str = "sandbox-quota";
 /// Name of the sandbox LimitRange.
 pub const LIMIT_RANGE_NAME: &str = "sandbox-limits";
 /// Names of the sandbox NetworkPolicies.
-pub const POLICY_NAMES: [&str; 4] = ["default-deny", "allow-dns", "allow-ingress-controller", "allow-same-namespace"];
+pub const POLICY_NAMES: [&str; 4] = [
+    "default-deny",
+    "allow-dns",
+    "allow-ingress-controller",
+    "allow-same-namespace",
+];
 
 /// Everything the controller applies for one UserSandbox.
 #[derive(Debug, Clone)]
@@ -98,10 +103,15 @@ pub fn build(sb: &UserSandbox, config: &Config) -> SandboxChildren {
         vec![]
     } else {
         let policy = |name: &str, spec: Value| -> NetworkPolicy {
-            typed(json!({ "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta(name), "spec": spec }))
+            typed(
+                json!({ "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta(name), "spec": spec }),
+            )
         };
         vec![
-            policy(POLICY_NAMES[0], json!({ "podSelector": {}, "policyTypes": ["Ingress", "Egress"] })),
+            policy(
+                POLICY_NAMES[0],
+                json!({ "podSelector": {}, "policyTypes": ["Ingress", "Egress"] }),
+            ),
             policy(
                 POLICY_NAMES[1],
                 json!({
@@ -139,7 +149,13 @@ pub fn build(sb: &UserSandbox, config: &Config) -> SandboxChildren {
         "metadata": { "name": "default", "namespace": ns },
         "automountServiceAccountToken": false,
     }));
-    SandboxChildren { namespace, quota, limit_range, network_policies, service_account }
+    SandboxChildren {
+        namespace,
+        quota,
+        limit_range,
+        network_policies,
+        service_account,
+    }
 }
 
 /// Twice a quantity, keeping its unit (`4` → `8`, `500m` → `1000m`, `8Gi` → `16Gi`).
@@ -149,7 +165,11 @@ fn double(q: &str) -> String {
     match num.parse::<f64>() {
         Ok(n) => {
             let d = n * 2.0;
-            if d.fract() == 0.0 { format!("{}{unit}", d as u64) } else { format!("{d}{unit}") }
+            if d.fract() == 0.0 {
+                format!("{}{unit}", d as u64)
+            } else {
+                format!("{d}{unit}")
+            }
         }
         Err(_) => q.to_string(),
     }

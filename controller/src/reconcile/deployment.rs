@@ -35,7 +35,10 @@ pub async fn reconcile(ud: Arc<UserDeployment>, ctx: Arc<Context>) -> Result<Act
     let started = Instant::now();
     let result = reconcile_with_finalizer(ud, &ctx).await;
     ctx.metrics.reconciles.get_or_create(&Metrics::kind(KIND)).inc();
-    ctx.metrics.duration.get_or_create(&Metrics::kind(KIND)).observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .duration
+        .get_or_create(&Metrics::kind(KIND))
+        .observe(started.elapsed().as_secs_f64());
     result
 }
 
@@ -76,19 +79,26 @@ fn sandbox_user(ctx: &Context, namespace: &str) -> Option<String> {
 /// Finds the Template a UserDeployment refers to: the named namespace, else its own namespace,
 /// else the platform namespace. A private or team template of another sandbox is not visible.
 async fn find_template(ud: &UserDeployment, ctx: &Context) -> Result<Option<Template>, Error> {
-    let Some(r) = &ud.spec.template_ref else { return Ok(None) };
+    let Some(r) = &ud.spec.template_ref else {
+        return Ok(None);
+    };
     let own = ud.namespace().unwrap_or_default();
     let candidates: Vec<String> = match &r.namespace {
         Some(ns) => vec![ns.clone()],
         None => vec![own.clone(), ctx.config.platform_namespace.clone()],
     };
     for ns in candidates {
-        let cached = ctx.templates.get(&ObjectRef::new(&r.name).within(&ns)).map(|t| (*t).clone());
+        let cached = ctx
+            .templates
+            .get(&ObjectRef::new(&r.name).within(&ns))
+            .map(|t| (*t).clone());
         let found = match cached {
             Some(t) => Some(t),
             // Not cached: the namespace may be outside WATCH_NAMESPACE. Ask the API.
             None if !ctx.config.watch_namespace.is_empty() && ns != ctx.config.watch_namespace => {
-                Api::<Template>::namespaced(ctx.client.clone(), &ns).get_opt(&r.name).await?
+                Api::<Template>::namespaced(ctx.client.clone(), &ns)
+                    .get_opt(&r.name)
+                    .await?
             }
             None => None,
         };
@@ -106,12 +116,28 @@ async fn apply(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
     let ns = ud.namespace().unwrap_or_default();
     let Some(user_id) = sandbox_user(ctx, &ns) else {
         let msg = format!("namespace {ns} belongs to no UserSandbox; create one whose spec.namespace is {ns}");
-        return report_invalid(ud, ctx, Invalid { reason: reasons::SANDBOX_NOT_FOUND, message: msg }).await;
+        return report_invalid(
+            ud,
+            ctx,
+            Invalid {
+                reason: reasons::SANDBOX_NOT_FOUND,
+                message: msg,
+            },
+        )
+        .await;
     };
     let template = find_template(ud, ctx).await?;
     if let (Some(r), None) = (&ud.spec.template_ref, &template) {
         let msg = format!("template {:?} not found (or not visible from namespace {ns})", r.name);
-        return report_invalid(ud, ctx, Invalid { reason: reasons::TEMPLATE_NOT_FOUND, message: msg }).await;
+        return report_invalid(
+            ud,
+            ctx,
+            Invalid {
+                reason: reasons::TEMPLATE_NOT_FOUND,
+                message: msg,
+            },
+        )
+        .await;
     }
     let spec: Option<&TemplateSpec> = template.as_ref().map(|t| &t.spec);
     let vd = match validate_deployment(ud, spec, &user_id, &ctx.config) {
@@ -177,8 +203,16 @@ fn child_names(c: &DeploymentChildren) -> Vec<String> {
     names.extend(c.services.iter().map(|o| format!("Service/{}", o.name_any())));
     names.extend(c.config_maps.iter().map(|o| format!("ConfigMap/{}", o.name_any())));
     names.extend(c.ingress.iter().map(|o| format!("Ingress/{}", o.name_any())));
-    names.extend(c.network_policy.iter().map(|o| format!("NetworkPolicy/{}", o.name_any())));
-    names.extend(c.external_secret.iter().map(|o| format!("ExternalSecret/{}", o.name_any())));
+    names.extend(
+        c.network_policy
+            .iter()
+            .map(|o| format!("NetworkPolicy/{}", o.name_any())),
+    );
+    names.extend(
+        c.external_secret
+            .iter()
+            .map(|o| format!("ExternalSecret/{}", o.name_any())),
+    );
     names
 }
 
@@ -186,7 +220,12 @@ async fn apply_external_secret(ctx: &Context, ns: &str, es: &DynamicObject) -> R
     ctx.ensure_leader()?;
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &external_secret_resource());
     ctx.metrics.writes.get_or_create(&Metrics::kind(KIND)).inc();
-    api.patch(&es.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(es)).await?;
+    api.patch(
+        &es.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(es),
+    )
+    .await?;
     Ok(())
 }
 
@@ -196,12 +235,41 @@ async fn prune(ud: &UserDeployment, ctx: &Context, c: &DeploymentChildren) -> Re
     let ns = ud.namespace().unwrap_or_default();
     let sel = selector(ud);
     let names = |v: Vec<String>| v;
-    ctx.prune::<Ingress>(KIND, &ns, &sel, &names(c.ingress.iter().map(|o| o.name_any()).collect())).await?;
-    ctx.prune::<Deployment>(KIND, &ns, &sel, &names(c.deployments.iter().map(|o| o.name_any()).collect())).await?;
-    ctx.prune::<Service>(KIND, &ns, &sel, &names(c.services.iter().map(|o| o.name_any()).collect())).await?;
-    ctx.prune::<ConfigMap>(KIND, &ns, &sel, &names(c.config_maps.iter().map(|o| o.name_any()).collect())).await?;
-    ctx.prune::<NetworkPolicy>(KIND, &ns, &sel, &names(c.network_policy.iter().map(|o| o.name_any()).collect()))
-        .await?;
+    ctx.prune::<Ingress>(
+        KIND,
+        &ns,
+        &sel,
+        &names(c.ingress.iter().map(|o| o.name_any()).collect()),
+    )
+    .await?;
+    ctx.prune::<Deployment>(
+        KIND,
+        &ns,
+        &sel,
+        &names(c.deployments.iter().map(|o| o.name_any()).collect()),
+    )
+    .await?;
+    ctx.prune::<Service>(
+        KIND,
+        &ns,
+        &sel,
+        &names(c.services.iter().map(|o| o.name_any()).collect()),
+    )
+    .await?;
+    ctx.prune::<ConfigMap>(
+        KIND,
+        &ns,
+        &sel,
+        &names(c.config_maps.iter().map(|o| o.name_any()).collect()),
+    )
+    .await?;
+    ctx.prune::<NetworkPolicy>(
+        KIND,
+        &ns,
+        &sel,
+        &names(c.network_policy.iter().map(|o| o.name_any()).collect()),
+    )
+    .await?;
     let keep: Vec<String> = c.external_secret.iter().map(|o| o.name_any()).collect();
     prune_external_secrets(ctx, &ns, &sel, &keep).await
 }
@@ -294,7 +362,10 @@ async fn write_ready_status(
     let p = &previous.conditions;
     let suspended = ud.spec.suspend;
     let (ready_reason, ready_msg) = match (ready, suspended) {
-        (true, true) => (reasons::SUSPENDED, "suspended: every service is scaled to zero".to_string()),
+        (true, true) => (
+            reasons::SUSPENDED,
+            "suspended: every service is scaled to zero".to_string(),
+        ),
         (true, false) => (reasons::AVAILABLE, "every service is available".to_string()),
         (false, _) => {
             let waiting: Vec<String> = services
@@ -302,11 +373,18 @@ async fn write_ready_status(
                 .filter(|s| s.ready_replicas < s.replicas)
                 .map(|s| format!("{} {}/{}", s.name, s.ready_replicas, s.replicas))
                 .collect();
-            (reasons::ROLLING_OUT, format!("waiting for pods: {}", waiting.join(", ")))
+            (
+                reasons::ROLLING_OUT,
+                format!("waiting for pods: {}", waiting.join(", ")),
+            )
         }
     };
     let status = UserDeploymentStatus {
-        phase: if ready { DeploymentPhase::Ready } else { DeploymentPhase::Provisioning },
+        phase: if ready {
+            DeploymentPhase::Ready
+        } else {
+            DeploymentPhase::Provisioning
+        },
         url: vd.url(),
         services,
         observed_generation: generation,
@@ -316,7 +394,11 @@ async fn write_ready_status(
                 p,
                 PROGRESSING,
                 !ready,
-                if ready { reasons::AVAILABLE } else { reasons::ROLLING_OUT },
+                if ready {
+                    reasons::AVAILABLE
+                } else {
+                    reasons::ROLLING_OUT
+                },
                 String::new(),
                 generation,
             ),
@@ -348,7 +430,14 @@ async fn patch_status(ud: &UserDeployment, ctx: &Context, status: &UserDeploymen
     if status.url.is_none() {
         body["url"] = serde_json::Value::Null;
     }
-    match api.patch_status(&ud.name_any(), &status_params(), &Patch::Merge(json!({ "status": body }))).await {
+    match api
+        .patch_status(
+            &ud.name_any(),
+            &status_params(),
+            &Patch::Merge(json!({ "status": body })),
+        )
+        .await
+    {
         Ok(_) => Ok(()),
         // Deleted meanwhile: nothing to report on.
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),

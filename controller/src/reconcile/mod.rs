@@ -84,14 +84,29 @@ impl Context {
         sandboxes: Store<UserSandbox>,
         templates: Store<Template>,
     ) -> Arc<Self> {
-        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: Some(config.identity.clone()) };
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(config.identity.clone()),
+        };
         let recorder = Recorder::new(client.clone(), reporter);
-        Arc::new(Context { client, config, leader, metrics, recorder, sandboxes, templates })
+        Arc::new(Context {
+            client,
+            config,
+            leader,
+            metrics,
+            recorder,
+            sandboxes,
+            templates,
+        })
     }
 
     /// Fails unless this replica may write now.
     pub fn ensure_leader(&self) -> Result<(), Error> {
-        if self.leader.is_leader() { Ok(()) } else { Err(Error::NotLeader) }
+        if self.leader.is_leader() {
+            Ok(())
+        } else {
+            Err(Error::NotLeader)
+        }
     }
 
     /// Server-side applies `obj` under the one field manager (forcing ownership of our fields)
@@ -104,12 +119,24 @@ impl Context {
         self.ensure_leader()?;
         let api: Api<K> = K::Scope::api(self.client.clone(), obj.namespace().as_deref());
         self.metrics.writes.get_or_create(&Metrics::kind(parent_kind)).inc();
-        Ok(api.patch(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj)).await?)
+        Ok(api
+            .patch(
+                &obj.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(obj),
+            )
+            .await?)
     }
 
     /// Deletes the objects of kind `K` in `namespace` matching `selector` whose names are not in
     /// `keep` (orphans). Returns how many were deleted.
-    pub async fn prune<K>(&self, parent_kind: &str, namespace: &str, selector: &str, keep: &[String]) -> Result<usize, Error>
+    pub async fn prune<K>(
+        &self,
+        parent_kind: &str,
+        namespace: &str,
+        selector: &str,
+        keep: &[String],
+    ) -> Result<usize, Error>
     where
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
     {
@@ -153,7 +180,10 @@ impl Context {
     pub fn on_error(&self, kind: &str, name: &str, error: &Error) -> Action {
         self.metrics
             .errors
-            .get_or_create(&ErrorLabels { kind: kind.into(), category: error.category().into() })
+            .get_or_create(&ErrorLabels {
+                kind: kind.into(),
+                category: error.category().into(),
+            })
             .inc();
         match error {
             Error::NotLeader => Action::requeue(Duration::from_secs(5)),
@@ -188,11 +218,21 @@ impl ApiScope for k8s_openapi::ClusterResourceScope {
 
 /// Parameters of status writes (merge patches under our field manager).
 pub fn status_params() -> PatchParams {
-    PatchParams { field_manager: Some(FIELD_MANAGER.to_string()), ..Default::default() }
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    }
 }
 
 /// Builds a condition, keeping `lastTransitionTime` from `previous` when the status did not change.
-pub fn condition(previous: &[Condition], type_: &str, status: bool, reason: &str, message: String, generation: Option<i64>) -> Condition {
+pub fn condition(
+    previous: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
     let status = if status { "True" } else { "False" }.to_string();
     let last_transition_time = previous
         .iter()

@@ -24,7 +24,10 @@ pub async fn reconcile(sb: Arc<UserSandbox>, ctx: Arc<Context>) -> Result<Action
     let started = Instant::now();
     let result = reconcile_inner(&sb, &ctx).await;
     ctx.metrics.reconciles.get_or_create(&Metrics::kind(KIND)).inc();
-    ctx.metrics.duration.get_or_create(&Metrics::kind(KIND)).observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .duration
+        .get_or_create(&Metrics::kind(KIND))
+        .observe(started.elapsed().as_secs_f64());
     result
 }
 
@@ -59,8 +62,22 @@ async fn reconcile_inner(sb: &UserSandbox, ctx: &Context) -> Result<Action, Erro
                 observed_generation: generation,
                 usage: None,
                 conditions: vec![
-                    condition(&previous.conditions, READY, false, reasons::NAMESPACE_CONFLICT, message.clone(), generation),
-                    condition(&previous.conditions, DEGRADED, true, reasons::NAMESPACE_CONFLICT, message, generation),
+                    condition(
+                        &previous.conditions,
+                        READY,
+                        false,
+                        reasons::NAMESPACE_CONFLICT,
+                        message.clone(),
+                        generation,
+                    ),
+                    condition(
+                        &previous.conditions,
+                        DEGRADED,
+                        true,
+                        reasons::NAMESPACE_CONFLICT,
+                        message,
+                        generation,
+                    ),
                 ],
             };
             write_status(ctx, sb, &previous, status).await?;
@@ -76,8 +93,13 @@ async fn reconcile_inner(sb: &UserSandbox, ctx: &Context) -> Result<Action, Erro
     for policy in &children.network_policies {
         ctx.apply(KIND, policy).await?;
     }
-    ctx.prune::<NetworkPolicy>(KIND, ns_name, &format!("{MANAGED_BY}={MANAGER},{SANDBOX_LABEL}={name}"), &keep)
-        .await?;
+    ctx.prune::<NetworkPolicy>(
+        KIND,
+        ns_name,
+        &format!("{MANAGED_BY}={MANAGER},{SANDBOX_LABEL}={name}"),
+        &keep,
+    )
+    .await?;
     ctx.apply(KIND, &children.service_account).await?;
 
     let status = UserSandboxStatus {
@@ -93,7 +115,14 @@ async fn reconcile_inner(sb: &UserSandbox, ctx: &Context) -> Result<Action, Erro
                 format!("namespace {ns_name} with quota and policies is in place"),
                 generation,
             ),
-            condition(&previous.conditions, DEGRADED, false, reasons::AS_EXPECTED, String::new(), generation),
+            condition(
+                &previous.conditions,
+                DEGRADED,
+                false,
+                reasons::AS_EXPECTED,
+                String::new(),
+                generation,
+            ),
         ],
     };
     write_status(ctx, sb, &previous, status).await?;
@@ -112,7 +141,12 @@ fn usage(quota: &ResourceQuota) -> SandboxUsage {
     }
 }
 
-async fn write_status(ctx: &Context, sb: &UserSandbox, previous: &UserSandboxStatus, status: UserSandboxStatus) -> Result<(), Error> {
+async fn write_status(
+    ctx: &Context,
+    sb: &UserSandbox,
+    previous: &UserSandboxStatus,
+    status: UserSandboxStatus,
+) -> Result<(), Error> {
     if previous.namespace == status.namespace
         && previous.observed_generation == status.observed_generation
         && previous.usage == status.usage
@@ -123,7 +157,11 @@ async fn write_status(ctx: &Context, sb: &UserSandbox, previous: &UserSandboxSta
     ctx.ensure_leader()?;
     let api: Api<UserSandbox> = Api::all(ctx.client.clone());
     ctx.metrics.writes.get_or_create(&Metrics::kind(KIND)).inc();
-    api.patch_status(&sb.name_any(), &status_params(), &Patch::Merge(json!({ "status": status })))
-        .await?;
+    api.patch_status(
+        &sb.name_any(),
+        &status_params(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await?;
     Ok(())
 }

@@ -21,7 +21,10 @@ pub async fn reconcile(t: Arc<Template>, ctx: Arc<Context>) -> Result<Action, Er
     let started = Instant::now();
     let result = reconcile_inner(&t, &ctx).await;
     ctx.metrics.reconciles.get_or_create(&Metrics::kind(KIND)).inc();
-    ctx.metrics.duration.get_or_create(&Metrics::kind(KIND)).observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .duration
+        .get_or_create(&Metrics::kind(KIND))
+        .observe(started.elapsed().as_secs_f64());
     result
 }
 
@@ -45,7 +48,14 @@ async fn reconcile_inner(t: &Template, ctx: &Context) -> Result<Action, Error> {
         valid,
         reasons: problems,
         observed_generation: generation,
-        conditions: vec![condition(&previous.conditions, VALID, valid, reason, message.clone(), generation)],
+        conditions: vec![condition(
+            &previous.conditions,
+            VALID,
+            valid,
+            reason,
+            message.clone(),
+            generation,
+        )],
     };
     if previous.valid == status.valid
         && previous.reasons == status.reasons
@@ -60,7 +70,11 @@ async fn reconcile_inner(t: &Template, ctx: &Context) -> Result<Action, Error> {
     ctx.ensure_leader()?;
     let api: Api<Template> = Api::namespaced(ctx.client.clone(), &t.namespace().unwrap_or_default());
     ctx.metrics.writes.get_or_create(&Metrics::kind(KIND)).inc();
-    api.patch_status(&t.name_any(), &status_params(), &Patch::Merge(json!({ "status": status })))
-        .await?;
+    api.patch_status(
+        &t.name_any(),
+        &status_params(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await?;
     Ok(Action::await_change())
 }

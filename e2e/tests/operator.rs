@@ -1,0 +1,542 @@
+//! The operator against the local control plane: sandboxes, templates, deployments, the tenant
+//! allow-list, ExternalSecrets, leader election and configuration errors.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use crds::{Template, UserDeployment, UserSandbox};
+use e2e::operator::{
+    TestSandbox, condition_of, create_deployment, is_ready_condition, kubectl_apply, workspace_binary,
+};
+use e2e::wait::poll;
+use e2e::{wait_for, wait_until_gone};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Pod, ResourceQuota, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+fn two_service_template(ns: &str) -> Template {
+    serde_json::from_value(json!({
+        "apiVersion": "k8s-scheduler.io/v1alpha1",
+        "kind": "Template",
+        "metadata": { "name": "blog", "namespace": ns },
+        "spec": {
+            "displayName": "Blog",
+            "parameters": [
+                { "name": "SITE_TITLE", "required": true },
+                { "name": "DB_PASSWORD", "secret": true },
+            ],
+            "services": [
+                { "name": "web", "image": "ghcr.io/example/blog:1", "port": 3000, "healthCheckPath": "/healthz" },
+                { "name": "db", "image": "ghcr.io/example/db:1", "port": 5432 },
+            ],
+            "ingress": { "service": "web" },
+        },
+    }))
+    .expect("template")
+}
+
+fn blog_deployment(name: &str, title: &str, extra: serde_json::Value) -> UserDeployment {
+    let mut spec = json!({ "templateRef": { "name": "blog" }, "parameters": { "SITE_TITLE": title } });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "k8s-scheduler.io/v1alpha1",
+        "kind": "UserDeployment",
+        "metadata": { "name": name },
+        "spec": spec,
+    }))
+    .expect("deployment")
+}
+
+async fn ready(api: &Api<UserDeployment>, name: &str) -> Result<UserDeployment> {
+    wait_for(
+        api,
+        name,
+        TIMEOUT,
+        "UserDeployment Ready",
+        is_ready_condition::<UserDeployment>,
+    )
+    .await
+}
+
+async fn degraded_with(api: &Api<UserDeployment>, name: &str, reason: &'static str) -> Result<UserDeployment> {
+    wait_for(api, name, TIMEOUT, reason, move |ud: Option<&UserDeployment>| {
+        condition_of(ud, "Degraded") == Some(("True".into(), reason.into()))
+    })
+    .await
+}
+
+async fn names<K>(client: &Client, ns: &str, selector: &str) -> Result<BTreeSet<String>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    Ok(api
+        .list_metadata(&ListParams::default().labels(selector))
+        .await?
+        .items
+        .iter()
+        .map(|o| o.name_any())
+        .collect())
+}
+
+/// Runs `body` with a fresh sandbox and a controller for it, then removes both.
+async fn with_sandbox<F, Fut>(controller_env: &[(&str, &str)], body: F) -> Result<()>
+where
+    F: FnOnce(Client, TestSandbox) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let client = e2e::client().await?;
+    let sb = TestSandbox::create(&client, json!({})).await?;
+    let mut ctrl = sb.start_controller(controller_env)?;
+    let result = async {
+        sb.wait_ready()
+            .await
+            .with_context(|| format!("controller log:\n{}", ctrl.logs()))?;
+        body(client.clone(), sb.clone()).await
+    }
+    .await;
+    // Delete while the controller runs: it removes the deployments' finalizers.
+    let cleanup = sb.delete().await;
+    let logs = ctrl.logs();
+    ctrl.kill();
+    result.with_context(|| format!("controller log:\n{logs}"))?;
+    cleanup
+}
+
+#[tokio::test]
+async fn sandbox_provisions_a_restricted_namespace() -> Result<()> {
+    with_sandbox(&[], |client, sb| async move {
+        let ns = sb.namespace.as_str();
+        let nsobj = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+            .get(ns)
+            .await?;
+        let labels = nsobj.labels();
+        assert_eq!(
+            labels.get("pod-security.kubernetes.io/enforce").map(String::as_str),
+            Some("restricted")
+        );
+        assert!(labels.contains_key("pod-security.kubernetes.io/enforce-version"));
+
+        let quota = Api::<ResourceQuota>::namespaced(client.clone(), ns)
+            .get("sandbox-quota")
+            .await?;
+        let hard = quota.spec.unwrap().hard.unwrap();
+        assert_eq!(hard["services.nodeports"].0, "0");
+        assert_eq!(hard["services.loadbalancers"].0, "0");
+        assert_eq!(hard["requests.cpu"].0, "8");
+        Api::<LimitRange>::namespaced(client.clone(), ns)
+            .get("sandbox-limits")
+            .await?;
+        let policies = names::<NetworkPolicy>(&client, ns, "app.kubernetes.io/managed-by=k8s-scheduler").await?;
+        assert_eq!(
+            policies,
+            [
+                "allow-dns",
+                "allow-ingress-controller",
+                "allow-same-namespace",
+                "default-deny"
+            ]
+            .map(String::from)
+            .into()
+        );
+        let sa = Api::<ServiceAccount>::namespaced(client.clone(), ns)
+            .get("default")
+            .await?;
+        assert_eq!(sa.automount_service_account_token, Some(false));
+
+        // Pod Security admission refuses a privileged pod in the sandbox.
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": "evil" },
+            "spec": { "containers": [{ "name": "c", "image": "busybox", "securityContext": { "privileged": true } }] },
+        }))?;
+        let err = Api::<Pod>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &pod)
+            .await
+            .expect_err("a privileged pod must be refused");
+        let msg = err.to_string();
+        assert!(msg.contains("privileged") && msg.contains("restricted"), "{msg}");
+        // So is a pod that may run as root, even unprivileged.
+        let root: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "root" },
+            "spec": { "containers": [{ "name": "c", "image": "busybox" }] },
+        }))?;
+        let err = Api::<Pod>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &root)
+            .await
+            .expect_err("root");
+        assert!(err.to_string().contains("runAsNonRoot"), "{err}");
+
+        // A NodePort service is refused by the quota.
+        let svc: Service = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": { "name": "np" },
+            "spec": { "type": "NodePort", "ports": [{ "port": 80 }] },
+        }))?;
+        let err = Api::<Service>::namespaced(client, ns)
+            .create(&PostParams::default(), &svc)
+            .await
+            .expect_err("NodePort");
+        assert!(err.to_string().contains("services.nodeports"), "{err}");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn sandbox_without_network_policies_when_disabled() -> Result<()> {
+    with_sandbox(&[("DISABLE_NETWORK_POLICIES", "true")], |client, sb| async move {
+        let policies =
+            names::<NetworkPolicy>(&client, &sb.namespace, "app.kubernetes.io/managed-by=k8s-scheduler").await?;
+        assert!(policies.is_empty(), "{policies:?}");
+        let sandbox = Api::<UserSandbox>::all(client).get(&sb.name).await?;
+        assert_eq!(
+            sandbox.status.unwrap().namespace.as_deref(),
+            Some(sb.namespace.as_str())
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn two_service_deployment_lifecycle() -> Result<()> {
+    with_sandbox(&[], |client, sb| async move {
+        let ns = sb.namespace.as_str();
+        Api::<Template>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &two_service_template(ns))
+            .await?;
+        let uds: Api<UserDeployment> = Api::namespaced(client.clone(), ns);
+        create_deployment(&uds, &blog_deployment("blog", "Hello", json!({}))).await?;
+        let ud = ready(&uds, "blog").await?;
+        let status = ud.status.clone().unwrap();
+        assert_eq!(
+            status.url.as_deref(),
+            Some(format!("https://{}-blog.apps.example.com", sb.user_id).as_str())
+        );
+        assert_eq!(status.observed_generation, ud.metadata.generation);
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+        for name in ["blog-web", "blog-db"] {
+            let d = deployments.get(name).await?;
+            let available = d
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Available" && c.status == "True"));
+            assert!(available, "{name} is Available");
+        }
+        Api::<Ingress>::namespaced(client.clone(), ns).get("blog").await?;
+
+        // Editing a parameter rolls the Deployment.
+        let before = deployments.get("blog-web").await?;
+        uds.patch(
+            "blog",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "parameters": { "SITE_TITLE": "Changed" } } })),
+        )
+        .await?;
+        let rolled = wait_for(
+            &deployments,
+            "blog-web",
+            TIMEOUT,
+            "Deployment rolled",
+            |d: Option<&Deployment>| {
+                d.and_then(|d| d.spec.as_ref()).is_some_and(|s| {
+                    s.template.spec.as_ref().is_some_and(|p| {
+                        p.containers[0]
+                            .env
+                            .iter()
+                            .flatten()
+                            .any(|e| e.name == "SITE_TITLE" && e.value.as_deref() == Some("Changed"))
+                    })
+                })
+            },
+        )
+        .await?;
+        assert!(rolled.metadata.generation > before.metadata.generation);
+        ready(&uds, "blog").await?;
+
+        // A deleted child Service comes back.
+        let services: Api<Service> = Api::namespaced(client.clone(), ns);
+        let old_uid = services.get("blog-db").await?.uid();
+        services.delete("blog-db", &DeleteParams::default()).await?;
+        wait_for(
+            &services,
+            "blog-db",
+            TIMEOUT,
+            "Service recreated",
+            |s: Option<&Service>| s.is_some_and(|s| s.uid() != old_uid && s.metadata.deletion_timestamp.is_none()),
+        )
+        .await?;
+
+        // Removing a service from the template prunes its children.
+        Api::<Template>::namespaced(client.clone(), ns)
+            .patch(
+                "blog",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": { "services": [
+                    { "name": "web", "image": "ghcr.io/example/blog:1", "port": 3000 } ] } })),
+            )
+            .await?;
+        wait_until_gone(&deployments, "blog-db", TIMEOUT).await?;
+        wait_until_gone(&services, "blog-db", TIMEOUT).await?;
+
+        // Deleting the UserDeployment removes every child.
+        uds.delete("blog", &DeleteParams::default()).await?;
+        wait_until_gone(&uds, "blog", TIMEOUT).await?;
+        let sel = "k8s-scheduler.io/deployment=blog";
+        poll(TIMEOUT, "every child removed", || async {
+            let left = names::<Deployment>(&client, ns, sel).await?.len()
+                + names::<Service>(&client, ns, sel).await?.len()
+                + names::<Ingress>(&client, ns, sel).await?.len()
+                + names::<NetworkPolicy>(&client, ns, sel).await?.len()
+                + names::<ConfigMap>(&client, ns, sel).await?.len();
+            Ok((left == 0).then_some(()))
+        })
+        .await
+    })
+    .await
+}
+
+#[tokio::test]
+async fn forbidden_fields_and_unknown_templates() -> Result<()> {
+    with_sandbox(&[("ALLOWED_REGISTRIES", "ghcr.io")], |client, sb| async move {
+        let ns = sb.namespace.as_str();
+        let doc = |svc_extra: &str, spec_extra: &str| {
+            format!(
+                "apiVersion: k8s-scheduler.io/v1alpha1\nkind: UserDeployment\nmetadata:\n  name: bad\n  namespace: {ns}\nspec:\n{spec_extra}  services:\n  - name: web\n    image: ghcr.io/x/y:1\n    port: 8080\n{svc_extra}"
+            )
+        };
+        for (svc_extra, spec_extra, field) in [
+            ("    privileged: true\n", "", "privileged"),
+            ("    securityContext:\n      runAsUser: 0\n", "", "securityContext"),
+            ("    hostNetwork: true\n", "", "hostNetwork"),
+            ("    hostPath: /\n", "", "hostPath"),
+            ("    hostPort: 80\n", "", "hostPort"),
+            ("    capabilities:\n      add: [NET_ADMIN]\n", "", "capabilities"),
+            ("", "  serviceAccountName: admin\n", "serviceAccountName"),
+            ("    serviceType: NodePort\n", "", "serviceType"),
+            ("", "  ingressAnnotations:\n    a: b\n", "ingressAnnotations"),
+            ("", "  host: bank.example.com\n", "host"),
+        ] {
+            let (ok, out) = kubectl_apply(&doc(svc_extra, spec_extra))?;
+            ensure!(!ok, "kubectl apply accepted forbidden field {field}: {out}");
+            ensure!(out.contains(field), "the refusal names {field}: {out}");
+        }
+        // CEL: a port out of range and a name too long for the host label.
+        let (ok, out) = kubectl_apply(&doc("", "").replace("port: 8080", "port: 70000"))?;
+        ensure!(!ok && out.contains("port"), "{out}");
+        let long = "a".repeat(33);
+        let (ok, out) = kubectl_apply(&doc("", "").replace("name: bad", &format!("name: {long}")))?;
+        ensure!(!ok && out.contains("32 characters"), "{out}");
+
+        // A registry outside the allow-list: Degraded, reported once, not retried in a storm.
+        let uds: Api<UserDeployment> = Api::namespaced(client.clone(), ns);
+        let quay: UserDeployment = serde_json::from_value(json!({
+            "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserDeployment",
+            "metadata": { "name": "quay" },
+            "spec": { "services": [{ "name": "web", "image": "quay.io/x/y:1", "port": 80 }] },
+        }))?;
+        create_deployment(&uds, &quay).await?;
+        let ud = degraded_with(&uds, "quay", "RegistryNotAllowed").await?;
+        assert_eq!(ud.status.unwrap().phase, crds::DeploymentPhase::Error);
+        let deployments = names::<Deployment>(&client, ns, "k8s-scheduler.io/deployment=quay").await?;
+        assert!(deployments.is_empty(), "nothing is created for an invalid spec");
+
+        // An unknown template.
+        create_deployment(&uds, &serde_json::from_value(json!({
+            "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserDeployment",
+            "metadata": { "name": "ghost" },
+            "spec": { "templateRef": { "name": "does-not-exist" } },
+        }))?)
+        .await?;
+        degraded_with(&uds, "ghost", "TemplateNotFound").await?;
+        // ... which recovers once the template appears.
+        let mut t = two_service_template(ns);
+        t.metadata.name = Some("does-not-exist".into());
+        t.spec.parameters.clear();
+        Api::<Template>::namespaced(client.clone(), ns).create(&PostParams::default(), &t).await?;
+        ready(&uds, "ghost").await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn external_secret_with_cluster_secret_store() -> Result<()> {
+    let client = e2e::client().await?;
+    let crds_api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = serde_yaml::from_str(include_str!("fixtures/externalsecret-crd.yaml"))?;
+    crds_api
+        .patch(&crd.name_any(), &PatchParams::apply("e2e").force(), &Patch::Apply(&crd))
+        .await?;
+    wait_for(
+        &crds_api,
+        &crd.name_any(),
+        TIMEOUT,
+        "CRD established",
+        kube::runtime::conditions::is_crd_established(),
+    )
+    .await?;
+
+    with_sandbox(&[("CLUSTER_SECRET_STORE", "vault-backend")], |client, sb| async move {
+        let ns = sb.namespace.as_str();
+        Api::<Template>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &two_service_template(ns))
+            .await?;
+        let uds: Api<UserDeployment> = Api::namespaced(client.clone(), ns);
+        create_deployment(
+            &uds,
+            &blog_deployment("shop", "Shop", json!({ "secretRefs": ["DB_PASSWORD", "API_KEY"] })),
+        )
+        .await?;
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("external-secrets.io", "v1", "ExternalSecret"));
+        let es_api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+        let es = poll(TIMEOUT, "ExternalSecret created", || async {
+            Ok(es_api.get_opt("shop-secrets").await?)
+        })
+        .await?;
+        assert_eq!(es.data["spec"]["secretStoreRef"]["name"], "vault-backend");
+        assert_eq!(es.data["spec"]["secretStoreRef"]["kind"], "ClusterSecretStore");
+        assert_eq!(es.data["spec"]["target"]["name"], "shop-secrets");
+        let keys: BTreeSet<String> = es.data["spec"]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["remoteRef"]["key"].as_str().unwrap().to_string())
+            .collect();
+        let prefix = format!("users/{}/deployments/shop/", sb.user_id);
+        assert_eq!(
+            keys,
+            [format!("{prefix}API_KEY"), format!("{prefix}DB_PASSWORD")].into()
+        );
+        let d = Api::<Deployment>::namespaced(client.clone(), ns)
+            .get("shop-web")
+            .await?;
+        let env_from = d.spec.unwrap().template.spec.unwrap().containers[0]
+            .env_from
+            .clone()
+            .unwrap();
+        assert_eq!(env_from[0].secret_ref.as_ref().unwrap().name, "shop-secrets");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn leader_election_hands_over_without_duplicates() -> Result<()> {
+    let client = e2e::client().await?;
+    let sb = TestSandbox::create(&client, json!({})).await?;
+    let lease_ns = sb.namespace.clone();
+    let lease_name = format!("lease-{}", sb.run);
+    let env = [
+        ("LEADER_ELECT", "true"),
+        ("LEASE_NAME", lease_name.as_str()),
+        ("LEASE_DURATION_SECONDS", "4"),
+        ("LEASE_NAMESPACE", "default"),
+    ];
+    let mut a = sb.start_controller(&env)?;
+    let mut b = sb.start_controller(&env)?;
+    let result = async {
+        sb.wait_ready().await?;
+        let ns = lease_ns.as_str();
+        Api::<Template>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &two_service_template(ns))
+            .await?;
+        let uds: Api<UserDeployment> = Api::namespaced(client.clone(), ns);
+        for i in 0..3 {
+            create_deployment(&uds, &blog_deployment(&format!("first-{i}"), "x", json!({}))).await?;
+        }
+        for i in 0..3 {
+            ready(&uds, &format!("first-{i}")).await?;
+        }
+        let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+        let holder = leases
+            .get(&lease_name)
+            .await?
+            .spec
+            .and_then(|s| s.holder_identity)
+            .context("lease holder")?;
+        let (leader, standby) = if holder == a.identity {
+            (&mut a, &mut b)
+        } else {
+            (&mut b, &mut a)
+        };
+        ensure!(
+            holder == leader.identity,
+            "the lease names one of the two controllers: {holder}"
+        );
+        ensure!(!standby.logs().contains("became leader"), "only one replica leads");
+
+        // Kill the leader, then create more work: the standby must take over and finish it.
+        leader.kill();
+        for i in 0..3 {
+            create_deployment(&uds, &blog_deployment(&format!("second-{i}"), "y", json!({}))).await?;
+        }
+        for i in 0..3 {
+            ready(&uds, &format!("second-{i}"))
+                .await
+                .with_context(|| format!("standby log:\n{}", standby.logs()))?;
+        }
+        let new_holder = leases
+            .get(&lease_name)
+            .await?
+            .spec
+            .and_then(|s| s.holder_identity)
+            .unwrap_or_default();
+        ensure!(new_holder == standby.identity, "standby holds the lease: {new_holder}");
+        ensure!(standby.running(), "standby still running");
+        // Exactly one Deployment per service per UserDeployment: nothing duplicated.
+        let all = names::<Deployment>(&client, ns, "app.kubernetes.io/managed-by=k8s-scheduler").await?;
+        let expected: BTreeSet<String> = (0..3)
+            .flat_map(|i| ["first", "second"].map(|p| format!("{p}-{i}")))
+            .flat_map(|ud| [format!("{ud}-web"), format!("{ud}-db")])
+            .collect();
+        ensure!(all == expected, "deployments {all:?} != {expected:?}");
+        Ok(())
+    }
+    .await;
+    let cleanup = sb.delete().await;
+    a.kill();
+    b.kill();
+    let _ = Api::<Lease>::namespaced(client.clone(), "default")
+        .delete(&lease_name, &DeleteParams::default())
+        .await;
+    result?;
+    cleanup
+}
+
+#[test]
+fn controller_without_deployment_domain_exits_naming_it() -> Result<()> {
+    let out = std::process::Command::new(workspace_binary("controller")?)
+        .env_remove("DEPLOYMENT_DOMAIN")
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DEPLOYMENT_DOMAIN"), "{stderr}");
+    let out = std::process::Command::new(workspace_binary("controller")?)
+        .env("DEPLOYMENT_DOMAIN", "example.com")
+        .env("DISABLE_NETWORK_POLICIES", "perhaps")
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("DISABLE_NETWORK_POLICIES") && stderr.contains("not a boolean"),
+        "{stderr}"
+    );
+    Ok(())
+}
