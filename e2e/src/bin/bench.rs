@@ -1,0 +1,564 @@
+//! Controller benchmark against the local control plane (a command, not a test).
+//!
+//! `bench throughput [--count N] [--sandboxes K] [--concurrency C]`
+//!   1. raw ceiling: the same child objects the controller would write, applied directly with
+//!      server-side apply at the best of several concurrencies, until every Deployment is
+//!      Available;
+//!   2. the controller: N UserDeployments created at once, until every one is Ready.
+//!   Prints time, throughput, ratio, reconcile p50/p99, peak RSS and API writes per deployment.
+//!
+//! `bench scale [--count N]`
+//!   N suspended UserDeployments (no pods: the cluster's own controllers are not the bottleneck),
+//!   the controller's RSS once all are Ready, then a restart that re-reconciles all of them while
+//!   a watch counts every write that changed an object (target: zero).
+//!
+//! Run it through `hack/bench`, which builds the release binaries and brings up the cluster.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use controller::config::Config;
+use controller::validate::validate_deployment;
+use crds::{Template, UserDeployment};
+use e2e::operator::{RUN_LABEL, create_deployment, ensure_crds, is_ready_condition, workspace_binary};
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+struct Args {
+    mode: String,
+    count: usize,
+    sandboxes: usize,
+    concurrency: usize,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_else(|| "throughput".into());
+    if mode != "throughput" && mode != "scale" {
+        bail!("unknown mode {mode:?}: use `bench throughput` or `bench scale`");
+    }
+    let mut a = Args {
+        count: if mode == "scale" { 10_000 } else { 2_000 },
+        mode,
+        sandboxes: 10,
+        concurrency: 64,
+    };
+    while let Some(flag) = args.next() {
+        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
+        let n: usize = value.parse().with_context(|| format!("{flag} {value}: not a number"))?;
+        match flag.as_str() {
+            "--count" => a.count = n,
+            "--sandboxes" => a.sandboxes = n.max(1),
+            "--concurrency" => a.concurrency = n.max(1),
+            other => bail!("unknown flag {other}; flags: --count N --sandboxes K --concurrency C"),
+        }
+    }
+    Ok(a)
+}
+
+fn progress(msg: impl AsRef<str>) {
+    eprintln!("[bench {:>7.1}s] {}", START.get_or_init(Instant::now).elapsed().as_secs_f64(), msg.as_ref());
+}
+
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+fn template(ns: &str) -> Template {
+    serde_json::from_value(json!({
+        "apiVersion": "k8s-scheduler.io/v1alpha1",
+        "kind": "Template",
+        "metadata": { "name": "bench-web", "namespace": ns },
+        "spec": {
+            "displayName": "Benchmark web app",
+            "parameters": [{ "name": "GREETING", "default": "hello" }],
+            "services": [{ "name": "web", "image": "ghcr.io/example/web:1", "port": 8080,
+                "resources": { "requests": { "cpu": "1m", "memory": "1Mi" }, "limits": { "cpu": "10m", "memory": "8Mi" } } }],
+            "ingress": { "service": "web" },
+        },
+    }))
+    .expect("template")
+}
+
+fn user_deployment(name: &str, ns: &str, suspend: bool) -> UserDeployment {
+    serde_json::from_value(json!({
+        "apiVersion": "k8s-scheduler.io/v1alpha1",
+        "kind": "UserDeployment",
+        "metadata": { "name": name, "namespace": ns },
+        "spec": { "templateRef": { "name": "bench-web" }, "parameters": { "GREETING": name }, "suspend": suspend },
+    }))
+    .expect("deployment")
+}
+
+async fn apply<K>(client: &Client, obj: &K) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+    api.patch(&obj.name_any(), &PatchParams::apply("bench-raw").force(), &Patch::Apply(obj)).await?;
+    Ok(())
+}
+
+async fn create_namespace(client: &Client, name: &str, run: &str) -> Result<()> {
+    let ns: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": { "name": name, "labels": { RUN_LABEL: run } },
+    }))?;
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
+    Ok(())
+}
+
+/// Counts Deployments with label `run` that are Available, until `want`; returns elapsed time.
+async fn wait_available(client: &Client, selector: &str, want: usize, started: Instant) -> Result<Duration> {
+    let api: Api<Deployment> = Api::all(client.clone());
+    let mut last = usize::MAX;
+    loop {
+        let mut available = 0;
+        let mut lp = ListParams::default().labels(selector).limit(500);
+        loop {
+            let list = api.list(&lp).await?;
+            available += list
+                .items
+                .iter()
+                .filter(|d| {
+                    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                    d.status.as_ref().is_some_and(|s| s.available_replicas.unwrap_or(0) >= want)
+                })
+                .count();
+            match list.metadata.continue_ {
+                Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+                _ => break,
+            }
+        }
+        if available != last {
+            progress(format!("  {available}/{want} Deployments available"));
+            last = available;
+        }
+        if available >= want {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("only {available}/{want} Deployments became available in 30 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn wait_ready(client: &Client, namespaces: &[String], want: usize, started: Instant) -> Result<Duration> {
+    let mut last = usize::MAX;
+    loop {
+        let mut ready = 0;
+        for ns in namespaces {
+            let api: Api<UserDeployment> = Api::namespaced(client.clone(), ns);
+            let mut lp = ListParams::default().limit(500);
+            loop {
+                let list = api.list(&lp).await?;
+                ready += list.items.iter().filter(|u| is_ready_condition(Some(*u))).count();
+                match list.metadata.continue_ {
+                    Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+                    _ => break,
+                }
+            }
+        }
+        if ready != last {
+            progress(format!("  {ready}/{want} UserDeployments Ready"));
+            last = ready;
+        }
+        if ready >= want {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("only {ready}/{want} UserDeployments became Ready in 30 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The raw ceiling: children applied directly, at concurrency `c`.
+async fn raw_run(client: &Client, run: &str, count: usize, sandboxes: usize, c: usize) -> Result<(Duration, usize)> {
+    let config = Config::for_tests();
+    let namespaces: Vec<String> = (0..sandboxes).map(|i| format!("raw-{run}-c{c}-{i}")).collect();
+    for ns in &namespaces {
+        create_namespace(client, ns, run).await?;
+    }
+    let t = template("x");
+    let writes = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    stream::iter(0..count)
+        .map(|i| {
+            let ns = namespaces[i % namespaces.len()].clone();
+            let (client, config, t, writes) = (client.clone(), config.clone(), t.clone(), writes.clone());
+            async move {
+                let mut ud = user_deployment(&format!("app-{i}"), &ns, false);
+                ud.metadata.uid = Some(format!("00000000-0000-0000-0000-{i:012}"));
+                let vd = validate_deployment(&ud, Some(&t.spec), "bench", &config).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                let mut children = controller::build::deployment::build(&vd, &config);
+                // No owner: the UserDeployment does not exist in this mode.
+                for d in &mut children.deployments {
+                    d.metadata.owner_references = None;
+                    d.metadata.labels.get_or_insert_default().insert(RUN_LABEL.into(), format!("{run}-raw-{c}"));
+                    apply(&client, d).await?;
+                }
+                for s in &mut children.services {
+                    s.metadata.owner_references = None;
+                    apply(&client, s).await?;
+                }
+                if let Some(mut np) = children.network_policy {
+                    np.metadata.owner_references = None;
+                    apply(&client, &np).await?;
+                }
+                if let Some(mut ing) = children.ingress {
+                    ing.metadata.owner_references = None;
+                    apply(&client, &ing).await?;
+                }
+                writes.fetch_add(4, Ordering::Relaxed);
+                Ok::<_, anyhow::Error>(())
+            }
+        })
+        .buffer_unordered(c)
+        .try_collect::<Vec<_>>()
+        .await?;
+    progress(format!("  raw c={c}: {count} apps applied in {:.1}s; waiting for Deployments", started.elapsed().as_secs_f64()));
+    let elapsed = wait_available(client, &format!("{RUN_LABEL}={run}-raw-{c}"), count, started).await?;
+    Ok((elapsed, writes.load(Ordering::Relaxed)))
+}
+
+struct ControllerProc {
+    child: Child,
+    metrics: String,
+}
+
+impl ControllerProc {
+    fn start(run: &str, metrics_port: u16, concurrency: usize) -> Result<Self> {
+        let bin = workspace_binary("controller")?;
+        let log = std::env::temp_dir().join(format!("bench-controller-{run}.log"));
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new(bin)
+            .arg("--kubeconfig")
+            .arg(e2e::cluster::kubeconfig_path())
+            .env("DEPLOYMENT_DOMAIN", "bench.example.com")
+            .env("SANDBOX_SELECTOR", format!("{RUN_LABEL}={run}"))
+            .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+            .env("HEALTH_PROBE_ADDR", "127.0.0.1:0")
+            .env("LEADER_ELECT", "false")
+            .env("CONCURRENCY", concurrency.to_string())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()?;
+        progress(format!("  controller pid {} (log {})", child.id(), log.display()));
+        Ok(ControllerProc { child, metrics: format!("http://127.0.0.1:{metrics_port}/metrics") })
+    }
+
+    fn rss_peak_kib(&self) -> u64 {
+        proc_status(self.child.id(), "VmHWM:")
+    }
+
+    fn rss_kib(&self) -> u64 {
+        proc_status(self.child.id(), "VmRSS:")
+    }
+
+    async fn scrape(&self) -> Result<String> {
+        // A plain HTTP/1.0 GET on loopback; no HTTP client dependency needed for one page.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.metrics.trim_start_matches("http://").split('/').next().unwrap_or_default().to_string();
+        let mut s = tokio::net::TcpStream::connect(&addr).await?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).await?;
+        Ok(body)
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn proc_status(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(key)).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Sum of a counter (all label sets matching `filter`) in Prometheus text.
+fn metric_sum(text: &str, name: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// A quantile from a Prometheus histogram (linear within the bucket).
+fn histogram_quantile(text: &str, name: &str, filter: &str, q: f64) -> f64 {
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}_bucket")) && l.contains(filter))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last().map(|b| b.1).unwrap_or(0.0);
+    if total == 0.0 {
+        return 0.0;
+    }
+    let rank = q * total;
+    let (mut prev_le, mut prev_count) = (0.0, 0.0);
+    for (le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return prev_le;
+            }
+            let frac = if count > prev_count { (rank - prev_count) / (count - prev_count) } else { 0.0 };
+            return prev_le + (le - prev_le) * frac;
+        }
+        (prev_le, prev_count) = (le, count);
+    }
+    prev_le
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Creates `k` sandboxes labelled `run`, waits until Ready; returns their namespaces.
+async fn create_sandboxes(client: &Client, run: &str, k: usize, per_sandbox: usize) -> Result<Vec<String>> {
+    let api: Api<crds::UserSandbox> = Api::all(client.clone());
+    let mut namespaces = vec![];
+    for i in 0..k {
+        let name = format!("bench-{run}-{i}");
+        let ns = format!("sandbox-bench-{run}-{i}");
+        let sb: crds::UserSandbox = serde_json::from_value(json!({
+            "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserSandbox",
+            "metadata": { "name": name, "labels": { RUN_LABEL: run } },
+            "spec": { "owner": { "userId": format!("b{i}") }, "plan": "enterprise", "namespace": ns,
+                "quotaOverrides": { "deployments": per_sandbox + 10, "pods": per_sandbox + 10, "cpu": "1000", "memory": "1000Gi" } },
+        }))?;
+        api.create(&PostParams::default(), &sb).await?;
+        namespaces.push(ns);
+    }
+    for i in 0..k {
+        e2e::wait_for(&api, &format!("bench-{run}-{i}"), Duration::from_secs(120), "sandbox Ready", is_ready_condition::<crds::UserSandbox>)
+            .await?;
+    }
+    for ns in &namespaces {
+        Api::<Template>::namespaced(client.clone(), ns).create(&PostParams::default(), &template(ns)).await?;
+    }
+    Ok(namespaces)
+}
+
+async fn create_uds(client: &Client, namespaces: &[String], count: usize, c: usize, suspend: bool) -> Result<()> {
+    let created = Arc::new(AtomicUsize::new(0));
+    stream::iter(0..count)
+        .map(|i| {
+            let ns = namespaces[i % namespaces.len()].clone();
+            let (client, created) = (client.clone(), created.clone());
+            async move {
+                let api: Api<UserDeployment> = Api::namespaced(client, &ns);
+                create_deployment(&api, &user_deployment(&format!("app-{i}"), &ns, suspend)).await?;
+                let n = created.fetch_add(1, Ordering::Relaxed) + 1;
+                if n % 1000 == 0 {
+                    progress(format!("  {n}/{count} UserDeployments created"));
+                }
+                Ok::<_, anyhow::Error>(())
+            }
+        })
+        .buffer_unordered(c)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
+async fn cleanup(client: &Client, run: &str) -> Result<()> {
+    progress("cleaning up (deleting benchmark sandboxes and namespaces)");
+    let sel = format!("{RUN_LABEL}={run}");
+    let sandboxes: Api<crds::UserSandbox> = Api::all(client.clone());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    // Without a controller running, finalizers would hold the deployments: remove them first.
+    for sb in sandboxes.list(&ListParams::default().labels(&sel)).await?.items {
+        let uds: Api<UserDeployment> = Api::namespaced(client.clone(), &sb.spec.namespace);
+        for ud in uds.list_metadata(&ListParams::default()).await?.items {
+            let _ = uds
+                .patch_metadata(&ud.name_any(), &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "finalizers": null } })))
+                .await;
+        }
+        let _ = sandboxes.delete(&sb.name_any(), &DeleteParams::background()).await;
+        let _ = namespaces.delete(&sb.spec.namespace, &DeleteParams::background()).await;
+    }
+    for ns in namespaces.list_metadata(&ListParams::default().labels(&sel)).await?.items {
+        let _ = namespaces.delete(&ns.name_any(), &DeleteParams::background()).await;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    START.get_or_init(Instant::now);
+    let args = parse_args()?;
+    let client = e2e::client().await?;
+    ensure_crds(&client).await?;
+    let run = e2e::unique_name("bench");
+    let result = match args.mode.as_str() {
+        "throughput" => throughput(&client, &run, &args).await,
+        _ => scale(&client, &run, &args).await,
+    };
+    cleanup(&client, &run).await?;
+    result
+}
+
+async fn throughput(client: &Client, run: &str, a: &Args) -> Result<()> {
+    let n = a.count;
+    progress(format!("raw ceiling: {n} apps (Deployment, Service, NetworkPolicy, Ingress) by server-side apply"));
+    let mut best: Option<(usize, Duration)> = None;
+    let mut raw_rows = vec![];
+    for c in [a.concurrency / 2, a.concurrency].into_iter().filter(|c| *c > 0) {
+        let (elapsed, _) = raw_run(client, run, n, a.sandboxes, c).await?;
+        progress(format!("  raw c={c}: all available after {:.1}s", elapsed.as_secs_f64()));
+        raw_rows.push((c, elapsed));
+        if best.is_none_or(|(_, b)| elapsed < b) {
+            best = Some((c, elapsed));
+        }
+    }
+    let (best_c, raw) = best.context("no raw run")?;
+
+    progress(format!("controller: {n} UserDeployments in {} sandboxes", a.sandboxes));
+    let port = free_port()?;
+    let ctrl = ControllerProc::start(run, port, a.concurrency)?;
+    let namespaces = create_sandboxes(client, run, a.sandboxes, n / a.sandboxes + 1).await?;
+    let before = ctrl.scrape().await.unwrap_or_default();
+    let writes_before = metric_sum(&before, "k8s_scheduler_controller_api_writes_total", "UserDeployment");
+    let started = Instant::now();
+    create_uds(client, &namespaces, n, best_c, false).await?;
+    let elapsed = wait_ready(client, &namespaces, n, started).await?;
+    let metrics = ctrl.scrape().await?;
+    let writes = metric_sum(&metrics, "k8s_scheduler_controller_api_writes_total", "UserDeployment") - writes_before;
+    let filter = "kind=\"UserDeployment\"";
+    let p50 = histogram_quantile(&metrics, "k8s_scheduler_controller_reconcile_duration_seconds", filter, 0.50);
+    let p99 = histogram_quantile(&metrics, "k8s_scheduler_controller_reconcile_duration_seconds", filter, 0.99);
+    let reconciles = metric_sum(&metrics, "k8s_scheduler_controller_reconciles_total", filter);
+    let peak = ctrl.rss_peak_kib();
+    ctrl.stop();
+
+    let raw_tp = n as f64 / raw.as_secs_f64();
+    let tp = n as f64 / elapsed.as_secs_f64();
+    println!("## throughput: {n} UserDeployments, {} sandboxes", a.sandboxes);
+    println!();
+    println!("| measure | value |");
+    println!("|---|---|");
+    for (c, e) in &raw_rows {
+        println!("| raw ceiling, concurrency {c}: all Deployments Available | {:.1} s ({:.1} apps/s) |", e.as_secs_f64(), n as f64 / e.as_secs_f64());
+    }
+    println!("| controller: all UserDeployments Ready | {:.1} s |", elapsed.as_secs_f64());
+    println!("| controller throughput | {tp:.1} deployments/s |");
+    println!("| raw ceiling throughput (best, concurrency {best_c}) | {raw_tp:.1} apps/s |");
+    println!("| **ratio controller / raw** | **{:.0}%** (target ≥ 80%) |", 100.0 * tp / raw_tp);
+    println!("| reconcile p50 / p99 | {:.1} ms / {:.1} ms |", p50 * 1000.0, p99 * 1000.0);
+    println!("| reconciles per UserDeployment | {:.2} |", reconciles / n as f64);
+    println!("| API writes per UserDeployment (children, status, finalizer) | {:.2} |", writes / n as f64);
+    println!("| controller peak RSS | {:.1} MiB |", peak as f64 / 1024.0);
+    Ok(())
+}
+
+async fn scale(client: &Client, run: &str, a: &Args) -> Result<()> {
+    let n = a.count;
+    progress(format!("scale: {n} suspended UserDeployments in {} sandboxes", a.sandboxes));
+    let port = free_port()?;
+    let ctrl = ControllerProc::start(run, port, a.concurrency)?;
+    let namespaces = create_sandboxes(client, run, a.sandboxes, n / a.sandboxes + 1).await?;
+    let started = Instant::now();
+    create_uds(client, &namespaces, n, a.concurrency, true).await?;
+    let elapsed = wait_ready(client, &namespaces, n, started).await?;
+    // Let the caches settle, then read memory.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rss = ctrl.rss_kib();
+    let peak = ctrl.rss_peak_kib();
+    ctrl.stop();
+    progress(format!("all Ready after {:.1}s; RSS {:.1} MiB (peak {:.1} MiB); restarting", elapsed.as_secs_f64(), rss as f64 / 1024.0, peak as f64 / 1024.0));
+
+    // Count every change to our objects while a fresh controller re-reconciles everything.
+    let changes = Arc::new(AtomicUsize::new(0));
+    let changed_kinds = Arc::new(std::sync::Mutex::new(BTreeMap::<String, usize>::new()));
+    let mut watchers = vec![];
+    macro_rules! watch_kind {
+        ($k:ty, $name:expr) => {{
+            let api: Api<$k> = Api::all(client.clone());
+            let rv = api.list_metadata(&ListParams::default().limit(1)).await?.metadata.resource_version.unwrap_or_default();
+            let (changes, kinds) = (changes.clone(), changed_kinds.clone());
+            watchers.push(tokio::spawn(async move {
+                let Ok(stream) = api.watch(&WatchParams::default().timeout(290), &rv).await else { return };
+                let mut stream = Box::pin(stream);
+                while let Ok(Some(ev)) = stream.try_next().await {
+                    if let WatchEvent::Modified(o) | WatchEvent::Added(o) | WatchEvent::Deleted(o) = ev {
+                        if o.namespace().is_some_and(|ns| ns.starts_with("sandbox-bench-")) {
+                            changes.fetch_add(1, Ordering::Relaxed);
+                            *kinds.lock().unwrap().entry($name.to_string()).or_default() += 1;
+                        }
+                    }
+                }
+            }));
+        }};
+    }
+    watch_kind!(UserDeployment, "UserDeployment");
+    watch_kind!(Deployment, "Deployment");
+    watch_kind!(k8s_openapi::api::core::v1::Service, "Service");
+    watch_kind!(k8s_openapi::api::networking::v1::Ingress, "Ingress");
+    watch_kind!(k8s_openapi::api::networking::v1::NetworkPolicy, "NetworkPolicy");
+    watch_kind!(k8s_openapi::api::core::v1::LimitRange, "LimitRange");
+
+    let restarted = Instant::now();
+    let ctrl = ControllerProc::start(run, port, a.concurrency)?;
+    // Done when the new process has reconciled every UserDeployment once.
+    let mut last = 0.0;
+    loop {
+        let m = ctrl.scrape().await.unwrap_or_default();
+        let done = metric_sum(&m, "k8s_scheduler_controller_reconciles_total", "kind=\"UserDeployment\"");
+        if done != last {
+            progress(format!("  restart: {done} of {n} re-reconciled"));
+            last = done;
+        }
+        if done >= n as f64 {
+            break;
+        }
+        if restarted.elapsed() > Duration::from_secs(900) {
+            bail!("restart: only {done}/{n} reconciled in 15 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let restart_time = restarted.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let restart_rss = ctrl.rss_peak_kib();
+    ctrl.stop();
+    for w in watchers {
+        w.abort();
+    }
+    let changed = changes.load(Ordering::Relaxed);
+    println!("## scale: {n} UserDeployments (suspended), {} sandboxes", a.sandboxes);
+    println!();
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| all Ready after | {:.1} s |", elapsed.as_secs_f64());
+    println!("| controller RSS with {n} cached | {:.1} MiB (target ≤ 60 MiB) |", rss as f64 / 1024.0);
+    println!("| controller peak RSS | {:.1} MiB |", peak as f64 / 1024.0);
+    println!("| restart: all re-reconciled after | {:.1} s |", restart_time.as_secs_f64());
+    println!("| restart: peak RSS | {:.1} MiB |", restart_rss as f64 / 1024.0);
+    println!("| **restart: writes that changed an object** | **{changed}** (target 0) {:?} |", changed_kinds.lock().unwrap());
+    Ok(())
+}
