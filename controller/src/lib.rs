@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod build;
+pub mod child_cache;
 pub mod config;
 pub mod leader;
 pub mod metrics;
@@ -11,7 +12,9 @@ pub mod validate;
 
 use anyhow::Context as _;
 use crds::{Template, UserDeployment, UserSandbox};
-use futures::StreamExt;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
@@ -23,6 +26,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::build::{MANAGED_BY, MANAGER};
+use crate::child_cache::{ChildCache, RolloutState};
 use crate::config::Config;
 use crate::leader::{Election, Leader};
 use crate::metrics::{Metrics, Readiness};
@@ -185,6 +189,7 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
         Controller::new(templates.clone(), WatcherConfig::default().any_semantic()).with_config(ctrl_config.clone());
     let template_store = template_ctrl.store();
 
+    let children = Arc::new(ChildCache::default());
     let ctx = Context::new(
         client.clone(),
         config.clone(),
@@ -192,6 +197,7 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
         metrics.clone(),
         sandbox_store.clone(),
         template_store,
+        children.clone(),
     );
 
     // UserDeployments: cached without managedFields, to keep memory low at scale.
@@ -205,32 +211,22 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
                 .remove("kubectl.kubernetes.io/last-applied-configuration");
         })
         .reflect(ud_writer)
-        .touched_objects();
+        .touched_objects()
+        // Our own status writes do not trigger a reconcile; spec, finalizer and deletion changes do.
+        .predicate_filter(ud_predicate, Default::default());
 
     let by_template = ud_store.clone();
     let platform_ns = config.platform_namespace.clone();
     let by_sandbox = ud_store.clone();
     let ud_ctrl = Controller::for_stream(ud_stream, ud_store.clone())
         .with_config(ctrl_config)
-        .owns_stream(
-            watcher(
-                namespaced_api::<PartialObjectMeta<Deployment>>(&client, &wns),
-                managed(),
-            )
-            .touched_objects(),
-        )
-        .owns_stream(watcher(namespaced_api::<PartialObjectMeta<Service>>(&client, &wns), managed()).touched_objects())
-        .owns_stream(watcher(namespaced_api::<PartialObjectMeta<Ingress>>(&client, &wns), managed()).touched_objects())
-        .owns_stream(
-            watcher(namespaced_api::<PartialObjectMeta<ConfigMap>>(&client, &wns), managed()).touched_objects(),
-        )
-        .owns_stream(
-            watcher(
-                namespaced_api::<PartialObjectMeta<NetworkPolicy>>(&client, &wns),
-                managed(),
-            )
-            .touched_objects(),
-        )
+        .owns_stream(child_events::<Deployment>(&client, &wns, &children, |d| {
+            Some(RolloutState::of(d))
+        }))
+        .owns_stream(child_meta_events::<Service>(&client, &wns, &children))
+        .owns_stream(child_meta_events::<Ingress>(&client, &wns, &children))
+        .owns_stream(child_meta_events::<ConfigMap>(&client, &wns, &children))
+        .owns_stream(child_meta_events::<NetworkPolicy>(&client, &wns, &children))
         .watches(
             templates,
             WatcherConfig::default().any_semantic(),
@@ -310,6 +306,67 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
     }
     tracing::info!("controllers stopped");
     Ok(())
+}
+
+/// Trigger predicate of UserDeployments: generation (spec), finalizers and deletion.
+fn ud_predicate(ud: &UserDeployment) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ud.metadata.generation.hash(&mut h);
+    ud.metadata.finalizers.hash(&mut h);
+    ud.metadata.deletion_timestamp.is_some().hash(&mut h);
+    Some(h.finish())
+}
+
+/// Full watch of a child kind feeding the child cache (objects are not kept), as owner triggers.
+fn child_events<K>(
+    client: &Client,
+    wns: &str,
+    cache: &Arc<ChildCache>,
+    rollout: fn(&K) -> Option<RolloutState>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let cache = cache.clone();
+    watcher(namespaced_api::<K>(client, wns), managed())
+        .default_backoff()
+        .map_ok(move |ev| {
+            cache.observe(&ev, rollout);
+            ev
+        })
+        .touched_objects()
+}
+
+/// Metadata-only watch of a child kind feeding the child cache, as owner triggers.
+fn child_meta_events<K>(
+    client: &Client,
+    wns: &str,
+    cache: &Arc<ChildCache>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let cache = cache.clone();
+    watcher(namespaced_api::<PartialObjectMeta<K>>(client, wns), managed())
+        .default_backoff()
+        .map_ok(move |ev| {
+            cache.observe(&ev, |_| None);
+            ev
+        })
+        .touched_objects()
 }
 
 fn managed() -> WatcherConfig {

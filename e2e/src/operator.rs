@@ -44,10 +44,11 @@ pub async fn ensure_crds(client: &Client) -> Result<()> {
 /// Path of a binary built in this workspace (next to the test executable's `deps/`).
 pub fn workspace_binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .context("test executable has no parent directory")?;
+    // Beside the executable, or beside the `deps/` folder test executables live in.
+    let mut dir = exe.parent().context("executable has no parent directory")?;
+    if dir.ends_with("deps") {
+        dir = dir.parent().context("deps/ has no parent directory")?;
+    }
     let path = dir.join(name);
     if !path.exists() {
         bail!(

@@ -19,6 +19,7 @@ use serde_json::json;
 use super::{Context, DEPLOYMENT_FINALIZER, Error, FIELD_MANAGER, condition, same_conditions, status_params};
 use crate::build::deployment::{DeploymentChildren, build, external_secret_resource};
 use crate::build::{DEPLOYMENT_LABEL, MANAGED_BY, MANAGER, fnv_hash};
+use crate::child_cache::{RolloutState, key_of};
 use crate::metrics::Metrics;
 use crate::validate::{Invalid, ValidatedDeployment, validate_deployment};
 
@@ -149,20 +150,24 @@ async fn apply(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
     let hash = fnv_hash(&names.iter().map(String::as_str).collect::<Vec<_>>());
 
     for cm in &children.config_maps {
-        ctx.apply(KIND, cm).await?;
+        ctx.apply_child(KIND, cm).await?;
     }
-    let mut applied = Vec::with_capacity(children.deployments.len());
+    let mut rollouts = Vec::with_capacity(children.deployments.len());
     for d in &children.deployments {
-        applied.push(ctx.apply(KIND, d).await?);
+        let rollout = match ctx.apply_child(KIND, d).await? {
+            Some(stored) => Some(RolloutState::of(&stored)),
+            None => ctx.children.rollout(&key_of(d)),
+        };
+        rollouts.push(rollout.unwrap_or_default());
     }
     for s in &children.services {
-        ctx.apply(KIND, s).await?;
+        ctx.apply_child(KIND, s).await?;
     }
     if let Some(np) = &children.network_policy {
-        ctx.apply(KIND, np).await?;
+        ctx.apply_child(KIND, np).await?;
     }
     if let Some(ing) = &children.ingress {
-        ctx.apply(KIND, ing).await?;
+        ctx.apply_child(KIND, ing).await?;
     }
     if let Some(es) = &children.external_secret {
         apply_external_secret(ctx, &ns, es).await?;
@@ -173,28 +178,18 @@ async fn apply(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
         prune(ud, ctx, &children).await?;
     }
 
-    let services: Vec<ServiceStatus> = applied
+    let services: Vec<ServiceStatus> = rollouts
         .iter()
         .zip(&vd.services)
-        .map(|(d, s)| ServiceStatus {
+        .map(|(r, s)| ServiceStatus {
             name: s.spec.name.clone(),
             replicas: s.replicas,
-            ready_replicas: d.status.as_ref().and_then(|st| st.ready_replicas).unwrap_or(0),
+            ready_replicas: r.ready,
         })
         .collect();
-    let ready = applied.iter().all(deployment_available);
+    let ready = rollouts.iter().all(RolloutState::available);
     write_ready_status(ud, ctx, &vd, services, ready, hash).await?;
     Ok(Action::requeue(if ready { RESYNC } else { PROGRESS_RECHECK }))
-}
-
-/// Whether a Deployment has rolled out its current spec and all its pods are available.
-fn deployment_available(d: &Deployment) -> bool {
-    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let Some(st) = &d.status else { return want == 0 };
-    st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
-        && st.updated_replicas.unwrap_or(0) >= want
-        && st.available_replicas.unwrap_or(0) >= want
-        && st.replicas.unwrap_or(0) <= want
 }
 
 fn child_names(c: &DeploymentChildren) -> Vec<String> {
@@ -234,40 +229,39 @@ async fn apply_external_secret(ctx: &Context, ns: &str, es: &DynamicObject) -> R
 async fn prune(ud: &UserDeployment, ctx: &Context, c: &DeploymentChildren) -> Result<(), Error> {
     let ns = ud.namespace().unwrap_or_default();
     let sel = selector(ud);
-    let names = |v: Vec<String>| v;
     ctx.prune::<Ingress>(
         KIND,
         &ns,
         &sel,
-        &names(c.ingress.iter().map(|o| o.name_any()).collect()),
+        &c.ingress.iter().map(|o| o.name_any()).collect::<Vec<_>>(),
     )
     .await?;
     ctx.prune::<Deployment>(
         KIND,
         &ns,
         &sel,
-        &names(c.deployments.iter().map(|o| o.name_any()).collect()),
+        &c.deployments.iter().map(|o| o.name_any()).collect::<Vec<_>>(),
     )
     .await?;
     ctx.prune::<Service>(
         KIND,
         &ns,
         &sel,
-        &names(c.services.iter().map(|o| o.name_any()).collect()),
+        &c.services.iter().map(|o| o.name_any()).collect::<Vec<_>>(),
     )
     .await?;
     ctx.prune::<ConfigMap>(
         KIND,
         &ns,
         &sel,
-        &names(c.config_maps.iter().map(|o| o.name_any()).collect()),
+        &c.config_maps.iter().map(|o| o.name_any()).collect::<Vec<_>>(),
     )
     .await?;
     ctx.prune::<NetworkPolicy>(
         KIND,
         &ns,
         &sel,
-        &names(c.network_policy.iter().map(|o| o.name_any()).collect()),
+        &c.network_policy.iter().map(|o| o.name_any()).collect::<Vec<_>>(),
     )
     .await?;
     let keep: Vec<String> = c.external_secret.iter().map(|o| o.name_any()).collect();
@@ -318,6 +312,7 @@ async fn cleanup(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
     ctx.prune::<NetworkPolicy>(KIND, &ns, &sel, &[]).await?;
     prune_external_secrets(ctx, &ns, &sel, &[]).await?;
     ctx.prune::<Secret>(KIND, &ns, &sel, &[]).await?;
+    ctx.children.forget(&ns, &ud.name_any());
     tracing::info!(namespace = %ns, name = %ud.name_any(), "children removed");
     Ok(Action::await_change())
 }

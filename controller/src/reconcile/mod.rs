@@ -19,6 +19,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::child_cache::ChildCache;
 use crate::config::Config;
 use crate::leader::Leader;
 use crate::metrics::{ErrorLabels, Metrics};
@@ -72,6 +73,8 @@ pub struct Context {
     pub sandboxes: Store<UserSandbox>,
     /// Every watched Template.
     pub templates: Store<Template>,
+    /// What was last applied to each child.
+    pub children: Arc<ChildCache>,
 }
 
 impl Context {
@@ -83,6 +86,7 @@ impl Context {
         metrics: Metrics,
         sandboxes: Store<UserSandbox>,
         templates: Store<Template>,
+        children: Arc<ChildCache>,
     ) -> Arc<Self> {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -97,6 +101,7 @@ impl Context {
             recorder,
             sandboxes,
             templates,
+            children,
         })
     }
 
@@ -126,6 +131,26 @@ impl Context {
                 &Patch::Apply(obj),
             )
             .await?)
+    }
+
+    /// Applies a child unless the cache says the same content is already in place untouched.
+    /// Returns the stored object when it was applied, `None` when skipped.
+    pub async fn apply_child<K>(&self, parent_kind: &str, obj: &K) -> Result<Option<K>, Error>
+    where
+        K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned + 'static,
+        K::Scope: ApiScope,
+    {
+        let hash = crate::build::fnv_hash(&[&serde_json::to_string(obj).unwrap_or_default()]);
+        let key = crate::child_cache::key_of(obj);
+        if self.children.unchanged(&key, &hash) {
+            return Ok(None);
+        }
+        let stored = self.apply(parent_kind, obj).await?;
+        let rollout = (&stored as &dyn std::any::Any)
+            .downcast_ref::<k8s_openapi::api::apps::v1::Deployment>()
+            .map(crate::child_cache::RolloutState::of);
+        self.children.applied(&stored, &hash, rollout);
+        Ok(Some(stored))
     }
 
     /// Deletes the objects of kind `K` in `namespace` matching `selector` whose names are not in

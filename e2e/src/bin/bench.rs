@@ -67,7 +67,11 @@ fn parse_args() -> Result<Args> {
 }
 
 fn progress(msg: impl AsRef<str>) {
-    eprintln!("[bench {:>7.1}s] {}", START.get_or_init(Instant::now).elapsed().as_secs_f64(), msg.as_ref());
+    eprintln!(
+        "[bench {:>7.1}s] {}",
+        START.get_or_init(Instant::now).elapsed().as_secs_f64(),
+        msg.as_ref()
+    );
 }
 
 static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -107,7 +111,12 @@ where
         + DeserializeOwned,
 {
     let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
-    api.patch(&obj.name_any(), &PatchParams::apply("bench-raw").force(), &Patch::Apply(obj)).await?;
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::apply("bench-raw").force(),
+        &Patch::Apply(obj),
+    )
+    .await?;
     Ok(())
 }
 
@@ -116,7 +125,9 @@ async fn create_namespace(client: &Client, name: &str, run: &str) -> Result<()> 
         "apiVersion": "v1", "kind": "Namespace",
         "metadata": { "name": name, "labels": { RUN_LABEL: run } },
     }))?;
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
     Ok(())
 }
 
@@ -134,7 +145,9 @@ async fn wait_available(client: &Client, selector: &str, want: usize, started: I
                 .iter()
                 .filter(|d| {
                     let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                    d.status.as_ref().is_some_and(|s| s.available_replicas.unwrap_or(0) >= want)
+                    d.status
+                        .as_ref()
+                        .is_some_and(|s| s.available_replicas.unwrap_or(0) >= want)
                 })
                 .count();
             match list.metadata.continue_ {
@@ -203,12 +216,16 @@ async fn raw_run(client: &Client, run: &str, count: usize, sandboxes: usize, c: 
             async move {
                 let mut ud = user_deployment(&format!("app-{i}"), &ns, false);
                 ud.metadata.uid = Some(format!("00000000-0000-0000-0000-{i:012}"));
-                let vd = validate_deployment(&ud, Some(&t.spec), "bench", &config).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                let vd =
+                    validate_deployment(&ud, Some(&t.spec), "bench", &config).map_err(|e| anyhow::anyhow!("{e:?}"))?;
                 let mut children = controller::build::deployment::build(&vd, &config);
                 // No owner: the UserDeployment does not exist in this mode.
                 for d in &mut children.deployments {
                     d.metadata.owner_references = None;
-                    d.metadata.labels.get_or_insert_default().insert(RUN_LABEL.into(), format!("{run}-raw-{c}"));
+                    d.metadata
+                        .labels
+                        .get_or_insert_default()
+                        .insert(RUN_LABEL.into(), format!("{run}-raw-{c}"));
                     apply(&client, d).await?;
                 }
                 for s in &mut children.services {
@@ -230,7 +247,10 @@ async fn raw_run(client: &Client, run: &str, count: usize, sandboxes: usize, c: 
         .buffer_unordered(c)
         .try_collect::<Vec<_>>()
         .await?;
-    progress(format!("  raw c={c}: {count} apps applied in {:.1}s; waiting for Deployments", started.elapsed().as_secs_f64()));
+    progress(format!(
+        "  raw c={c}: {count} apps applied in {:.1}s; waiting for Deployments",
+        started.elapsed().as_secs_f64()
+    ));
     let elapsed = wait_available(client, &format!("{RUN_LABEL}={run}-raw-{c}"), count, started).await?;
     Ok((elapsed, writes.load(Ordering::Relaxed)))
 }
@@ -260,7 +280,10 @@ impl ControllerProc {
             .stderr(out)
             .spawn()?;
         progress(format!("  controller pid {} (log {})", child.id(), log.display()));
-        Ok(ControllerProc { child, metrics: format!("http://127.0.0.1:{metrics_port}/metrics") })
+        Ok(ControllerProc {
+            child,
+            metrics: format!("http://127.0.0.1:{metrics_port}/metrics"),
+        })
     }
 
     fn rss_peak_kib(&self) -> u64 {
@@ -274,7 +297,13 @@ impl ControllerProc {
     async fn scrape(&self) -> Result<String> {
         // A plain HTTP/1.0 GET on loopback; no HTTP client dependency needed for one page.
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let addr = self.metrics.trim_start_matches("http://").split('/').next().unwrap_or_default().to_string();
+        let addr = self
+            .metrics
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         let mut s = tokio::net::TcpStream::connect(&addr).await?;
         s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await?;
         let mut body = String::new();
@@ -327,7 +356,11 @@ fn histogram_quantile(text: &str, name: &str, filter: &str, q: f64) -> f64 {
             if le.is_infinite() {
                 return prev_le;
             }
-            let frac = if count > prev_count { (rank - prev_count) / (count - prev_count) } else { 0.0 };
+            let frac = if count > prev_count {
+                (rank - prev_count) / (count - prev_count)
+            } else {
+                0.0
+            };
             return prev_le + (le - prev_le) * frac;
         }
         (prev_le, prev_count) = (le, count);
@@ -356,11 +389,19 @@ async fn create_sandboxes(client: &Client, run: &str, k: usize, per_sandbox: usi
         namespaces.push(ns);
     }
     for i in 0..k {
-        e2e::wait_for(&api, &format!("bench-{run}-{i}"), Duration::from_secs(120), "sandbox Ready", is_ready_condition::<crds::UserSandbox>)
-            .await?;
+        e2e::wait_for(
+            &api,
+            &format!("bench-{run}-{i}"),
+            Duration::from_secs(120),
+            "sandbox Ready",
+            is_ready_condition::<crds::UserSandbox>,
+        )
+        .await?;
     }
     for ns in &namespaces {
-        Api::<Template>::namespaced(client.clone(), ns).create(&PostParams::default(), &template(ns)).await?;
+        Api::<Template>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &template(ns))
+            .await?;
     }
     Ok(namespaces)
 }
@@ -397,13 +438,21 @@ async fn cleanup(client: &Client, run: &str) -> Result<()> {
         let uds: Api<UserDeployment> = Api::namespaced(client.clone(), &sb.spec.namespace);
         for ud in uds.list_metadata(&ListParams::default()).await?.items {
             let _ = uds
-                .patch_metadata(&ud.name_any(), &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "finalizers": null } })))
+                .patch_metadata(
+                    &ud.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
+                )
                 .await;
         }
         let _ = sandboxes.delete(&sb.name_any(), &DeleteParams::background()).await;
         let _ = namespaces.delete(&sb.spec.namespace, &DeleteParams::background()).await;
     }
-    for ns in namespaces.list_metadata(&ListParams::default().labels(&sel)).await?.items {
+    for ns in namespaces
+        .list_metadata(&ListParams::default().labels(&sel))
+        .await?
+        .items
+    {
         let _ = namespaces.delete(&ns.name_any(), &DeleteParams::background()).await;
     }
     Ok(())
@@ -426,12 +475,17 @@ async fn main() -> Result<()> {
 
 async fn throughput(client: &Client, run: &str, a: &Args) -> Result<()> {
     let n = a.count;
-    progress(format!("raw ceiling: {n} apps (Deployment, Service, NetworkPolicy, Ingress) by server-side apply"));
+    progress(format!(
+        "raw ceiling: {n} apps (Deployment, Service, NetworkPolicy, Ingress) by server-side apply"
+    ));
     let mut best: Option<(usize, Duration)> = None;
     let mut raw_rows = vec![];
     for c in [a.concurrency / 2, a.concurrency].into_iter().filter(|c| *c > 0) {
         let (elapsed, _) = raw_run(client, run, n, a.sandboxes, c).await?;
-        progress(format!("  raw c={c}: all available after {:.1}s", elapsed.as_secs_f64()));
+        progress(format!(
+            "  raw c={c}: all available after {:.1}s",
+            elapsed.as_secs_f64()
+        ));
         raw_rows.push((c, elapsed));
         if best.is_none_or(|(_, b)| elapsed < b) {
             best = Some((c, elapsed));
@@ -451,8 +505,18 @@ async fn throughput(client: &Client, run: &str, a: &Args) -> Result<()> {
     let metrics = ctrl.scrape().await?;
     let writes = metric_sum(&metrics, "k8s_scheduler_controller_api_writes_total", "UserDeployment") - writes_before;
     let filter = "kind=\"UserDeployment\"";
-    let p50 = histogram_quantile(&metrics, "k8s_scheduler_controller_reconcile_duration_seconds", filter, 0.50);
-    let p99 = histogram_quantile(&metrics, "k8s_scheduler_controller_reconcile_duration_seconds", filter, 0.99);
+    let p50 = histogram_quantile(
+        &metrics,
+        "k8s_scheduler_controller_reconcile_duration_seconds",
+        filter,
+        0.50,
+    );
+    let p99 = histogram_quantile(
+        &metrics,
+        "k8s_scheduler_controller_reconcile_duration_seconds",
+        filter,
+        0.99,
+    );
     let reconciles = metric_sum(&metrics, "k8s_scheduler_controller_reconciles_total", filter);
     let peak = ctrl.rss_peak_kib();
     ctrl.stop();
@@ -464,22 +528,42 @@ async fn throughput(client: &Client, run: &str, a: &Args) -> Result<()> {
     println!("| measure | value |");
     println!("|---|---|");
     for (c, e) in &raw_rows {
-        println!("| raw ceiling, concurrency {c}: all Deployments Available | {:.1} s ({:.1} apps/s) |", e.as_secs_f64(), n as f64 / e.as_secs_f64());
+        println!(
+            "| raw ceiling, concurrency {c}: all Deployments Available | {:.1} s ({:.1} apps/s) |",
+            e.as_secs_f64(),
+            n as f64 / e.as_secs_f64()
+        );
     }
-    println!("| controller: all UserDeployments Ready | {:.1} s |", elapsed.as_secs_f64());
+    println!(
+        "| controller: all UserDeployments Ready | {:.1} s |",
+        elapsed.as_secs_f64()
+    );
     println!("| controller throughput | {tp:.1} deployments/s |");
     println!("| raw ceiling throughput (best, concurrency {best_c}) | {raw_tp:.1} apps/s |");
-    println!("| **ratio controller / raw** | **{:.0}%** (target ≥ 80%) |", 100.0 * tp / raw_tp);
-    println!("| reconcile p50 / p99 | {:.1} ms / {:.1} ms |", p50 * 1000.0, p99 * 1000.0);
+    println!(
+        "| **ratio controller / raw** | **{:.0}%** (target ≥ 80%) |",
+        100.0 * tp / raw_tp
+    );
+    println!(
+        "| reconcile p50 / p99 | {:.1} ms / {:.1} ms |",
+        p50 * 1000.0,
+        p99 * 1000.0
+    );
     println!("| reconciles per UserDeployment | {:.2} |", reconciles / n as f64);
-    println!("| API writes per UserDeployment (children, status, finalizer) | {:.2} |", writes / n as f64);
+    println!(
+        "| API writes per UserDeployment (children, status, finalizer) | {:.2} |",
+        writes / n as f64
+    );
     println!("| controller peak RSS | {:.1} MiB |", peak as f64 / 1024.0);
     Ok(())
 }
 
 async fn scale(client: &Client, run: &str, a: &Args) -> Result<()> {
     let n = a.count;
-    progress(format!("scale: {n} suspended UserDeployments in {} sandboxes", a.sandboxes));
+    progress(format!(
+        "scale: {n} suspended UserDeployments in {} sandboxes",
+        a.sandboxes
+    ));
     let port = free_port()?;
     let ctrl = ControllerProc::start(run, port, a.concurrency)?;
     let namespaces = create_sandboxes(client, run, a.sandboxes, n / a.sandboxes + 1).await?;
@@ -491,7 +575,12 @@ async fn scale(client: &Client, run: &str, a: &Args) -> Result<()> {
     let rss = ctrl.rss_kib();
     let peak = ctrl.rss_peak_kib();
     ctrl.stop();
-    progress(format!("all Ready after {:.1}s; RSS {:.1} MiB (peak {:.1} MiB); restarting", elapsed.as_secs_f64(), rss as f64 / 1024.0, peak as f64 / 1024.0));
+    progress(format!(
+        "all Ready after {:.1}s; RSS {:.1} MiB (peak {:.1} MiB); restarting",
+        elapsed.as_secs_f64(),
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0
+    ));
 
     // Count every change to our objects while a fresh controller re-reconciles everything.
     let changes = Arc::new(AtomicUsize::new(0));
@@ -500,10 +589,17 @@ async fn scale(client: &Client, run: &str, a: &Args) -> Result<()> {
     macro_rules! watch_kind {
         ($k:ty, $name:expr) => {{
             let api: Api<$k> = Api::all(client.clone());
-            let rv = api.list_metadata(&ListParams::default().limit(1)).await?.metadata.resource_version.unwrap_or_default();
+            let rv = api
+                .list_metadata(&ListParams::default().limit(1))
+                .await?
+                .metadata
+                .resource_version
+                .unwrap_or_default();
             let (changes, kinds) = (changes.clone(), changed_kinds.clone());
             watchers.push(tokio::spawn(async move {
-                let Ok(stream) = api.watch(&WatchParams::default().timeout(290), &rv).await else { return };
+                let Ok(stream) = api.watch(&WatchParams::default().timeout(290), &rv).await else {
+                    return;
+                };
                 let mut stream = Box::pin(stream);
                 while let Ok(Some(ev)) = stream.try_next().await {
                     if let WatchEvent::Modified(o) | WatchEvent::Added(o) | WatchEvent::Deleted(o) = ev {
@@ -529,7 +625,11 @@ async fn scale(client: &Client, run: &str, a: &Args) -> Result<()> {
     let mut last = 0.0;
     loop {
         let m = ctrl.scrape().await.unwrap_or_default();
-        let done = metric_sum(&m, "k8s_scheduler_controller_reconciles_total", "kind=\"UserDeployment\"");
+        let done = metric_sum(
+            &m,
+            "k8s_scheduler_controller_reconciles_total",
+            "kind=\"UserDeployment\"",
+        );
         if done != last {
             progress(format!("  restart: {done} of {n} re-reconciled"));
             last = done;
@@ -555,10 +655,19 @@ async fn scale(client: &Client, run: &str, a: &Args) -> Result<()> {
     println!("| measure | value |");
     println!("|---|---|");
     println!("| all Ready after | {:.1} s |", elapsed.as_secs_f64());
-    println!("| controller RSS with {n} cached | {:.1} MiB (target ≤ 60 MiB) |", rss as f64 / 1024.0);
+    println!(
+        "| controller RSS with {n} cached | {:.1} MiB (target ≤ 60 MiB) |",
+        rss as f64 / 1024.0
+    );
     println!("| controller peak RSS | {:.1} MiB |", peak as f64 / 1024.0);
-    println!("| restart: all re-reconciled after | {:.1} s |", restart_time.as_secs_f64());
+    println!(
+        "| restart: all re-reconciled after | {:.1} s |",
+        restart_time.as_secs_f64()
+    );
     println!("| restart: peak RSS | {:.1} MiB |", restart_rss as f64 / 1024.0);
-    println!("| **restart: writes that changed an object** | **{changed}** (target 0) {:?} |", changed_kinds.lock().unwrap());
+    println!(
+        "| **restart: writes that changed an object** | **{changed}** (target 0) {:?} |",
+        changed_kinds.lock().unwrap()
+    );
     Ok(())
 }
