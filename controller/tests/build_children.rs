@@ -264,6 +264,25 @@ fn sandbox_children_from_plan() {
     assert_eq!(hard["services.loadbalancers"].0, "0");
     assert_eq!(hard["count/userdeployments.k8s-scheduler.io"].0, "20");
     assert_eq!(c.network_policies.len(), 4);
+    let allow_ingress = c
+        .network_policies
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some("allow-ingress-controller"))
+        .unwrap();
+    let selector = allow_ingress
+        .spec
+        .as_ref()
+        .unwrap()
+        .pod_selector
+        .clone()
+        .unwrap()
+        .match_labels
+        .unwrap();
+    assert_eq!(
+        selector[build::VISIBILITY_LABEL],
+        "public",
+        "internal apps stay unreachable from the ingress controller"
+    );
     assert_eq!(c.service_account.automount_service_account_token, Some(false));
     config.disable_network_policies = true;
     assert!(build::sandbox::build(&sb, &config).network_policies.is_empty());

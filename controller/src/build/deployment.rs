@@ -8,7 +8,9 @@ use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
 
-use super::{CONFIG_HASH_ANNOTATION, DEPLOYMENT_LABEL, SERVICE_LABEL, deployment_labels, fnv_hash, typed};
+use super::{
+    CONFIG_HASH_ANNOTATION, DEPLOYMENT_LABEL, SERVICE_LABEL, VISIBILITY_LABEL, deployment_labels, fnv_hash, typed,
+};
 use crate::config::Config;
 use crate::validate::{ResolvedService, ValidatedDeployment};
 
@@ -96,6 +98,11 @@ fn deployment(vd: &ValidatedDeployment, svc: &ResolvedService, cm: Option<&Confi
     let selector = json!({ DEPLOYMENT_LABEL: vd.name, SERVICE_LABEL: s.name });
     let mut pod_labels = deployment_labels(&vd.name);
     pod_labels.insert(SERVICE_LABEL.to_string(), s.name.clone());
+    let public = vd.ingress.as_ref().is_some_and(|(svc, _)| *svc == s.name);
+    pod_labels.insert(
+        VISIBILITY_LABEL.to_string(),
+        if public { "public" } else { "internal" }.to_string(),
+    );
 
     // Fixed env of the service, then parameters (parameters win), sorted for stable output.
     let mut env_map = s.env.clone();
@@ -235,9 +242,14 @@ fn ingress(vd: &ValidatedDeployment, config: &Config) -> Option<Ingress> {
     })))
 }
 
+/// The app's visibility as a policy. Public: the public service's pods accept traffic from the
+/// ingress controller and the sandbox. Internal: the app's pods accept traffic from the sandbox
+/// only (the sandbox's `allow-ingress-controller` policy selects public pods only).
 fn network_policy(vd: &ValidatedDeployment, config: &Config) -> NetworkPolicy {
     let mut from = vec![json!({ "podSelector": {} })];
+    let mut selector = json!({ DEPLOYMENT_LABEL: vd.name });
     if vd.ingress.is_some() {
+        selector[VISIBILITY_LABEL] = json!("public");
         from.push(json!({
             "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": config.ingress_namespace } },
         }));
@@ -247,7 +259,7 @@ fn network_policy(vd: &ValidatedDeployment, config: &Config) -> NetworkPolicy {
         "kind": "NetworkPolicy",
         "metadata": metadata(vd, &vd.name, None),
         "spec": {
-            "podSelector": { "matchLabels": { DEPLOYMENT_LABEL: vd.name } },
+            "podSelector": { "matchLabels": selector },
             "policyTypes": ["Ingress"],
             "ingress": [{ "from": from }],
         },

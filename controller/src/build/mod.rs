@@ -17,6 +17,9 @@ pub const MANAGER: &str = "k8s-scheduler";
 pub const DEPLOYMENT_LABEL: &str = "k8s-scheduler.io/deployment";
 /// Label naming the service (of a UserDeployment) a child belongs to.
 pub const SERVICE_LABEL: &str = "k8s-scheduler.io/service";
+/// Pod label saying whether an app is `public` (reachable from the ingress controller) or
+/// `internal`.
+pub const VISIBILITY_LABEL: &str = "k8s-scheduler.io/visibility";
 /// Label naming the UserSandbox a namespace or its policies belong to.
 pub const SANDBOX_LABEL: &str = "k8s-scheduler.io/sandbox";
 /// Pod template annotation carrying a hash of the mounted config files, so edits roll the pods.

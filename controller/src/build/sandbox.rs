@@ -9,7 +9,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
-use super::{MANAGED_BY, MANAGER, SANDBOX_LABEL, owner_ref, typed};
+use super::{MANAGED_BY, MANAGER, SANDBOX_LABEL, VISIBILITY_LABEL, owner_ref, typed};
 use crate::config::Config;
 
 /// Pod Security Standards version the namespaces pin (not `latest`, so an upgrade of the cluster
@@ -125,8 +125,10 @@ pub fn build(sb: &UserSandbox, config: &Config) -> SandboxChildren {
             ),
             policy(
                 POLICY_NAMES[2],
+                // Only pods of public apps: NetworkPolicies add up, so selecting every pod here
+                // would make internal apps reachable from the ingress controller too.
                 json!({
-                    "podSelector": {},
+                    "podSelector": { "matchLabels": { VISIBILITY_LABEL: "public" } },
                     "policyTypes": ["Ingress"],
                     "ingress": [{ "from": [{ "namespaceSelector": { "matchLabels": {
                         "kubernetes.io/metadata.name": config.ingress_namespace } } }] }],
@@ -136,7 +138,8 @@ pub fn build(sb: &UserSandbox, config: &Config) -> SandboxChildren {
                 POLICY_NAMES[3],
                 json!({
                     "podSelector": {},
-                    "policyTypes": ["Egress"],
+                    "policyTypes": ["Ingress", "Egress"],
+                    "ingress": [{ "from": [{ "podSelector": {} }] }],
                     "egress": [{ "to": [{ "podSelector": {} }] }],
                 }),
             ),
