@@ -172,17 +172,41 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
             c.labels(&config.sandbox_selector)
         }
     };
-    let sandbox_ctrl = Controller::new(sandboxes.clone(), sandbox_watch())
-        .with_config(ctrl_config.clone())
-        .owns(
+    // Sandboxes: reconciled when their spec changes or a child's spec or labels change; quota
+    // usage updates (every pod start) do not trigger anything, usage is refreshed on resync.
+    let (sandbox_store, sandbox_writer) = reflector::store();
+    let sandbox_stream = watcher(sandboxes.clone(), sandbox_watch())
+        .default_backoff()
+        .modify(|sb: &mut UserSandbox| sb.managed_fields_mut().clear())
+        .reflect(sandbox_writer);
+    let sandbox_stream = triggers(sandbox_stream, spec_predicate::<UserSandbox>);
+    let quotas = triggers(
+        watcher(
             Api::<k8s_openapi::api::core::v1::ResourceQuota>::all(client.clone()),
             managed(),
         )
-        .owns(
-            Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()),
+        .default_backoff(),
+        |q: &k8s_openapi::api::core::v1::ResourceQuota| {
+            hash_of(&(
+                serde_json::to_string(&q.spec).ok(),
+                q.metadata.deletion_timestamp.is_some(),
+            ))
+        },
+    );
+    let namespaces = triggers(
+        watcher(
+            Api::<PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>::all(client.clone()),
             managed(),
-        );
-    let sandbox_store = sandbox_ctrl.store();
+        )
+        .default_backoff(),
+        |n: &PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>| {
+            hash_of(&(&n.metadata.labels, n.metadata.deletion_timestamp.is_some()))
+        },
+    );
+    let sandbox_ctrl = Controller::for_stream(sandbox_stream, sandbox_store.clone())
+        .with_config(ctrl_config.clone())
+        .owns_stream(quotas)
+        .owns_stream(namespaces);
 
     let templates: Api<Template> = namespaced_api(&client, &wns);
     let template_ctrl =
@@ -210,10 +234,9 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
             ud.annotations_mut()
                 .remove("kubectl.kubernetes.io/last-applied-configuration");
         })
-        .reflect(ud_writer)
-        .touched_objects()
-        // Our own status writes do not trigger a reconcile; spec, finalizer and deletion changes do.
-        .predicate_filter(ud_predicate, Default::default());
+        .reflect(ud_writer);
+    // Our own status writes do not trigger a reconcile; spec, finalizer and deletion changes do.
+    let ud_stream = triggers(ud_stream, ud_predicate);
 
     let by_template = ud_store.clone();
     let platform_ns = config.platform_namespace.clone();
@@ -249,14 +272,20 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
                     .collect::<Vec<_>>()
             },
         )
-        .watches(sandboxes, sandbox_watch(), move |sb: UserSandbox| {
-            by_sandbox
-                .state()
-                .into_iter()
-                .filter(|ud| ud.namespace().as_deref() == Some(sb.spec.namespace.as_str()))
-                .map(|ud| ObjectRef::from_obj(&*ud))
-                .collect::<Vec<_>>()
-        });
+        .watches_stream(
+            triggers(
+                watcher(sandboxes, sandbox_watch()).default_backoff(),
+                spec_predicate::<UserSandbox>,
+            ),
+            move |sb: UserSandbox| {
+                by_sandbox
+                    .state()
+                    .into_iter()
+                    .filter(|ud| ud.namespace().as_deref() == Some(sb.spec.namespace.as_str()))
+                    .map(|ud| ObjectRef::from_obj(&*ud))
+                    .collect::<Vec<_>>()
+            },
+        );
 
     let gauges = {
         let metrics = metrics.clone();
@@ -306,6 +335,54 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
     }
     tracing::info!("controllers stopped");
     Ok(())
+}
+
+/// Turns watch events into reconcile triggers: an applied object only when `property` changed
+/// since it was last seen (so relists and status-only updates trigger nothing), every deletion.
+fn triggers<K, S>(events: S, property: fn(&K) -> Option<u64>) -> impl futures::Stream<Item = Result<K, watcher::Error>>
+where
+    K: Resource + Send + 'static,
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    let mut seen: std::collections::HashMap<String, Option<u64>> = std::collections::HashMap::new();
+    events.flat_map(move |ev| {
+        let out: Vec<Result<K, watcher::Error>> = match ev {
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                let key = o
+                    .meta()
+                    .uid
+                    .clone()
+                    .unwrap_or_else(|| format!("{:?}/{:?}", o.meta().namespace, o.meta().name));
+                let value = property(&o);
+                if seen.insert(key, value) == Some(value) {
+                    vec![]
+                } else {
+                    vec![Ok(o)]
+                }
+            }
+            Ok(watcher::Event::Delete(o)) => {
+                if let Some(uid) = &o.meta().uid {
+                    seen.remove(uid);
+                }
+                vec![Ok(o)]
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => vec![],
+            Err(e) => vec![Err(e)],
+        };
+        futures::stream::iter(out)
+    })
+}
+
+/// Trigger property: generation (spec changes) and deletion.
+fn spec_predicate<K: Resource>(obj: &K) -> Option<u64> {
+    hash_of(&(obj.meta().generation, obj.meta().deletion_timestamp.is_some()))
+}
+
+fn hash_of<T: std::hash::Hash>(value: &T) -> Option<u64> {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    Some(h.finish())
 }
 
 /// Trigger predicate of UserDeployments: generation (spec), finalizers and deletion.

@@ -72,13 +72,19 @@ impl ControllerProcess {
     /// Starts the controller binary against the cluster under test with `env` on top of test
     /// defaults (loopback listeners on free ports, leader election off).
     pub fn start(env: &[(&str, &str)]) -> Result<Self> {
+        Self::start_with_kubeconfig(&kubeconfig_path(), env)
+    }
+
+    /// Like [`ControllerProcess::start`], authenticating with another kubeconfig (e.g. a
+    /// ServiceAccount token).
+    pub fn start_with_kubeconfig(kubeconfig: &std::path::Path, env: &[(&str, &str)]) -> Result<Self> {
         let bin = workspace_binary("controller")?;
         let identity = unique_name("ctrl");
         let log = std::env::temp_dir().join(format!("{identity}.log"));
         let out = std::fs::File::create(&log)?;
         let mut cmd = Command::new(bin);
         cmd.arg("--kubeconfig")
-            .arg(kubeconfig_path())
+            .arg(kubeconfig)
             .env_remove("RUST_LOG")
             .env("DEPLOYMENT_DOMAIN", "apps.example.com")
             .env("METRICS_ADDR", "127.0.0.1:0")

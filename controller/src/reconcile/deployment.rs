@@ -7,7 +7,7 @@ use crds::conditions::{DEGRADED, PROGRESSING, READY, reasons};
 use crds::deployment::ServiceStatus;
 use crds::{DeploymentPhase, Template, TemplateSpec, TemplateVisibility, UserDeployment, UserDeploymentStatus};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -310,8 +310,10 @@ async fn cleanup(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
     ctx.prune::<Service>(KIND, &ns, &sel, &[]).await?;
     ctx.prune::<ConfigMap>(KIND, &ns, &sel, &[]).await?;
     ctx.prune::<NetworkPolicy>(KIND, &ns, &sel, &[]).await?;
+    // Last the ExternalSecret; the Secret it fills is owned by it (creationPolicy Owner), and a
+    // Secret written by the HTTP server is owned by the UserDeployment: both go with their owner,
+    // so the controller needs no rights on Secrets at all.
     prune_external_secrets(ctx, &ns, &sel, &[]).await?;
-    ctx.prune::<Secret>(KIND, &ns, &sel, &[]).await?;
     ctx.children.forget(&ns, &ud.name_any());
     tracing::info!(namespace = %ns, name = %ud.name_any(), "children removed");
     Ok(Action::await_change())

@@ -126,7 +126,8 @@ async fn reconcile_inner(sb: &UserSandbox, ctx: &Context) -> Result<Action, Erro
         ],
     };
     write_status(ctx, sb, &previous, status).await?;
-    Ok(Action::requeue(Duration::from_secs(3600)))
+    // Usage is refreshed on this resync (usage updates alone do not trigger a reconcile).
+    Ok(Action::requeue(Duration::from_secs(300)))
 }
 
 fn usage(quota: &ResourceQuota) -> SandboxUsage {

@@ -428,6 +428,23 @@ async fn create_uds(client: &Client, namespaces: &[String], count: usize, c: usi
     Ok(())
 }
 
+/// Deletes the namespaces matching `selector` and waits until they are gone.
+async fn delete_namespaces(client: &Client, selector: &str) -> Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let list = api.list_metadata(&ListParams::default().labels(selector)).await?;
+    progress(format!(
+        "  deleting {} namespaces and waiting until they are gone",
+        list.items.len()
+    ));
+    for ns in &list.items {
+        let _ = api.delete(&ns.name_any(), &DeleteParams::background()).await;
+    }
+    for ns in &list.items {
+        e2e::wait_until_gone(&api, &ns.name_any(), Duration::from_secs(900)).await?;
+    }
+    Ok(())
+}
+
 async fn cleanup(client: &Client, run: &str) -> Result<()> {
     progress("cleaning up (deleting benchmark sandboxes and namespaces)");
     let sel = format!("{RUN_LABEL}={run}");
@@ -487,6 +504,8 @@ async fn throughput(client: &Client, run: &str, a: &Args) -> Result<()> {
             elapsed.as_secs_f64()
         ));
         raw_rows.push((c, elapsed));
+        // Remove this run's objects so that the next phase starts from the same cluster.
+        delete_namespaces(client, &format!("{RUN_LABEL}={run}")).await?;
         if best.is_none_or(|(_, b)| elapsed < b) {
             best = Some((c, elapsed));
         }
