@@ -168,9 +168,11 @@ impl TestSandbox {
             "metadata": { "name": name, "labels": { RUN_LABEL: run } },
             "spec": spec,
         }))?;
-        Api::<UserSandbox>::all(client.clone())
-            .create(&PostParams::default(), &sb)
-            .await?;
+        // Created the way platform teams do it: `kubectl apply`.
+        let (ok, out) = kubectl_apply(&serde_yaml::to_string(&sb)?)?;
+        if !ok {
+            bail!("kubectl apply of UserSandbox {name} failed: {out}");
+        }
         Ok(TestSandbox {
             client: client.clone(),
             name,

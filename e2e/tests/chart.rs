@@ -46,7 +46,15 @@ fn output(mut cmd: Command) -> Result<(bool, String)> {
 
 fn render(release: &str, namespace: &str, sets: &[&str]) -> Result<String> {
     let mut cmd = helm();
-    cmd.args(["template", release, &chart(), "--namespace", namespace, "--kube-version", KUBE_VERSION]);
+    cmd.args([
+        "template",
+        release,
+        &chart(),
+        "--namespace",
+        namespace,
+        "--kube-version",
+        KUBE_VERSION,
+    ]);
     for s in sets {
         cmd.args(["--set", s]);
     }
