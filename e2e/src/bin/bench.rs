@@ -1,16 +1,17 @@
 //! Controller benchmark against the local control plane (a command, not a test).
 //!
-//! `bench throughput [--count N] [--sandboxes K] [--concurrency C]`
-//!   1. raw ceiling: the same child objects the controller would write, applied directly with
-//!      server-side apply at the best of several concurrencies, until every Deployment is
-//!      Available;
-//!   2. the controller: N UserDeployments created at once, until every one is Ready.
-//!   Prints time, throughput, ratio, reconcile p50/p99, peak RSS and API writes per deployment.
+//! `bench throughput [--count N] [--sandboxes K] [--concurrency C]`:
 //!
-//! `bench scale [--count N]`
-//!   N suspended UserDeployments (no pods: the cluster's own controllers are not the bottleneck),
-//!   the controller's RSS once all are Ready, then a restart that re-reconciles all of them while
-//!   a watch counts every write that changed an object (target: zero).
+//! 1. raw ceiling: the same child objects the controller would write, applied directly with
+//!    server-side apply at the best of several concurrencies, until every Deployment is Available;
+//! 2. the controller: N UserDeployments created at once, until every one is Ready.
+//!
+//! It prints time, throughput, ratio, reconcile p50/p99, peak RSS and API writes per deployment.
+//!
+//! `bench scale [--count N]`: N suspended UserDeployments (no pods: the cluster's own controllers
+//! are not the bottleneck), the controller's RSS once all are Ready, then a restart that
+//! re-reconciles all of them while a watch counts every write that changed an object (target:
+//! zero).
 //!
 //! Run it through `hack/bench`, which builds the release binaries and brings up the cluster.
 
