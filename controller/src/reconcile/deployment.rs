@@ -1,7 +1,7 @@
 //! UserDeployment → Deployments, Services, ConfigMaps, Ingress, NetworkPolicy, ExternalSecret.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crds::conditions::{DEGRADED, PROGRESSING, READY, reasons};
 use crds::deployment::ServiceStatus;
@@ -33,14 +33,7 @@ const PROGRESS_RECHECK: Duration = Duration::from_secs(30);
 
 /// Reconciles one UserDeployment.
 pub async fn reconcile(ud: Arc<UserDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_with_finalizer(ud, &ctx).await;
-    ctx.metrics.reconciles.get_or_create(&Metrics::kind(KIND)).inc();
-    ctx.metrics
-        .duration
-        .get_or_create(&Metrics::kind(KIND))
-        .observe(started.elapsed().as_secs_f64());
-    result
+    ctx.timed(KIND, reconcile_with_finalizer(ud, &ctx)).await
 }
 
 /// Retry policy for failed reconciles.

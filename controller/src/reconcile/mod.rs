@@ -6,6 +6,7 @@ pub mod sandbox;
 pub mod template;
 
 use std::fmt::Debug;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -199,6 +200,23 @@ impl Context {
         if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::debug!(error = %e, "could not publish event");
         }
+    }
+
+    /// Runs one reconcile, counting it and timing it for the metrics.
+    pub async fn timed(
+        &self,
+        kind: &str,
+        reconcile: impl Future<Output = Result<Action, Error>>,
+    ) -> Result<Action, Error> {
+        let started = std::time::Instant::now();
+        let result = reconcile.await;
+        let labels = Metrics::kind(kind);
+        self.metrics.reconciles.get_or_create(&labels).inc();
+        self.metrics
+            .duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        result
     }
 
     /// Records a failed reconcile and chooses the retry.

@@ -1,7 +1,7 @@
 //! UserSandbox → Namespace, ResourceQuota, LimitRange, NetworkPolicies, default ServiceAccount.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crds::conditions::{DEGRADED, READY, reasons};
 use crds::sandbox::SandboxUsage;
@@ -21,14 +21,7 @@ const KIND: &str = "UserSandbox";
 
 /// Reconciles one UserSandbox.
 pub async fn reconcile(sb: Arc<UserSandbox>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_inner(&sb, &ctx).await;
-    ctx.metrics.reconciles.get_or_create(&Metrics::kind(KIND)).inc();
-    ctx.metrics
-        .duration
-        .get_or_create(&Metrics::kind(KIND))
-        .observe(started.elapsed().as_secs_f64());
-    result
+    ctx.timed(KIND, reconcile_inner(&sb, &ctx)).await
 }
 
 /// Retry policy for failed sandbox reconciles.

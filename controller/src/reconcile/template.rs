@@ -1,7 +1,6 @@
 //! Template → validated; status says valid or lists the reasons it is not.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crds::conditions::{VALID, reasons};
 use crds::{Template, TemplateStatus};
@@ -18,14 +17,7 @@ const KIND: &str = "Template";
 
 /// Reconciles one Template: validates it and writes the result to status.
 pub async fn reconcile(t: Arc<Template>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_inner(&t, &ctx).await;
-    ctx.metrics.reconciles.get_or_create(&Metrics::kind(KIND)).inc();
-    ctx.metrics
-        .duration
-        .get_or_create(&Metrics::kind(KIND))
-        .observe(started.elapsed().as_secs_f64());
-    result
+    ctx.timed(KIND, reconcile_inner(&t, &ctx)).await
 }
 
 /// Retry policy for failed template reconciles.
