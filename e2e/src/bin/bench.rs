@@ -605,6 +605,9 @@ async fn scale(client: &Client, run: &str, a: &Args) -> Result<()> {
     // Count every change to our objects while a fresh controller re-reconciles everything.
     let changes = Arc::new(AtomicUsize::new(0));
     let changed_kinds = Arc::new(std::sync::Mutex::new(BTreeMap::<String, usize>::new()));
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Only this run's namespaces: an earlier run's clean-up may still be deleting objects.
+    let prefix = format!("sandbox-bench-{run}-");
     let mut watchers = vec![];
     macro_rules! watch_kind {
         ($k:ty, $name:expr) => {{
@@ -615,15 +618,17 @@ async fn scale(client: &Client, run: &str, a: &Args) -> Result<()> {
                 .metadata
                 .resource_version
                 .unwrap_or_default();
-            let (changes, kinds) = (changes.clone(), changed_kinds.clone());
+            let (changes, kinds, broken, prefix) =
+                (changes.clone(), changed_kinds.clone(), broken.clone(), prefix.clone());
             watchers.push(tokio::spawn(async move {
                 let Ok(stream) = api.watch(&WatchParams::default().timeout(290), &rv).await else {
+                    broken.store(true, Ordering::SeqCst);
                     return;
                 };
                 let mut stream = Box::pin(stream);
                 while let Ok(Some(ev)) = stream.try_next().await {
                     if let WatchEvent::Modified(o) | WatchEvent::Added(o) | WatchEvent::Deleted(o) = ev {
-                        if o.namespace().is_some_and(|ns| ns.starts_with("sandbox-bench-")) {
+                        if o.namespace().is_some_and(|ns| ns.starts_with(&prefix)) {
                             changes.fetch_add(1, Ordering::Relaxed);
                             *kinds.lock().unwrap().entry($name.to_string()).or_default() += 1;
                         }
@@ -665,11 +670,30 @@ async fn scale(client: &Client, run: &str, a: &Args) -> Result<()> {
     let restart_time = restarted.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let restart_rss = ctrl.rss_peak_kib();
+    // A canary: one deliberate change that the watches must count, so that a count of zero
+    // means "nothing changed" and not "the watches saw nothing".
+    let before_canary = changes.load(Ordering::Relaxed);
+    let canary_ns = &namespaces[0];
+    Api::<Deployment>::namespaced(client.clone(), canary_ns)
+        .patch(
+            "app-0-web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "annotations": { "bench.k8s-scheduler.io/canary": run } } })),
+        )
+        .await
+        .context("canary patch")?;
+    let canary_deadline = Instant::now() + Duration::from_secs(30);
+    while changes.load(Ordering::Relaxed) == before_canary {
+        if Instant::now() > canary_deadline || broken.load(Ordering::SeqCst) {
+            bail!("the change-counting watches did not see the canary change: their count cannot be trusted");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     ctrl.stop();
     for w in watchers {
         w.abort();
     }
-    let changed = changes.load(Ordering::Relaxed);
+    let changed = before_canary;
     println!("## scale: {n} UserDeployments (suspended), {} sandboxes", a.sandboxes);
     println!();
     println!("| measure | value |");
