@@ -9,7 +9,7 @@ use crds::{DeploymentPhase, Template, TemplateSpec, TemplateVisibility, UserDepl
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
@@ -263,26 +263,7 @@ async fn prune(ud: &UserDeployment, ctx: &Context, c: &DeploymentChildren) -> Re
 
 async fn prune_external_secrets(ctx: &Context, ns: &str, sel: &str, keep: &[String]) -> Result<(), Error> {
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &external_secret_resource());
-    let list = match api.list_metadata(&ListParams::default().labels(sel)).await {
-        Ok(l) => l,
-        // The External Secrets Operator is not installed: nothing to prune.
-        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    for o in list.items {
-        let name = o.name_any();
-        if keep.contains(&name) {
-            continue;
-        }
-        ctx.ensure_leader()?;
-        ctx.metrics.writes.get_or_create(&Metrics::kind(KIND)).inc();
-        match api.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
+    ctx.prune_in(KIND, &api, sel, keep).await.map(|_| ())
 }
 
 fn selector(ud: &UserDeployment) -> String {

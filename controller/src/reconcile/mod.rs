@@ -166,8 +166,32 @@ impl Context {
     where
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
     {
-        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
-        let list = api.list_metadata(&ListParams::default().labels(selector)).await?;
+        self.prune_in(
+            parent_kind,
+            &Api::<K>::namespaced(self.client.clone(), namespace),
+            selector,
+            keep,
+        )
+        .await
+    }
+
+    /// [`Context::prune`] through a given Api (also for dynamic kinds). A kind the cluster does
+    /// not serve (e.g. ExternalSecret without the External Secrets Operator) has nothing to prune.
+    pub async fn prune_in<K>(
+        &self,
+        parent_kind: &str,
+        api: &Api<K>,
+        selector: &str,
+        keep: &[String],
+    ) -> Result<usize, Error>
+    where
+        K: Resource + Clone + Debug + DeserializeOwned,
+    {
+        let list = match api.list_metadata(&ListParams::default().labels(selector)).await {
+            Ok(list) => list,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
         let mut deleted = 0;
         for obj in list.items {
             let name = obj.name_any();
