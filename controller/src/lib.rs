@@ -436,14 +436,7 @@ where
         + Sync
         + 'static,
 {
-    let cache = cache.clone();
-    watcher(namespaced_api::<PartialObjectMeta<K>>(client, wns), managed())
-        .default_backoff()
-        .map_ok(move |ev| {
-            cache.observe(&ev, |_| None);
-            ev
-        })
-        .touched_objects()
+    child_events::<PartialObjectMeta<K>>(client, wns, cache, |_| None)
 }
 
 fn managed() -> WatcherConfig {
