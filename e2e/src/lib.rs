@@ -7,12 +7,15 @@
 //! - [`wait`] waits on a condition of an object with a timeout (never a bare sleep).
 //! - [`operator`] installs the CRDs, starts controller processes and creates sandboxes.
 //! - [`services`] gives each test its own fresh PostgreSQL database and a Redis key space.
+//! - [`oidc`] runs a real OpenID Connect provider on loopback (`hack/oidc`) and signs in at it
+//!   like a browser.
 //!
 //! A test that needs a service it cannot reach fails with a message saying how to start it; it
 //! never skips silently.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod oidc;
 pub mod operator;
 pub mod services;
 pub mod wait;
