@@ -1,2 +1,205 @@
-//! k8s-scheduler apiserver.
+//! The k8s-scheduler HTTP server: a thin layer that authenticates people (Google OpenID Connect,
+//! DEV_MODE, API tokens), keeps users, sessions and tokens in a database, and turns API calls into
+//! custom-resource writes in the caller's sandbox namespace. Reads come from watch caches.
+//!
+//! - [`config`]: every server variable of the configuration reference.
+//! - [`db`]: PostgreSQL or embedded SQLite.
+//! - [`sessions`]: session stores (memory, postgres, redis) behind tower-sessions.
+//! - [`auth`]: who is calling, sign-in, CSRF.
+//! - [`platform`]: templates, sandboxes and deployments (Kubernetes, or the database without it).
+//! - [`http`]: the routes; [`openapi`]: their description.
 #![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod openapi;
+pub mod platform;
+pub mod sessions;
+pub mod views;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::db::{Db, User};
+use crate::metrics::Metrics;
+use crate::platform::Platform;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// The database.
+    pub db: Db,
+    /// Templates, sandboxes, deployments.
+    pub platform: Arc<dyn Platform>,
+    /// The OpenID provider (discovered at the first sign-in).
+    pub oidc: Arc<auth::oidc::Provider>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The DEV_MODE user, once created.
+    pub dev_user: Arc<tokio::sync::OnceCell<User>>,
+    /// Controller configuration used to validate deployments exactly as the controller will.
+    pub controller: Arc<controller::config::Config>,
+}
+
+/// The assembled application.
+pub struct App {
+    /// The router with all middleware.
+    pub router: Router,
+    /// Its state.
+    pub state: AppState,
+    /// Background tasks (session cleanup) that live as long as the app.
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// A Kubernetes client from `KUBECONFIG_PATH`, else `KUBECONFIG` or the in-cluster account.
+pub async fn kube_client(config: &Config) -> Result<kube::Client> {
+    let kc = match &config.kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("KUBECONFIG_PATH {}: cannot read it", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .with_context(|| format!("KUBECONFIG_PATH {}: invalid", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no Kubernetes configuration found (set KUBECONFIG, or run in a cluster), or set KUBERNETES_ENABLED=false")?,
+    };
+    Ok(kube::Client::try_from(kc)?)
+}
+
+/// Connects the database and the platform and builds the router.
+pub async fn app(config: Config) -> Result<App> {
+    let config = Arc::new(config);
+    let db = Db::connect(config.postgres_dsn(), &config.sqlite_path).await?;
+    let metrics = Metrics::new();
+    let platform: Arc<dyn Platform> = if config.kubernetes_enabled {
+        let client = kube_client(&config).await?;
+        platform::kube::KubePlatform::start(client, config.clone(), metrics.clone()).await?
+    } else {
+        tracing::warn!("KUBERNETES_ENABLED=false: deployments are stored and rendered, not run");
+        Arc::new(platform::offline::OfflinePlatform::new(db.clone(), config.clone())?)
+    };
+    app_with(config, db, platform, metrics).await
+}
+
+/// Builds the router over given parts (tests substitute the platform).
+pub async fn app_with(config: Arc<Config>, db: Db, platform: Arc<dyn Platform>, metrics: Metrics) -> Result<App> {
+    let store = sessions::build(&config, &db).await?;
+    let mut tasks = vec![];
+    if let Some(t) = sessions::spawn_cleanup(&store, config.session_cleanup_interval) {
+        tasks.push(t);
+    }
+    let state = AppState {
+        controller: Arc::new(platform::offline::controller_config(&config)?),
+        config: config.clone(),
+        db,
+        platform,
+        oidc: Arc::new(auth::oidc::Provider::new()?),
+        metrics: metrics.clone(),
+        dev_user: Default::default(),
+    };
+    let router = http::router(&state)
+        .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::csrf::protect))
+        .layer(sessions::layer(store, &config))
+        .with_state(state.clone());
+    Ok(App { router, state, tasks })
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    app: &App,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    axum::serve(listener, app.router.clone()).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}
+
+/// Starts `app` on a loopback port in the background (tests and benchmarks).
+pub async fn spawn(app: &App) -> Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let router = app.router.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok(addr)
+}
+
+fn init_tracing() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,kube=warn,tower_sessions=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        let _ = builder.try_init();
+    } else {
+        let _ = builder.json().try_init();
+    }
+}
+
+/// Runs the server with `config` until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<()> {
+    init_tracing();
+    if config.print_openapi {
+        println!("{}", openapi::document());
+        return Ok(());
+    }
+    if config.migrate_only {
+        Db::connect(config.postgres_dsn(), &config.sqlite_path).await?;
+        tracing::info!("migrations applied");
+        return Ok(());
+    }
+    if config.dev_mode {
+        tracing::warn!(
+            "DEV_MODE=true: AUTHENTICATION IS OFF, every request is signed in as dev@localhost. \
+             Never enable DEV_MODE in production."
+        );
+    }
+    let addr = config.server_addr;
+    let base_url = config.base_url.clone();
+    let app = app(config).await?;
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("SERVER_ADDR {addr}: cannot listen"))?;
+    tracing::info!(%addr, url = %base_url, "k8s-scheduler server listening");
+    serve(&app, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,6 +1,13 @@
-#![forbid(unsafe_code)]
+//! The k8s-scheduler HTTP server binary: parses configuration and calls [`apiserver::run`].
 
-fn main() -> std::process::ExitCode {
-    eprintln!("apiserver: not built yet — see the open issues; nothing was started");
-    std::process::ExitCode::from(2)
+#[tokio::main]
+async fn main() {
+    let config = match apiserver::config::Config::load() {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    if let Err(e) = apiserver::run(config).await {
+        eprintln!("apiserver: error: {e:#}");
+        std::process::exit(1);
+    }
 }

@@ -63,6 +63,8 @@ pub struct ValidatedDeployment {
     pub host: String,
     /// Who may reach the app.
     pub visibility: Visibility,
+    /// Restart marker copied onto the pods (`spec.restartedAt`).
+    pub restarted_at: Option<String>,
 }
 
 impl ValidatedDeployment {
@@ -393,5 +395,6 @@ pub fn validate_deployment(
         secret_keys: secret_keys.into_iter().collect(),
         ingress,
         visibility: spec.visibility,
+        restarted_at: spec.restarted_at.clone(),
     })
 }

@@ -248,6 +248,20 @@ fn suspended_scales_to_zero_and_image_override_applies() {
 }
 
 #[test]
+fn restarted_at_is_copied_onto_the_pods() {
+    let t: Template = fixture("template-web.yaml");
+    let config = Config::for_tests();
+    let pod_annotation = |extra: &str| {
+        let vd = validate_deployment(&ud_for("web", extra), Some(&t.spec), "alice", &config).unwrap();
+        let d = build::deployment::build(&vd, &config).deployments.remove(0);
+        let tpl = d.spec.unwrap().template.metadata.unwrap_or_default();
+        tpl.annotations.unwrap_or_default().get("k8s-scheduler.io/restartedAt").cloned()
+    };
+    assert_eq!(pod_annotation(""), None);
+    assert_eq!(pod_annotation("  restartedAt: \"2026-11-25T10:00:00Z\"\n").as_deref(), Some("2026-11-25T10:00:00Z"));
+}
+
+#[test]
 fn sandbox_children_from_plan() {
     let sb: UserSandbox = fixture("sandbox-alice.yaml");
     let mut config = Config::for_tests();
@@ -262,7 +276,7 @@ fn sandbox_children_from_plan() {
     assert_eq!(hard["requests.cpu"].0, "8", "business plan");
     assert_eq!(hard["services.nodeports"].0, "0");
     assert_eq!(hard["services.loadbalancers"].0, "0");
-    assert_eq!(hard["count/userdeployments.k8s-scheduler.io"].0, "20");
+    assert_eq!(hard["count/userdeployments.k8s-scheduler.io"].0, "10");
     assert_eq!(c.network_policies.len(), 4);
     let allow_ingress = c
         .network_policies

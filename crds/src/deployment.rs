@@ -72,6 +72,11 @@ pub struct UserDeploymentSpec {
     /// Scale every service to zero while true.
     #[serde(default)]
     pub suspend: bool,
+    /// Set or change this (any string, conventionally an RFC 3339 time) to restart every pod,
+    /// like `kubectl rollout restart`; the web UI's Restart button sets it to the current time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub restarted_at: Option<String>,
 }
 
 /// Reference to a Template.

@@ -2,9 +2,12 @@
 //!
 //! | plan       | deployments | pods | requests.cpu | requests.memory | limits.cpu | limits.memory | services |
 //! |------------|-------------|------|--------------|-----------------|------------|---------------|----------|
-//! | free       | 3           | 10   | 1            | 1Gi             | 2          | 2Gi           | 10       |
-//! | business   | 20          | 60   | 8            | 16Gi            | 16         | 32Gi          | 60       |
-//! | enterprise | 100         | 300  | 32           | 64Gi            | 64         | 128Gi         | 300      |
+//! | free       | 1           | 10   | 1            | 1Gi             | 2          | 2Gi           | 10       |
+//! | business   | 10          | 60   | 8            | 16Gi            | 16         | 32Gi          | 60       |
+//! | enterprise | unlimited   | 300  | 32           | 64Gi            | 64         | 128Gi         | 300      |
+//!
+//! The HTTP server refuses a create beyond the deployments limit with 403; the sandbox's
+//! ResourceQuota enforces the same count for objects applied with kubectl or GitOps.
 //!
 //! Every plan forbids NodePort and LoadBalancer services (quota of 0). Default container
 //! requests/limits (LimitRange): 100m / 128Mi requested, 500m / 512Mi limit.
@@ -28,8 +31,8 @@ pub enum Plan {
 /// What a plan allows in one sandbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlanLimits {
-    /// Most UserDeployments.
-    pub deployments: i32,
+    /// Most UserDeployments (`None`: unlimited).
+    pub deployments: Option<i32>,
     /// Most pods.
     pub pods: i32,
     /// Sum of CPU requests.
@@ -49,7 +52,7 @@ impl Plan {
     pub fn limits(self) -> PlanLimits {
         match self {
             Plan::Free => PlanLimits {
-                deployments: 3,
+                deployments: Some(1),
                 pods: 10,
                 requests_cpu: "1",
                 requests_memory: "1Gi",
@@ -58,7 +61,7 @@ impl Plan {
                 services: 10,
             },
             Plan::Business => PlanLimits {
-                deployments: 20,
+                deployments: Some(10),
                 pods: 60,
                 requests_cpu: "8",
                 requests_memory: "16Gi",
@@ -67,7 +70,7 @@ impl Plan {
                 services: 60,
             },
             Plan::Enterprise => PlanLimits {
-                deployments: 100,
+                deployments: None,
                 pods: 300,
                 requests_cpu: "32",
                 requests_memory: "64Gi",

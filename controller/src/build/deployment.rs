@@ -9,7 +9,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
 
 use super::{
-    CONFIG_HASH_ANNOTATION, DEPLOYMENT_LABEL, SERVICE_LABEL, VISIBILITY_LABEL, deployment_labels, fnv_hash, typed,
+    CONFIG_HASH_ANNOTATION, DEPLOYMENT_LABEL, RESTARTED_AT_ANNOTATION, SERVICE_LABEL, VISIBILITY_LABEL, deployment_labels, fnv_hash, typed,
 };
 use crate::config::Config;
 use crate::validate::{ResolvedService, ValidatedDeployment};
@@ -169,6 +169,9 @@ fn deployment(vd: &ValidatedDeployment, svc: &ResolvedService, cm: Option<&Confi
         pod_annotations.insert(CONFIG_HASH_ANNOTATION.to_string(), json!(fnv_hash(&contents)));
     }
 
+    if let Some(at) = &vd.restarted_at {
+        pod_annotations.insert(RESTARTED_AT_ANNOTATION.to_string(), json!(at));
+    }
     let mut pod_spec = json!({
         "automountServiceAccountToken": false,
         "enableServiceLinks": false,

@@ -24,6 +24,8 @@ pub const VISIBILITY_LABEL: &str = "k8s-scheduler.io/visibility";
 pub const SANDBOX_LABEL: &str = "k8s-scheduler.io/sandbox";
 /// Pod template annotation carrying a hash of the mounted config files, so edits roll the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "k8s-scheduler.io/config-hash";
+/// Pod annotation carrying `spec.restartedAt`: changing it rolls the pods.
+pub const RESTARTED_AT_ANNOTATION: &str = "k8s-scheduler.io/restartedAt";
 
 /// A controller owner reference to `owner`.
 pub fn owner_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {

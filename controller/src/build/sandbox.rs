@@ -73,7 +73,7 @@ pub fn build(sb: &UserSandbox, config: &Config) -> SandboxChildren {
         _ => (double(&cpu), double(&memory)),
     };
     let pods = o.pods.unwrap_or(limits.pods);
-    let quota = typed(json!({
+    let mut quota: k8s_openapi::api::core::v1::ResourceQuota = typed(json!({
         "apiVersion": "v1",
         "kind": "ResourceQuota",
         "metadata": meta(QUOTA_NAME),
@@ -86,9 +86,14 @@ pub fn build(sb: &UserSandbox, config: &Config) -> SandboxChildren {
             "services": limits.services.max(pods).to_string(),
             "services.nodeports": "0",
             "services.loadbalancers": "0",
-            "count/userdeployments.k8s-scheduler.io": o.deployments.unwrap_or(limits.deployments).to_string(),
         } },
     }));
+    if let Some(n) = o.deployments.or(limits.deployments) {
+        quota.spec.get_or_insert_default().hard.get_or_insert_default().insert(
+            "count/userdeployments.k8s-scheduler.io".into(),
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity(n.to_string()),
+        );
+    }
     let limit_range = typed(json!({
         "apiVersion": "v1",
         "kind": "LimitRange",

@@ -1,0 +1,451 @@
+//! Server configuration: every server variable of the configuration reference
+//! (`shared/seed/configuration-reference.txt`), with its documented default, parsed in one place.
+//! A wrong or missing value stops start-up with a message that names the variable.
+//! Secret values are wrapped in [`SecretString`], whose `Debug` prints `[REDACTED]`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// Where sessions are kept.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionBackend {
+    /// In memory, lost on restart (local development).
+    Memory,
+    /// In the PostgreSQL database of `DATABASE_DSN`.
+    Postgres,
+    /// In Redis at `REDIS_ADDR`.
+    Redis,
+}
+
+/// Where secret values are kept.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretsBackend {
+    /// Encrypted (AES-256-GCM) in the database; needs `SECRETS_ENCRYPTION_KEY`.
+    Database,
+    /// HashiCorp Vault (or OpenBao) KV v2; needs `VAULT_ADDR` and a token.
+    Vault,
+    /// AWS Secrets Manager; needs `AWS_REGION`.
+    Aws,
+}
+
+/// How invitation emails are sent.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailProvider {
+    /// An SMTP relay (`SMTP_HOST`, `SMTP_PORT`, `SMTP_USERNAME`, `SMTP_PASSWORD`).
+    Smtp,
+    /// SendGrid's HTTP API (`SENDGRID_API_KEY`).
+    Sendgrid,
+}
+
+/// The k8s-scheduler HTTP server: sign-in, sessions, API tokens, templates and deployments.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "apiserver", version, about)]
+pub struct Config {
+    /// PostgreSQL connection string; empty: an embedded SQLite file (see `SQLITE_PATH`).
+    #[arg(long, env = "DATABASE_DSN", value_parser = parse_secret, hide_env_values = true)]
+    pub database_dsn: Option<SecretString>,
+
+    /// File of the embedded SQLite database used when `DATABASE_DSN` is empty.
+    #[arg(long, env = "SQLITE_PATH", default_value = "k8s-scheduler.db")]
+    pub sqlite_path: PathBuf,
+
+    /// Google OAuth2 client ID (required unless `DEV_MODE`).
+    #[arg(long, env = "GOOGLE_CLIENT_ID")]
+    pub google_client_id: Option<String>,
+
+    /// Google OAuth2 client secret (required unless `DEV_MODE`).
+    #[arg(long, env = "GOOGLE_CLIENT_SECRET", value_parser = parse_secret, hide_env_values = true)]
+    pub google_client_secret: Option<SecretString>,
+
+    /// OAuth callback URL; must match the authorized redirect URI (required unless `DEV_MODE`).
+    #[arg(long, env = "GOOGLE_REDIRECT_URL", value_parser = parse_url)]
+    pub google_redirect_url: Option<Url>,
+
+    /// OpenID Connect issuer whose discovery document gives the sign-in endpoints and keys.
+    /// Google by default; tests point it at an OIDC provider on loopback.
+    #[arg(long, env = "OIDC_ISSUER_URL", default_value = "https://accounts.google.com", value_parser = parse_url)]
+    pub oidc_issuer_url: Url,
+
+    /// Local development: no OAuth, every request is signed in as dev@localhost. Never in production.
+    #[arg(long, env = "DEV_MODE", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub dev_mode: bool,
+
+    /// Serve the embedded React SPA.
+    #[arg(long, env = "REACT_UI", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub react_ui: bool,
+
+    /// HTTP listen address (`:8081` = every interface, port 8081).
+    #[arg(long, env = "SERVER_ADDR", default_value = ":8081", value_parser = parse_listen_addr)]
+    pub server_addr: SocketAddr,
+
+    /// Public URL of the application, for OAuth redirects, email links and the CSRF origin check.
+    #[arg(long, env = "BASE_URL", default_value = "http://localhost:8081", value_parser = parse_url)]
+    pub base_url: Url,
+
+    /// Base domain of user deployment hosts: `<user-id>-<app>.<DEPLOYMENT_DOMAIN>`.
+    #[arg(long, env = "DEPLOYMENT_DOMAIN", default_value = "example.com", value_parser = parse_domain)]
+    pub deployment_domain: String,
+
+    /// Write UserSandbox and UserDeployment resources to Kubernetes. Off: deployments are kept in
+    /// the database and rendered, with status Pending (reason KubernetesDisabled).
+    #[arg(long, env = "KUBERNETES_ENABLED", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub kubernetes_enabled: bool,
+
+    /// Namespace pattern of user sandboxes; `%s` is replaced with the user id.
+    #[arg(long, env = "KUBERNETES_NAMESPACE", default_value = "sandbox-%s", value_parser = parse_namespace_pattern)]
+    pub kubernetes_namespace: String,
+
+    /// Resync period of the status caches (the watches are re-listed this often).
+    #[arg(long, env = "KUBERNETES_RECONCILE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub kubernetes_reconcile_interval: Duration,
+
+    /// Namespace of the system templates every user can see.
+    #[arg(long, env = "PLATFORM_NAMESPACE", default_value = "k8s-scheduler", value_parser = parse_name)]
+    pub platform_namespace: String,
+
+    /// Session storage: memory, postgres or redis.
+    #[arg(long, env = "SESSION_BACKEND", value_enum, default_value = "memory", ignore_case = true)]
+    pub session_backend: SessionBackend,
+
+    /// Session lifetime (e.g. `1h`, `24h`, `168h`).
+    #[arg(long, env = "SESSION_DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub session_duration: Duration,
+
+    /// Name of the session cookie.
+    #[arg(long, env = "SESSION_COOKIE_NAME", default_value = "session_id", value_parser = parse_cookie_name)]
+    pub session_cookie_name: String,
+
+    /// How often expired sessions are removed (memory and postgres backends).
+    #[arg(long, env = "SESSION_CLEANUP_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub session_cleanup_interval: Duration,
+
+    /// Domain attribute of the session cookie (e.g. `.example.com`); empty: the host only.
+    #[arg(long, env = "SESSION_COOKIE_DOMAIN")]
+    pub session_cookie_domain: Option<String>,
+
+    /// Name of the cookie that carries the OAuth state during sign-in.
+    #[arg(long, env = "STATE_COOKIE_NAME", default_value = "oauth_state", value_parser = parse_cookie_name)]
+    pub state_cookie_name: String,
+
+    /// Send cookies over HTTPS only. Enable in production.
+    #[arg(long, env = "COOKIE_SECURE", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub cookie_secure: bool,
+
+    /// Redis address (`host:port` or a `redis://` URL); required when SESSION_BACKEND=redis.
+    #[arg(long, env = "REDIS_ADDR", value_parser = parse_secret, hide_env_values = true)]
+    pub redis_addr: Option<SecretString>,
+
+    /// Secrets storage: database, vault or aws.
+    #[arg(long, env = "SECRETS_BACKEND", value_enum, default_value = "database", ignore_case = true)]
+    pub secrets_backend: SecretsBackend,
+
+    /// Base64 of a 32-byte key (`openssl rand -base64 32`); required when SECRETS_BACKEND=database.
+    #[arg(long, env = "SECRETS_ENCRYPTION_KEY", value_parser = parse_encryption_key, hide_env_values = true)]
+    pub secrets_encryption_key: Option<SecretString>,
+
+    /// Vault server address.
+    #[arg(long, env = "VAULT_ADDR", value_parser = parse_url)]
+    pub vault_addr: Option<Url>,
+
+    /// Vault access token.
+    #[arg(long, env = "VAULT_TOKEN", value_parser = parse_secret, hide_env_values = true)]
+    pub vault_token: Option<SecretString>,
+
+    /// File holding the Vault token (Vault Agent); preferred over VAULT_TOKEN.
+    #[arg(long, env = "VAULT_TOKEN_FILE")]
+    pub vault_token_file: Option<PathBuf>,
+
+    /// Vault KV v2 mount path.
+    #[arg(long, env = "VAULT_MOUNT_PATH", default_value = "secret")]
+    pub vault_mount_path: String,
+
+    /// AWS region of Secrets Manager.
+    #[arg(long, env = "AWS_REGION")]
+    pub aws_region: Option<String>,
+
+    /// Enable Stripe billing.
+    #[arg(long, env = "BILLING_ENABLED", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub billing_enabled: bool,
+
+    /// Stripe secret key (sk_test_... or sk_live_...).
+    #[arg(long, env = "STRIPE_API_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub stripe_api_key: Option<SecretString>,
+
+    /// Stripe webhook signing secret (whsec_...).
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", value_parser = parse_secret, hide_env_values = true)]
+    pub stripe_webhook_secret: Option<SecretString>,
+
+    /// Email provider for invitations: smtp or sendgrid; empty: no email.
+    #[arg(long, env = "EMAIL_PROVIDER", value_enum, ignore_case = true)]
+    pub email_provider: Option<EmailProvider>,
+
+    /// SMTP server host name.
+    #[arg(long, env = "SMTP_HOST")]
+    pub smtp_host: Option<String>,
+
+    /// SMTP server port.
+    #[arg(long, env = "SMTP_PORT", default_value_t = 587)]
+    pub smtp_port: u16,
+
+    /// SMTP user name.
+    #[arg(long, env = "SMTP_USERNAME")]
+    pub smtp_username: Option<String>,
+
+    /// SMTP password.
+    #[arg(long, env = "SMTP_PASSWORD", value_parser = parse_secret, hide_env_values = true)]
+    pub smtp_password: Option<SecretString>,
+
+    /// SendGrid API key; required when EMAIL_PROVIDER=sendgrid.
+    #[arg(long, env = "SENDGRID_API_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub sendgrid_api_key: Option<SecretString>,
+
+    /// Anthropic API key; enables AI-assisted template drafts.
+    #[arg(long, env = "ANTHROPIC_API_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub anthropic_api_key: Option<SecretString>,
+
+    /// Path of a kubeconfig file (default: KUBECONFIG, then in-cluster).
+    #[arg(long, env = "KUBECONFIG_PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Apply the database migrations and exit (for a Helm pre-upgrade Job).
+    #[arg(long)]
+    pub migrate_only: bool,
+
+    /// Print the OpenAPI document and exit.
+    #[arg(long)]
+    pub print_openapi: bool,
+}
+
+impl Config {
+    /// Parses flags and environment and checks the rules that span several variables.
+    pub fn load() -> Result<Config, clap::Error> {
+        let config = Config::parse();
+        if config.print_openapi || config.migrate_only {
+            // One-shot commands need no sign-in or session settings.
+            return Ok(config);
+        }
+        config.check().map_err(|m| clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{m}\n")))?;
+        Ok(config)
+    }
+
+    /// Checks the rules that span several variables; the message names the variable.
+    pub fn check(&self) -> Result<(), String> {
+        if self.dev_mode {
+            if self.cookie_secure {
+                return Err("DEV_MODE=true cannot be combined with COOKIE_SECURE=true: DEV_MODE bypasses \
+                            all authentication and must never run in production; unset one of them"
+                    .into());
+            }
+        } else {
+            if self.google_client_id.as_deref().unwrap_or("").is_empty() {
+                return Err("GOOGLE_CLIENT_ID is required unless DEV_MODE=true".into());
+            }
+            if self.google_client_secret.as_ref().is_none_or(|s| s.expose_secret().is_empty()) {
+                return Err("GOOGLE_CLIENT_SECRET is required unless DEV_MODE=true".into());
+            }
+            if self.google_redirect_url.is_none() {
+                return Err("GOOGLE_REDIRECT_URL is required unless DEV_MODE=true".into());
+            }
+        }
+        match self.session_backend {
+            SessionBackend::Redis if self.redis_addr.is_none() => {
+                return Err("REDIS_ADDR is required when SESSION_BACKEND=redis".into());
+            }
+            SessionBackend::Postgres if self.postgres_dsn().is_none() => {
+                return Err("SESSION_BACKEND=postgres requires DATABASE_DSN to name a PostgreSQL database \
+                            (postgres://...); without it the server uses SQLite"
+                    .into());
+            }
+            _ => {}
+        }
+        if let Some(dsn) = &self.database_dsn {
+            let dsn = dsn.expose_secret();
+            if !(dsn.starts_with("postgres://") || dsn.starts_with("postgresql://")) {
+                return Err("DATABASE_DSN must be a PostgreSQL URL (postgres://user:password@host:5432/db); \
+                            leave it unset for the embedded SQLite database"
+                    .into());
+            }
+        }
+        if self.email_provider == Some(EmailProvider::Sendgrid) && self.sendgrid_api_key.is_none() {
+            return Err("SENDGRID_API_KEY is required when EMAIL_PROVIDER=sendgrid".into());
+        }
+        if self.email_provider == Some(EmailProvider::Smtp) && self.smtp_host.is_none() {
+            return Err("SMTP_HOST is required when EMAIL_PROVIDER=smtp".into());
+        }
+        Ok(())
+    }
+
+    /// The PostgreSQL DSN, when DATABASE_DSN is set.
+    pub fn postgres_dsn(&self) -> Option<&str> {
+        self.database_dsn.as_ref().map(|s| s.expose_secret()).filter(|s| !s.is_empty())
+    }
+
+    /// The sandbox namespace of a user.
+    pub fn namespace_for(&self, user_id: &str) -> String {
+        self.kubernetes_namespace.replacen("%s", user_id, 1)
+    }
+
+    /// The user id whose sandbox namespace is `namespace` (inverse of [`Config::namespace_for`]).
+    pub fn user_for_namespace(&self, namespace: &str) -> Option<String> {
+        let (prefix, suffix) = self.kubernetes_namespace.split_once("%s")?;
+        let id = namespace.strip_prefix(prefix)?.strip_suffix(suffix)?;
+        (!id.is_empty()).then(|| id.to_string())
+    }
+
+    /// The origin (`scheme://host[:port]`) that state-changing browser requests must come from.
+    pub fn origin(&self) -> String {
+        self.base_url.origin().ascii_serialization()
+    }
+
+    /// A configuration for tests: DEV_MODE, SQLite at `sqlite_path`, memory sessions, no cluster.
+    pub fn for_tests(sqlite_path: PathBuf) -> Config {
+        let mut c = Config::parse_from(["apiserver"]);
+        // Defaults above come from the environment too; tests must not depend on the caller's.
+        c.database_dsn = None;
+        c.sqlite_path = sqlite_path;
+        c.dev_mode = true;
+        c.google_client_id = None;
+        c.google_client_secret = None;
+        c.google_redirect_url = None;
+        c.cookie_secure = false;
+        c.kubernetes_enabled = false;
+        c.session_backend = SessionBackend::Memory;
+        c.server_addr = "127.0.0.1:0".parse().expect("loopback address");
+        c.deployment_domain = "example.com".into();
+        c
+    }
+}
+
+fn parse_secret(s: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(s.to_string()))
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+/// Go-style durations of the reference: `30s`, `1h`, `168h`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; expected a duration such as 30s, 15m, 1h or 168h"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_url(s: &str) -> Result<Url, String> {
+    let u = Url::parse(s).map_err(|e| format!("{e}; expected an absolute URL such as https://app.example.com"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err("expected an http:// or https:// URL".into());
+    }
+    Ok(u)
+}
+
+fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    let full = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_string() };
+    full.parse().map_err(|_| "expected host:port or :port, e.g. :8081 or 127.0.0.1:8081".to_string())
+}
+
+fn parse_domain(s: &str) -> Result<String, String> {
+    let s = s.trim_end_matches('.');
+    if !s.is_empty() && s.split('.').all(|l| crds::is_dns_label(l, 63)) && s.len() <= 200 {
+        Ok(s.to_string())
+    } else {
+        Err("expected a DNS domain such as example.com".into())
+    }
+}
+
+fn parse_name(s: &str) -> Result<String, String> {
+    if crds::is_dns_label(s, 63) {
+        Ok(s.to_string())
+    } else {
+        Err("expected a DNS label (lower-case letters, digits and dashes)".into())
+    }
+}
+
+fn parse_cookie_name(s: &str) -> Result<String, String> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        Ok(s.to_string())
+    } else {
+        Err("expected a cookie name of letters, digits, '-', '_' or '.'".into())
+    }
+}
+
+/// `%s` exactly once, and the result is a namespace name for any user id (up to 30 characters).
+fn parse_namespace_pattern(s: &str) -> Result<String, String> {
+    if s.matches("%s").count() != 1 {
+        return Err("must contain %s exactly once (it is replaced with the user id), e.g. sandbox-%s".into());
+    }
+    for sample in ["a", &"a".repeat(crds::MAX_USER_ID_LEN)] {
+        let ns = s.replacen("%s", sample, 1);
+        if !crds::is_dns_label(&ns, 63) {
+            return Err(format!(
+                "yields {ns:?} for user id {sample:?}, which is not a namespace name (a DNS label of at most 63 \
+                 lower-case letters, digits and dashes)"
+            ));
+        }
+    }
+    Ok(s.to_string())
+}
+
+fn parse_encryption_key(s: &str) -> Result<SecretString, String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .map_err(|_| "must be base64 (generate one with: openssl rand -base64 32)".to_string())?;
+    if bytes.len() != 32 {
+        return Err(format!("must decode to 32 bytes, not {} (openssl rand -base64 32)", bytes.len()));
+    }
+    Ok(SecretString::from(s.trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_of_the_reference_parse() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("168h").unwrap(), Duration::from_secs(168 * 3600));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn namespace_pattern_needs_one_placeholder_and_valid_names() {
+        assert!(parse_namespace_pattern("sandbox-%s").is_ok());
+        assert!(parse_namespace_pattern("%s").is_ok());
+        assert!(parse_namespace_pattern("sandbox").is_err());
+        assert!(parse_namespace_pattern("%s-%s").is_err());
+        assert!(parse_namespace_pattern("Sandbox_%s").is_err());
+        assert!(parse_namespace_pattern(&format!("{}-%s", "x".repeat(40))).is_err());
+    }
+
+    #[test]
+    fn listen_address_accepts_the_go_form() {
+        assert_eq!(parse_listen_addr(":8081").unwrap(), "0.0.0.0:8081".parse().unwrap());
+        assert_eq!(parse_listen_addr("127.0.0.1:9").unwrap(), "127.0.0.1:9".parse().unwrap());
+        assert!(parse_listen_addr("8081").is_err());
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let mut c = Config::for_tests("x.db".into());
+        c.google_client_secret = Some(SecretString::from("top-secret-value".to_string()));
+        c.database_dsn = Some(SecretString::from("postgres://u:pw-secret@h/db".to_string()));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("top-secret-value") && !shown.contains("pw-secret"), "{shown}");
+    }
+}

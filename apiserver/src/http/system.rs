@@ -1,0 +1,122 @@
+//! Probes, metrics, the OpenAPI document and the feature flags of `/api/config`.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::db::User;
+use crate::error::ApiResult;
+use crate::platform::SandboxInfo;
+
+/// Routes of this area.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/config", get(config))
+        .route("/api/me", get(me))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, description = "ok")))]
+pub async fn health() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the database and (when enabled) Kubernetes answer.
+#[utoipa::path(get, path = "/readyz", tag = "system",
+    responses((status = 200, description = "ready"), (status = 503, description = "what is not ready")))]
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if let Err(e) = state.db.ping().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}"));
+    }
+    match state.platform.ready().await {
+        Ok(()) => (StatusCode::OK, "ok".to_string()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::document())
+}
+
+/// Feature flags for the UI.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FeatureFlags {
+    /// Every request is signed in as dev@localhost.
+    pub dev_mode: bool,
+    /// Deployments run on Kubernetes (else they are only stored and rendered).
+    pub kubernetes_enabled: bool,
+    /// The embedded UI is served.
+    pub react_ui: bool,
+    /// Stripe billing is on.
+    pub billing_enabled: bool,
+    /// Invitations are emailed.
+    pub email_enabled: bool,
+    /// AI template drafts are available.
+    pub ai_enabled: bool,
+    /// Base domain of app hosts.
+    pub deployment_domain: String,
+    /// Public URL of the application.
+    pub base_url: String,
+}
+
+/// Feature flags.
+#[utoipa::path(get, path = "/api/config", tag = "system", responses((status = 200, body = FeatureFlags)))]
+pub async fn config(State(state): State<AppState>) -> Json<FeatureFlags> {
+    let c = &state.config;
+    Json(FeatureFlags {
+        dev_mode: c.dev_mode,
+        kubernetes_enabled: c.kubernetes_enabled,
+        react_ui: c.react_ui,
+        billing_enabled: c.billing_enabled,
+        email_enabled: c.email_provider.is_some(),
+        ai_enabled: c.anthropic_api_key.is_some(),
+        deployment_domain: c.deployment_domain.clone(),
+        base_url: c.base_url.as_str().trim_end_matches('/').to_string(),
+    })
+}
+
+/// The caller.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    /// The user.
+    pub user: User,
+    /// Their sandbox.
+    pub sandbox: SandboxInfo,
+    /// session, token or dev-mode.
+    pub authenticated_by: String,
+    /// Scopes, for API tokens.
+    pub scopes: Option<Vec<String>>,
+}
+
+/// The signed-in user and their sandbox.
+#[utoipa::path(get, path = "/api/me", tag = "system",
+    responses((status = 200, body = Me), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn me(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Me>> {
+    let sandbox = state.platform.sandbox(&p.user);
+    Ok(Json(Me {
+        authenticated_by: match p.via {
+            crate::auth::Via::Session => "session",
+            crate::auth::Via::Token => "token",
+            crate::auth::Via::DevMode => "dev-mode",
+        }
+        .into(),
+        scopes: p.scopes.as_ref().map(|s| s.iter().map(|x| x.to_string()).collect()),
+        user: p.user,
+        sandbox,
+    }))
+}

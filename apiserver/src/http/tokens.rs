@@ -1,0 +1,94 @@
+//! `/api/tokens`: API tokens for scripts and CI. A token is shown once, at creation; the database
+//! keeps its SHA-256. Tokens are managed from a browser session only (a token cannot mint tokens).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::ApiJson;
+use crate::AppState;
+use crate::auth::{Principal, Scope, Via, hash_token, new_api_token};
+use crate::db::TokenInfo;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+
+/// Routes of this area.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/tokens", get(list).post(create)).route("/api/tokens/{id}", delete(revoke))
+}
+
+/// Body of a token creation.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// A name to recognise it by (1-64 characters).
+    pub name: String,
+    /// Scopes, e.g. `["deployments:read", "deployments:write"]`.
+    pub scopes: Vec<Scope>,
+}
+
+/// A new token: the only time its value is shown.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedToken {
+    /// The token; send it as `Authorization: Bearer <token>`. It cannot be shown again.
+    pub token: String,
+    /// Its listing.
+    #[serde(flatten)]
+    pub info: TokenInfo,
+}
+
+fn session_only(p: &Principal) -> ApiResult<()> {
+    if p.via == Via::Token {
+        return Err(ApiError::Forbidden("API tokens are managed from a signed-in browser session".into()));
+    }
+    Ok(())
+}
+
+/// The caller's tokens (never their values).
+#[utoipa::path(get, path = "/api/tokens", tag = "tokens", responses((status = 200, body = Vec<TokenInfo>)))]
+pub async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Vec<TokenInfo>>> {
+    session_only(&p)?;
+    Ok(Json(state.db.list_tokens(&p.user.id).await?))
+}
+
+/// Creates a token.
+#[utoipa::path(post, path = "/api/tokens", tag = "tokens", request_body = CreateToken,
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiJson(body): ApiJson<CreateToken>,
+) -> ApiResult<impl IntoResponse> {
+    session_only(&p)?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest("name must be 1 to 64 printable characters".into()));
+    }
+    if body.scopes.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "scopes must name at least one of: {}",
+            Scope::ALL.map(|s| s.as_str()).join(", ")
+        )));
+    }
+    let mut scopes: Vec<String> = body.scopes.iter().map(|s| s.to_string()).collect();
+    scopes.sort();
+    scopes.dedup();
+    let token = new_api_token();
+    let info = state.db.insert_token(&p.user.id, name, &hash_token(&token), &scopes).await?;
+    tracing::info!(user = %p.user.id, token_id = %info.id, "API token created");
+    Ok((StatusCode::CREATED, Json(CreatedToken { token, info })))
+}
+
+/// Revokes a token.
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
+    responses((status = 204, description = "revoked"), (status = 404, body = ErrorBody)))]
+pub async fn revoke(State(state): State<AppState>, p: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    session_only(&p)?;
+    if state.db.revoke_token(&p.user.id, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("token {id:?} not found")))
+    }
+}

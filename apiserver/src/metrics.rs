@@ -1,0 +1,106 @@
+//! Prometheus metrics of the server, served at `/metrics`: request duration by route, browsers
+//! subscribed to `/api/events`, and upstream watch streams by kind (one each, however many
+//! browsers listen).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+struct Inner {
+    registry: Registry,
+    sse_clients: Gauge,
+    watches: Family<KindLabel, Gauge>,
+    requests: Family<RouteLabels, Histogram>,
+}
+
+/// The server's metrics.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Decrements a gauge when dropped.
+pub struct GaugeGuard(Gauge);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Metrics {
+    /// A fresh registry.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("k8s_scheduler_server");
+        let sse_clients = Gauge::default();
+        registry.register("sse_clients", "Browsers subscribed to /api/events", sse_clients.clone());
+        let watches = Family::<KindLabel, Gauge>::default();
+        registry.register("upstream_watches", "Open Kubernetes watch streams by kind", watches.clone());
+        let requests = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+        });
+        registry.register("http_request_duration_seconds", "HTTP request duration by route", requests.clone());
+        Metrics(Arc::new(Inner { registry, sse_clients, watches, requests }))
+    }
+
+    /// Counts an open upstream watch of `kind` until the guard drops.
+    pub fn watch_started(&self, kind: &str) -> GaugeGuard {
+        let g = self.0.watches.get_or_create(&KindLabel { kind: kind.into() }).clone();
+        g.inc();
+        GaugeGuard(g)
+    }
+
+    /// Counts a subscribed browser until the guard drops.
+    pub fn sse_client(&self) -> GaugeGuard {
+        self.0.sse_clients.inc();
+        GaugeGuard(self.0.sse_clients.clone())
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.0.registry);
+        out
+    }
+}
+
+/// Middleware recording request durations by matched route.
+pub async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let labels = RouteLabels { method, route, status: resp.status().as_u16() };
+    metrics.0.requests.get_or_create(&labels).observe(start.elapsed().as_secs_f64());
+    resp
+}

@@ -1,0 +1,328 @@
+//! KUBERNETES_ENABLED=true: templates, sandboxes and deployments are custom resources. One watch
+//! per kind feeds an in-memory cache that every read is served from, and the deployments watch also
+//! feeds the change stream behind `/api/events`, however many browsers listen. The watches are
+//! re-listed every KUBERNETES_RECONCILE_INTERVAL as a safety net against missed events.
+
+use std::collections::HashSet;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use crds::{Plan, Template, TemplateVisibility, UserDeployment, UserSandbox};
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, Event as WatchEvent};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
+
+use super::{Change, Platform, SandboxInfo};
+use crate::config::Config;
+use crate::db::User;
+use crate::error::{ApiError, ApiResult};
+use crate::metrics::Metrics;
+use crate::views::EventView;
+
+/// Field manager of the server's writes.
+pub const FIELD_MANAGER: &str = "k8s-scheduler-server";
+
+/// Custom resources through watch caches.
+pub struct KubePlatform {
+    client: Client,
+    config: Arc<Config>,
+    deployments: Store<UserDeployment>,
+    templates: Store<Template>,
+    sandboxes: Store<UserSandbox>,
+    tx: broadcast::Sender<Change>,
+}
+
+impl KubePlatform {
+    /// Starts the three watches and waits (up to 30 s) for their first listing.
+    pub async fn start(client: Client, config: Arc<Config>, metrics: Metrics) -> anyhow::Result<Arc<KubePlatform>> {
+        let (tx, _) = broadcast::channel(4096);
+        let resync = config.kubernetes_reconcile_interval;
+        let deployments = spawn_cache(Api::<UserDeployment>::all(client.clone()), resync, metrics.clone(), {
+            let tx = tx.clone();
+            move |ud: Arc<UserDeployment>, deleted: bool| {
+                let change = if deleted {
+                    Change::Deleted { namespace: ud.namespace().unwrap_or_default(), name: ud.name_any() }
+                } else {
+                    Change::Applied(ud)
+                };
+                let _ = tx.send(change);
+            }
+        });
+        let templates = spawn_cache(Api::<Template>::all(client.clone()), resync, metrics.clone(), |_, _| {});
+        let sandboxes = spawn_cache(Api::<UserSandbox>::all(client.clone()), resync, metrics, |_, _| {});
+        let synced = async {
+            let _ = deployments.wait_until_ready().await;
+            let _ = templates.wait_until_ready().await;
+            let _ = sandboxes.wait_until_ready().await;
+        };
+        if tokio::time::timeout(Duration::from_secs(30), synced).await.is_err() {
+            tracing::warn!(
+                "the watch caches are not filled after 30 s (are the k8s-scheduler CRDs installed?); \
+                 /readyz reports not ready until they are"
+            );
+        }
+        Ok(Arc::new(KubePlatform { client, config, deployments, templates, sandboxes, tx }))
+    }
+
+    fn user_sandbox(&self, user: &User) -> Option<Arc<UserSandbox>> {
+        self.sandboxes
+            .get(&ObjectRef::new(&user.id))
+            .filter(|s| s.spec.owner.user_id == user.id)
+            .or_else(|| self.sandboxes.find(|s| s.spec.owner.user_id == user.id))
+    }
+}
+
+/// Runs a watch of `api` into a cache, re-listing every `resync`; `on_change(object, deleted)`
+/// hears about every added, changed or removed object (after the first listing).
+fn spawn_cache<K, F>(api: Api<K>, resync: Duration, metrics: Metrics, mut on_change: F) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    F: FnMut(Arc<K>, bool) + Send + 'static,
+{
+    let (reader, mut writer) = reflector::store::<K>();
+    let store = reader.clone();
+    let kind = K::plural(&()).to_string();
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let _watch = metrics.watch_started(&kind);
+            let stream = watcher(api.clone(), watcher::Config::default()).default_backoff();
+            let mut stream = std::pin::pin!(stream);
+            let deadline = tokio::time::sleep(resync);
+            let mut deadline = std::pin::pin!(deadline);
+            let mut seen: HashSet<ObjectRef<K>> = HashSet::new();
+            loop {
+                let event = tokio::select! {
+                    _ = &mut deadline => break,
+                    e = stream.next() => e,
+                };
+                let event = match event {
+                    Some(Ok(e)) => e,
+                    Some(Err(e)) => {
+                        tracing::warn!(kind, error = %e, "watch failed; retrying with backoff");
+                        continue;
+                    }
+                    None => break,
+                };
+                match &event {
+                    WatchEvent::Init => seen.clear(),
+                    WatchEvent::InitApply(o) => {
+                        let key = ObjectRef::from_obj(o);
+                        let changed = reader.get(&key).is_none_or(|old| old.resource_version() != o.resource_version());
+                        seen.insert(key);
+                        if changed && !first {
+                            on_change(Arc::new(o.clone()), false);
+                        }
+                    }
+                    WatchEvent::InitDone => {
+                        for old in reader.state() {
+                            if !seen.contains(&ObjectRef::from_obj(old.as_ref())) {
+                                on_change(old, true);
+                            }
+                        }
+                        first = false;
+                    }
+                    WatchEvent::Apply(o) => on_change(Arc::new(o.clone()), false),
+                    WatchEvent::Delete(o) => on_change(Arc::new(o.clone()), true),
+                }
+                writer.apply_watcher_event(&event);
+            }
+        }
+    });
+    store
+}
+
+fn watcher<K>(api: Api<K>, config: watcher::Config) -> impl futures::Stream<Item = watcher::Result<WatchEvent<K>>>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher::watcher(api, config)
+}
+
+fn namespace_missing(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404 && s.details.as_ref().is_some_and(|d| d.kind == "namespaces"))
+}
+
+#[async_trait]
+impl Platform for KubePlatform {
+    async fn ensure_sandbox(&self, user: &User) -> ApiResult<()> {
+        if self.user_sandbox(user).is_some() {
+            return Ok(());
+        }
+        let api: Api<UserSandbox> = Api::all(self.client.clone());
+        if api.get_opt(&user.id).await?.is_some() {
+            return Ok(());
+        }
+        let sb: UserSandbox = serde_json::from_value(serde_json::json!({
+            "apiVersion": "k8s-scheduler.io/v1alpha1",
+            "kind": "UserSandbox",
+            "metadata": { "name": user.id, "labels": { "app.kubernetes.io/managed-by": FIELD_MANAGER } },
+            "spec": {
+                "owner": { "userId": user.id, "email": user.email },
+                "plan": "free",
+                "namespace": self.config.namespace_for(&user.id),
+            },
+        }))
+        .map_err(anyhow::Error::from)?;
+        match api.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &sb).await {
+            Ok(_) => {
+                tracing::info!(user = %user.id, "created the user's UserSandbox");
+                Ok(())
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn sandbox(&self, user: &User) -> SandboxInfo {
+        match self.user_sandbox(user) {
+            Some(sb) => SandboxInfo {
+                name: sb.name_any(),
+                namespace: sb.spec.namespace.clone(),
+                plan: sb.spec.plan,
+                ready: sb.status.as_ref().is_some_and(|s| {
+                    s.conditions.iter().any(|c| c.type_ == crds::conditions::READY && c.status == "True")
+                }),
+            },
+            None => SandboxInfo {
+                name: user.id.clone(),
+                namespace: self.config.namespace_for(&user.id),
+                plan: Plan::Free,
+                ready: false,
+            },
+        }
+    }
+
+    fn templates(&self, namespace: &str) -> Vec<Arc<Template>> {
+        let platform = &self.config.platform_namespace;
+        let mut out: Vec<Arc<Template>> = self
+            .templates
+            .state()
+            .into_iter()
+            .filter(|t| {
+                let ns = t.namespace().unwrap_or_default();
+                ns == namespace
+                    || (ns == *platform
+                        && matches!(t.spec.visibility, TemplateVisibility::Public | TemplateVisibility::Org))
+            })
+            .collect();
+        // Own templates first, so that they shadow system ones of the same name.
+        out.sort_by_key(|t| (t.namespace().as_deref() != Some(namespace), t.name_any()));
+        out
+    }
+
+    async fn deployments(&self, namespace: &str) -> ApiResult<Vec<Arc<UserDeployment>>> {
+        let mut out: Vec<Arc<UserDeployment>> = self
+            .deployments
+            .state()
+            .into_iter()
+            .filter(|d| d.metadata.namespace.as_deref() == Some(namespace))
+            .collect();
+        out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Ok(out)
+    }
+
+    async fn deployment(&self, namespace: &str, name: &str) -> ApiResult<Option<Arc<UserDeployment>>> {
+        if let Some(d) = self.deployments.get(&ObjectRef::new(name).within(namespace)) {
+            return Ok(Some(d));
+        }
+        // Not cached (yet): read-your-writes right after a create.
+        let api: Api<UserDeployment> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.get_opt(name).await?.map(Arc::new))
+    }
+
+    async fn create(&self, ud: UserDeployment) -> ApiResult<Arc<UserDeployment>> {
+        let ns = ud.namespace().unwrap_or_default();
+        let api: Api<UserDeployment> = Api::namespaced(self.client.clone(), &ns);
+        let pp = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        match api.create(&pp, &ud).await {
+            Ok(created) => Ok(Arc::new(created)),
+            Err(e) if namespace_missing(&e) => Err(ApiError::Unavailable(
+                "your sandbox namespace is still being prepared; retry in a few seconds".into(),
+            )),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                Err(ApiError::Conflict(format!("a deployment named {} exists already", ud.name_any())))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn replace_spec(
+        &self,
+        current: &UserDeployment,
+        spec: crds::UserDeploymentSpec,
+    ) -> ApiResult<Arc<UserDeployment>> {
+        let ns = current.namespace().unwrap_or_default();
+        let api: Api<UserDeployment> = Api::namespaced(self.client.clone(), &ns);
+        let mut next = current.clone();
+        next.spec = spec;
+        next.status = None;
+        next.metadata.managed_fields = None;
+        let pp = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        match api.replace(&current.name_any(), &pp, &next).await {
+            Ok(d) => Ok(Arc::new(d)),
+            Err(kube::Error::Api(s)) if s.code == 409 => Err(ApiError::Conflict(
+                "the deployment changed meanwhile (another client or GitOps); reload and try again".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete(&self, namespace: &str, name: &str) -> ApiResult<bool> {
+        let api: Api<UserDeployment> = Api::namespaced(self.client.clone(), namespace);
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn events(&self, namespace: &str, name: &str) -> ApiResult<Vec<EventView>> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), namespace);
+        let lp = ListParams::default()
+            .fields(&format!("involvedObject.kind=UserDeployment,involvedObject.name={name}"))
+            .limit(100);
+        let mut events = api.list(&lp).await?.items;
+        events.sort_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0));
+        Ok(events
+            .into_iter()
+            .map(|e| EventView {
+                type_: e.type_.unwrap_or_default(),
+                reason: e.reason.unwrap_or_default(),
+                message: e.message.unwrap_or_default(),
+                count: e.count.unwrap_or(1),
+                last_seen: e.last_timestamp.map(|t| t.0.to_string()),
+            })
+            .collect())
+    }
+
+    fn manifests(&self, _ud: &UserDeployment) -> Option<Vec<serde_json::Value>> {
+        None
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.tx.subscribe()
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        self.client.apiserver_version().await.map_err(|e| format!("Kubernetes API: {e}"))?;
+        for (kind, ready) in [
+            ("userdeployments", self.deployments.wait_until_ready().now_or_never().is_some()),
+            ("templates", self.templates.wait_until_ready().now_or_never().is_some()),
+            ("usersandboxes", self.sandboxes.wait_until_ready().now_or_never().is_some()),
+        ] {
+            if !ready {
+                return Err(format!("the {kind} cache is not filled yet (are the CRDs installed?)"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,90 @@
+//! Where templates, sandboxes and deployments live, behind one trait with two implementations:
+//! - [`kube::KubePlatform`] (KUBERNETES_ENABLED=true): custom resources, read from watch caches,
+//!   written with the Kubernetes API; the controller does the rest.
+//! - [`offline::OfflinePlatform`] (KUBERNETES_ENABLED=false): deployments kept in the database,
+//!   templates from the built-in catalog, children rendered with the controller's build step, and
+//!   status Pending with reason `KubernetesDisabled`.
+//!
+//! Callers pass the namespace of the signed-in user; nothing here takes a namespace from a body.
+
+pub mod kube;
+pub mod offline;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use crds::{Plan, Template, UserDeployment};
+use tokio::sync::broadcast;
+
+use crate::db::User;
+use crate::error::ApiResult;
+use crate::views::EventView;
+
+/// A change to a deployment, as streamed to browsers.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// Created or changed (spec or status).
+    Applied(Arc<UserDeployment>),
+    /// Gone.
+    Deleted {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+}
+
+impl Change {
+    /// Namespace of the changed deployment.
+    pub fn namespace(&self) -> String {
+        match self {
+            Change::Applied(ud) => ::kube::ResourceExt::namespace(ud.as_ref()).unwrap_or_default(),
+            Change::Deleted { namespace, .. } => namespace.clone(),
+        }
+    }
+}
+
+/// The user's sandbox as the API shows it.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxInfo {
+    /// Name of the UserSandbox.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Plan: free, business or enterprise.
+    #[schema(value_type = String)]
+    pub plan: Plan,
+    /// Whether the controller has provisioned it.
+    pub ready: bool,
+}
+
+/// Templates, sandboxes and deployments.
+#[async_trait]
+pub trait Platform: Send + Sync {
+    /// Creates the user's sandbox when it does not exist (first sign-in).
+    async fn ensure_sandbox(&self, user: &User) -> ApiResult<()>;
+    /// The user's sandbox.
+    fn sandbox(&self, user: &User) -> SandboxInfo;
+    /// Templates visible from `namespace`: its own and the platform's public ones.
+    fn templates(&self, namespace: &str) -> Vec<Arc<Template>>;
+    /// Deployments of a namespace, by name.
+    async fn deployments(&self, namespace: &str) -> ApiResult<Vec<Arc<UserDeployment>>>;
+    /// One deployment.
+    async fn deployment(&self, namespace: &str, name: &str) -> ApiResult<Option<Arc<UserDeployment>>>;
+    /// Creates a deployment (already validated); 409 when the name is taken.
+    async fn create(&self, ud: UserDeployment) -> ApiResult<Arc<UserDeployment>>;
+    /// Replaces the spec of a deployment (already validated).
+    async fn replace_spec(&self, current: &UserDeployment, spec: crds::UserDeploymentSpec)
+    -> ApiResult<Arc<UserDeployment>>;
+    /// Deletes a deployment; false when there is none.
+    async fn delete(&self, namespace: &str, name: &str) -> ApiResult<bool>;
+    /// Recent events of a deployment.
+    async fn events(&self, namespace: &str, name: &str) -> ApiResult<Vec<EventView>>;
+    /// Child objects as the controller would build them (offline only).
+    fn manifests(&self, ud: &UserDeployment) -> Option<Vec<serde_json::Value>>;
+    /// Changes to all deployments (callers filter by namespace).
+    fn subscribe(&self) -> broadcast::Receiver<Change>;
+    /// Whether the backing store answers.
+    async fn ready(&self) -> Result<(), String>;
+}
