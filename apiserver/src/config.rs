@@ -108,8 +108,19 @@ pub struct Config {
     #[arg(long, env = "PLATFORM_NAMESPACE", default_value = "k8s-scheduler", value_parser = parse_name)]
     pub platform_namespace: String,
 
+    /// Labels put on the UserSandboxes the server creates (`key=value,...`), e.g. to match a
+    /// controller's SANDBOX_SELECTOR when several installations share a cluster.
+    #[arg(long, env = "SANDBOX_LABELS", default_value = "", value_parser = parse_labels)]
+    pub sandbox_labels: Labels,
+
     /// Session storage: memory, postgres or redis.
-    #[arg(long, env = "SESSION_BACKEND", value_enum, default_value = "memory", ignore_case = true)]
+    #[arg(
+        long,
+        env = "SESSION_BACKEND",
+        value_enum,
+        default_value = "memory",
+        ignore_case = true
+    )]
     pub session_backend: SessionBackend,
 
     /// Session lifetime (e.g. `1h`, `24h`, `168h`).
@@ -141,7 +152,13 @@ pub struct Config {
     pub redis_addr: Option<SecretString>,
 
     /// Secrets storage: database, vault or aws.
-    #[arg(long, env = "SECRETS_BACKEND", value_enum, default_value = "database", ignore_case = true)]
+    #[arg(
+        long,
+        env = "SECRETS_BACKEND",
+        value_enum,
+        default_value = "database",
+        ignore_case = true
+    )]
     pub secrets_backend: SecretsBackend,
 
     /// Base64 of a 32-byte key (`openssl rand -base64 32`); required when SECRETS_BACKEND=database.
@@ -229,7 +246,9 @@ impl Config {
             // One-shot commands need no sign-in or session settings.
             return Ok(config);
         }
-        config.check().map_err(|m| clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{m}\n")))?;
+        config
+            .check()
+            .map_err(|m| clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{m}\n")))?;
         Ok(config)
     }
 
@@ -237,15 +256,21 @@ impl Config {
     pub fn check(&self) -> Result<(), String> {
         if self.dev_mode {
             if self.cookie_secure {
-                return Err("DEV_MODE=true cannot be combined with COOKIE_SECURE=true: DEV_MODE bypasses \
+                return Err(
+                    "DEV_MODE=true cannot be combined with COOKIE_SECURE=true: DEV_MODE bypasses \
                             all authentication and must never run in production; unset one of them"
-                    .into());
+                        .into(),
+                );
             }
         } else {
             if self.google_client_id.as_deref().unwrap_or("").is_empty() {
                 return Err("GOOGLE_CLIENT_ID is required unless DEV_MODE=true".into());
             }
-            if self.google_client_secret.as_ref().is_none_or(|s| s.expose_secret().is_empty()) {
+            if self
+                .google_client_secret
+                .as_ref()
+                .is_none_or(|s| s.expose_secret().is_empty())
+            {
                 return Err("GOOGLE_CLIENT_SECRET is required unless DEV_MODE=true".into());
             }
             if self.google_redirect_url.is_none() {
@@ -257,18 +282,22 @@ impl Config {
                 return Err("REDIS_ADDR is required when SESSION_BACKEND=redis".into());
             }
             SessionBackend::Postgres if self.postgres_dsn().is_none() => {
-                return Err("SESSION_BACKEND=postgres requires DATABASE_DSN to name a PostgreSQL database \
+                return Err(
+                    "SESSION_BACKEND=postgres requires DATABASE_DSN to name a PostgreSQL database \
                             (postgres://...); without it the server uses SQLite"
-                    .into());
+                        .into(),
+                );
             }
             _ => {}
         }
         if let Some(dsn) = &self.database_dsn {
             let dsn = dsn.expose_secret();
             if !(dsn.starts_with("postgres://") || dsn.starts_with("postgresql://")) {
-                return Err("DATABASE_DSN must be a PostgreSQL URL (postgres://user:password@host:5432/db); \
+                return Err(
+                    "DATABASE_DSN must be a PostgreSQL URL (postgres://user:password@host:5432/db); \
                             leave it unset for the embedded SQLite database"
-                    .into());
+                        .into(),
+                );
             }
         }
         if self.email_provider == Some(EmailProvider::Sendgrid) && self.sendgrid_api_key.is_none() {
@@ -282,7 +311,10 @@ impl Config {
 
     /// The PostgreSQL DSN, when DATABASE_DSN is set.
     pub fn postgres_dsn(&self) -> Option<&str> {
-        self.database_dsn.as_ref().map(|s| s.expose_secret()).filter(|s| !s.is_empty())
+        self.database_dsn
+            .as_ref()
+            .map(|s| s.expose_secret())
+            .filter(|s| !s.is_empty())
     }
 
     /// The sandbox namespace of a user.
@@ -321,6 +353,26 @@ impl Config {
     }
 }
 
+/// Kubernetes labels, `key=value` pairs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Labels(pub std::collections::BTreeMap<String, String>);
+
+fn parse_labels(s: &str) -> Result<Labels, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?} is not key=value"))?;
+        let name = k.rsplit('/').next().unwrap_or(k);
+        let value_ok = v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if name.is_empty() || name.len() > 63 || !value_ok {
+            return Err(format!("{pair:?} is not a valid Kubernetes label"));
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(Labels(out))
+}
+
 fn parse_secret(s: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(s.to_string()))
 }
@@ -352,8 +404,13 @@ fn parse_url(s: &str) -> Result<Url, String> {
 }
 
 fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
-    let full = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_string() };
-    full.parse().map_err(|_| "expected host:port or :port, e.g. :8081 or 127.0.0.1:8081".to_string())
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.parse()
+        .map_err(|_| "expected host:port or :port, e.g. :8081 or 127.0.0.1:8081".to_string())
 }
 
 fn parse_domain(s: &str) -> Result<String, String> {
@@ -404,7 +461,10 @@ fn parse_encryption_key(s: &str) -> Result<SecretString, String> {
         .decode(s.trim())
         .map_err(|_| "must be base64 (generate one with: openssl rand -base64 32)".to_string())?;
     if bytes.len() != 32 {
-        return Err(format!("must decode to 32 bytes, not {} (openssl rand -base64 32)", bytes.len()));
+        return Err(format!(
+            "must decode to 32 bytes, not {} (openssl rand -base64 32)",
+            bytes.len()
+        ));
     }
     Ok(SecretString::from(s.trim().to_string()))
 }
@@ -436,7 +496,10 @@ mod tests {
     #[test]
     fn listen_address_accepts_the_go_form() {
         assert_eq!(parse_listen_addr(":8081").unwrap(), "0.0.0.0:8081".parse().unwrap());
-        assert_eq!(parse_listen_addr("127.0.0.1:9").unwrap(), "127.0.0.1:9".parse().unwrap());
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:9").unwrap(),
+            "127.0.0.1:9".parse().unwrap()
+        );
         assert!(parse_listen_addr("8081").is_err());
     }
 
@@ -446,6 +509,9 @@ mod tests {
         c.google_client_secret = Some(SecretString::from("top-secret-value".to_string()));
         c.database_dsn = Some(SecretString::from("postgres://u:pw-secret@h/db".to_string()));
         let shown = format!("{c:?}");
-        assert!(!shown.contains("top-secret-value") && !shown.contains("pw-secret"), "{shown}");
+        assert!(
+            !shown.contains("top-secret-value") && !shown.contains("pw-secret"),
+            "{shown}"
+        );
     }
 }

@@ -59,7 +59,10 @@ pub struct TokenInfo {
 
 /// Current Unix time in seconds.
 pub fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl Db {
@@ -74,7 +77,11 @@ impl Db {
                         .with_context(|| format!("creating the directory of SQLITE_PATH {}", dir.display()))?;
                 }
                 tracing::info!(path = %sqlite_path.display(), "using the embedded SQLite database");
-                (format!("sqlite://{}?mode=rwc", sqlite_path.display()), Engine::Sqlite, 4)
+                (
+                    format!("sqlite://{}?mode=rwc", sqlite_path.display()),
+                    Engine::Sqlite,
+                    4,
+                )
             }
         };
         let pool = AnyPoolOptions::new()
@@ -99,7 +106,10 @@ impl Db {
 
     /// Applies the migrations under `apiserver/migrations/` (idempotent).
     pub async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./migrations").run(&self.pool).await.context("applying database migrations")?;
+        sqlx::migrate!("./migrations")
+            .run(&self.pool)
+            .await
+            .context("applying database migrations")?;
         Ok(())
     }
 
@@ -132,7 +142,14 @@ impl Db {
                     .execute(&self.pool)
                     .await?;
             }
-            return Ok((User { email: email.into(), name: name.into(), ..u }, false));
+            return Ok((
+                User {
+                    email: email.into(),
+                    name: name.into(),
+                    ..u
+                },
+                false,
+            ));
         }
         let base = user_id_base(email);
         for n in 1..1000 {
@@ -149,7 +166,14 @@ impl Db {
             .execute(&self.pool)
             .await?;
             if res.rows_affected() == 1 {
-                return Ok((User { id, email: email.into(), name: name.into() }, true));
+                return Ok((
+                    User {
+                        id,
+                        email: email.into(),
+                        name: name.into(),
+                    },
+                    true,
+                ));
             }
             // Either the id is taken, or this subject was inserted concurrently.
             if let Some(u) = self.user_by_subject(subject).await? {
@@ -192,7 +216,13 @@ impl Db {
         .bind(created_at)
         .execute(&self.pool)
         .await?;
-        Ok(TokenInfo { id, name: name.into(), scopes: scopes.to_vec(), created_at, last_used_at: None })
+        Ok(TokenInfo {
+            id,
+            name: name.into(),
+            scopes: scopes.to_vec(),
+            created_at,
+            last_used_at: None,
+        })
     }
 
     /// The tokens of a user, newest first.
@@ -291,7 +321,11 @@ impl Db {
 }
 
 fn user(r: &AnyRow) -> User {
-    User { id: r.get("id"), email: r.get("email"), name: r.get("name") }
+    User {
+        id: r.get("id"),
+        email: r.get("email"),
+        name: r.get("name"),
+    }
 }
 
 fn scopes(s: String) -> Vec<String> {
@@ -313,7 +347,11 @@ pub fn user_id_base(email: &str) -> String {
         }
     }
     let id = id.trim_matches('-').to_string();
-    if id.is_empty() || id.starts_with(|c: char| c.is_ascii_digit()) { format!("user-{id}").trim_end_matches('-').to_string() } else { id }
+    if id.is_empty() || id.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("user-{id}").trim_end_matches('-').to_string()
+    } else {
+        id
+    }
 }
 
 #[cfg(test)]

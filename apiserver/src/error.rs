@@ -73,7 +73,8 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (status, Json(ErrorBody { error: message })).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("5"));
+            resp.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("5"));
         }
         resp
     }

@@ -80,9 +80,9 @@ pub async fn kube_client(config: &Config) -> Result<kube::Client> {
                 .await
                 .with_context(|| format!("KUBECONFIG_PATH {}: invalid", path.display()))?
         }
-        None => kube::Config::infer()
-            .await
-            .context("no Kubernetes configuration found (set KUBECONFIG, or run in a cluster), or set KUBERNETES_ENABLED=false")?,
+        None => kube::Config::infer().await.context(
+            "no Kubernetes configuration found (set KUBECONFIG, or run in a cluster), or set KUBERNETES_ENABLED=false",
+        )?,
     };
     Ok(kube::Client::try_from(kc)?)
 }
@@ -132,7 +132,9 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    axum::serve(listener, app.router.clone()).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app.router.clone())
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }
 
@@ -151,7 +153,9 @@ fn init_tracing() {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,kube=warn,tower_sessions=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::io::stderr().is_terminal() {
         let _ = builder.try_init();
     } else {
@@ -180,7 +184,9 @@ pub async fn run(config: Config) -> Result<()> {
     let addr = config.server_addr;
     let base_url = config.base_url.clone();
     let app = app(config).await?;
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("SERVER_ADDR {addr}: cannot listen"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("SERVER_ADDR {addr}: cannot listen"))?;
     tracing::info!(%addr, url = %base_url, "k8s-scheduler server listening");
     serve(&app, listener, shutdown_signal()).await
 }

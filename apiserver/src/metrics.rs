@@ -65,12 +65,25 @@ impl Metrics {
         let sse_clients = Gauge::default();
         registry.register("sse_clients", "Browsers subscribed to /api/events", sse_clients.clone());
         let watches = Family::<KindLabel, Gauge>::default();
-        registry.register("upstream_watches", "Open Kubernetes watch streams by kind", watches.clone());
+        registry.register(
+            "upstream_watches",
+            "Open Kubernetes watch streams by kind",
+            watches.clone(),
+        );
         let requests = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 14))
         });
-        registry.register("http_request_duration_seconds", "HTTP request duration by route", requests.clone());
-        Metrics(Arc::new(Inner { registry, sse_clients, watches, requests }))
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request duration by route",
+            requests.clone(),
+        );
+        Metrics(Arc::new(Inner {
+            registry,
+            sse_clients,
+            watches,
+            requests,
+        }))
     }
 
     /// Counts an open upstream watch of `kind` until the guard drops.
@@ -96,11 +109,23 @@ impl Metrics {
 
 /// Middleware recording request durations by matched route.
 pub async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let start = Instant::now();
     let resp = next.run(req).await;
-    let labels = RouteLabels { method, route, status: resp.status().as_u16() };
-    metrics.0.requests.get_or_create(&labels).observe(start.elapsed().as_secs_f64());
+    let labels = RouteLabels {
+        method,
+        route,
+        status: resp.status().as_u16(),
+    };
+    metrics
+        .0
+        .requests
+        .get_or_create(&labels)
+        .observe(start.elapsed().as_secs_f64());
     resp
 }

@@ -39,7 +39,12 @@ impl Modify for Security {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("API token")).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("API token"))
+                    .build(),
+            ),
         );
     }
 }
@@ -49,5 +54,6 @@ pub fn document() -> String {
     let mut doc = ApiDoc::openapi();
     // Not the crate version: the checked-in file must not change with every release.
     doc.info.version = "v1".into();
-    doc.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    doc.to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

@@ -120,7 +120,11 @@ impl DeploymentView {
             services: status
                 .services
                 .iter()
-                .map(|s| ServiceView { name: s.name.clone(), replicas: s.replicas, ready_replicas: s.ready_replicas })
+                .map(|s| ServiceView {
+                    name: s.name.clone(),
+                    replicas: s.replicas,
+                    ready_replicas: s.ready_replicas,
+                })
                 .collect(),
             conditions: status
                 .conditions
@@ -236,7 +240,10 @@ pub struct TemplateServiceView {
 }
 
 fn wire<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 impl TemplateView {
@@ -274,7 +281,11 @@ impl TemplateView {
                 .spec
                 .services
                 .iter()
-                .map(|s| TemplateServiceView { name: s.name.clone(), image: s.image.clone(), port: s.port })
+                .map(|s| TemplateServiceView {
+                    name: s.name.clone(),
+                    image: s.image.clone(),
+                    port: s.port,
+                })
                 .collect(),
         }
     }

@@ -28,7 +28,10 @@ fn check(state: &AppState, req: &Request) -> Result<(), ApiError> {
         return Ok(());
     }
     let h = req.headers();
-    if h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("Bearer ")) {
+    if h.get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer "))
+    {
         return Ok(());
     }
     let origin = state.config.origin();

@@ -150,7 +150,11 @@ impl FromRequestParts<AppState> for Principal {
             let (user, scopes) =
                 found.ok_or_else(|| ApiError::Unauthorized("the API token is unknown or revoked".into()))?;
             let scopes = scopes.iter().filter_map(|s| Scope::parse(s)).collect();
-            return Ok(Principal { user, scopes: Some(scopes), via: Via::Token });
+            return Ok(Principal {
+                user,
+                scopes: Some(scopes),
+                via: Via::Token,
+            });
         }
         if let Some(session) = parts.extensions.get::<Session>().cloned() {
             let user_id: Option<String> = session
@@ -160,7 +164,11 @@ impl FromRequestParts<AppState> for Principal {
             if let Some(id) = user_id
                 && let Some(user) = state.db.user_by_id(&id).await?
             {
-                return Ok(Principal { user, scopes: None, via: Via::Session });
+                return Ok(Principal {
+                    user,
+                    scopes: None,
+                    via: Via::Session,
+                });
             }
         }
         if state.config.dev_mode {
@@ -172,8 +180,14 @@ impl FromRequestParts<AppState> for Principal {
                     Ok::<_, ApiError>(user)
                 })
                 .await?;
-            return Ok(Principal { user: user.clone(), scopes: None, via: Via::DevMode });
+            return Ok(Principal {
+                user: user.clone(),
+                scopes: None,
+                via: Via::DevMode,
+            });
         }
-        Err(ApiError::Unauthorized("sign in first (GET /login), or send an API token".into()))
+        Err(ApiError::Unauthorized(
+            "sign in first (GET /login), or send an API token".into(),
+        ))
     }
 }

@@ -60,7 +60,10 @@ impl Provider {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(15))
             .build()?;
-        Ok(Provider { metadata: RwLock::new(None), http })
+        Ok(Provider {
+            metadata: RwLock::new(None),
+            http,
+        })
     }
 
     async fn metadata(&self, issuer: &url::Url, force: bool) -> anyhow::Result<CoreProviderMetadata> {
@@ -108,7 +111,11 @@ pub fn redirect_target(q: &LoginQuery) -> ApiResult<String> {
 /// Starts sign-in with Google.
 #[utoipa::path(get, path = "/login", tag = "auth", params(LoginQuery),
     responses((status = 303, description = "to the identity provider"), (status = 400, description = "bad redirect")))]
-pub async fn login(State(state): State<AppState>, session: Session, Query(q): Query<LoginQuery>) -> ApiResult<Response> {
+pub async fn login(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<LoginQuery>,
+) -> ApiResult<Response> {
     let redirect = redirect_target(&q)?;
     if state.config.dev_mode {
         return Ok(Redirect::to(&format!("/dev/login?redirect={}", urlencode(&redirect))).into_response());
@@ -116,7 +123,11 @@ pub async fn login(State(state): State<AppState>, session: Session, Query(q): Qu
     let client = client(&state, false).await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, csrf, nonce) = client
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
         .add_scope(Scope::new("email".into()))
         .add_scope(Scope::new("profile".into()))
         .set_pkce_challenge(challenge)
@@ -157,10 +168,14 @@ pub async fn callback(
     Query(q): Query<CallbackQuery>,
 ) -> ApiResult<Response> {
     if let Some(e) = q.error {
-        return Err(ApiError::Forbidden(format!("the identity provider refused sign-in ({e}); try /login again")));
+        return Err(ApiError::Forbidden(format!(
+            "the identity provider refused sign-in ({e}); try /login again"
+        )));
     }
     let (Some(code), Some(query_state)) = (q.code, q.state) else {
-        return Err(ApiError::BadRequest("code and state are required; start again at /login".into()));
+        return Err(ApiError::BadRequest(
+            "code and state are required; start again at /login".into(),
+        ));
     };
     let cookie_state = cookie_value(&headers, &state.config.state_cookie_name);
     // Taken out of the session before anything else: a code or state can be used once.
@@ -171,10 +186,14 @@ pub async fn callback(
         ));
     };
     if cookie_state.as_deref() != Some(pending.state.as_str()) || query_state != pending.state {
-        return Err(ApiError::BadRequest("sign-in state does not match; start again at /login".into()));
+        return Err(ApiError::BadRequest(
+            "sign-in state does not match; start again at /login".into(),
+        ));
     }
     if crate::db::now() - pending.started > LOGIN_TTL_SECS {
-        return Err(ApiError::BadRequest("sign-in took too long; start again at /login".into()));
+        return Err(ApiError::BadRequest(
+            "sign-in took too long; start again at /login".into(),
+        ));
     }
     let client = client(&state, false).await?;
     let exchange = client
@@ -194,10 +213,13 @@ pub async fn callback(
         Err(first) => {
             // The provider may have rotated its keys: re-read them once.
             let fresh = self::client(&state, true).await?;
-            id_token.claims(&fresh.id_token_verifier(), &nonce).cloned().map_err(|_| {
-                tracing::warn!(error = %first, "ID token refused");
-                ApiError::Forbidden(format!("the ID token was refused: {first}"))
-            })?
+            id_token
+                .claims(&fresh.id_token_verifier(), &nonce)
+                .cloned()
+                .map_err(|_| {
+                    tracing::warn!(error = %first, "ID token refused");
+                    ApiError::Forbidden(format!("the ID token was refused: {first}"))
+                })?
         }
     };
     let Some(email) = claims.email().map(|e| e.as_str().to_string()) else {
@@ -208,7 +230,11 @@ pub async fn callback(
             "the email address {email} is not verified with the identity provider"
         )));
     }
-    let name = claims.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_string()).unwrap_or_default();
+    let name = claims
+        .name()
+        .and_then(|n| n.get(None))
+        .map(|n| n.as_str().to_string())
+        .unwrap_or_default();
     let subject = format!("{}|{}", claims.issuer().as_str(), claims.subject().as_str());
     let (user, created) = state.db.upsert_user(&subject, &email, &name).await?;
     state.platform.ensure_sandbox(&user).await?;
@@ -216,7 +242,8 @@ pub async fn callback(
     session.insert(SESSION_USER, &user.id).await.map_err(session_error)?;
     tracing::info!(user = %user.id, created, "signed in");
     let mut resp = Redirect::to(&pending.redirect).into_response();
-    resp.headers_mut().append(header::SET_COOKIE, state_cookie(&state, "", 0));
+    resp.headers_mut()
+        .append(header::SET_COOKIE, state_cookie(&state, "", 0));
     Ok(resp)
 }
 
@@ -234,9 +261,12 @@ async fn client(
     >,
 > {
     let c = &state.config;
-    let (Some(id), Some(secret), Some(redirect)) = (&c.google_client_id, &c.google_client_secret, &c.google_redirect_url)
+    let (Some(id), Some(secret), Some(redirect)) =
+        (&c.google_client_id, &c.google_client_secret, &c.google_redirect_url)
     else {
-        return Err(ApiError::Unavailable("sign-in is not configured (GOOGLE_CLIENT_ID)".into()));
+        return Err(ApiError::Unavailable(
+            "sign-in is not configured (GOOGLE_CLIENT_ID)".into(),
+        ));
     };
     let metadata = state.oidc.metadata(&c.oidc_issuer_url, force).await.map_err(|e| {
         tracing::error!(error = format!("{e:#}"), "OpenID provider discovery failed");
@@ -259,7 +289,10 @@ fn session_error(e: tower_sessions::session::Error) -> ApiError {
 fn state_cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
     let c = &state.config;
     let secure = if c.cookie_secure { "; Secure" } else { "" };
-    let v = format!("{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}", c.state_cookie_name);
+    let v = format!(
+        "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
+        c.state_cookie_name
+    );
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -289,7 +322,15 @@ mod tests {
         for ok in ["/", "/deployments", "/a?b=c#d"] {
             assert!(is_local_path(ok), "{ok}");
         }
-        for bad in ["https://evil.example", "//evil.example", "/\\evil.example", "evil", "/a\nb", "/\\/x", ""] {
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "evil",
+            "/a\nb",
+            "/\\/x",
+            "",
+        ] {
             assert!(!is_local_path(bad), "{bad}");
         }
     }

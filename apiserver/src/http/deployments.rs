@@ -105,7 +105,10 @@ pub async fn create(
         .into_iter()
         .find(|t| t.name_any() == body.template)
         .ok_or_else(|| {
-            ApiError::BadRequest(format!("no template named {:?}; GET /api/templates lists them", body.template))
+            ApiError::BadRequest(format!(
+                "no template named {:?}; GET /api/templates lists them",
+                body.template
+            ))
         })?;
     let name = match body.name {
         Some(n) if crds::is_dns_label(&n, crds::MAX_DEPLOYMENT_NAME_LEN) => n,
@@ -120,7 +123,9 @@ pub async fn create(
     if let Some(limit) = sandbox.plan.limits().deployments {
         let count = state.platform.deployments(&ns).await?.len();
         if count >= limit as usize {
-            let plan = serde_json::to_value(sandbox.plan).ok().and_then(|v| v.as_str().map(str::to_string));
+            let plan = serde_json::to_value(sandbox.plan)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string));
             return Err(ApiError::Forbidden(format!(
                 "the {} plan allows {limit} deployment{}; delete one or upgrade your plan",
                 plan.unwrap_or_default(),
@@ -157,8 +162,15 @@ pub async fn detail(
 ) -> ApiResult<Json<DeploymentDetail>> {
     p.require(Scope::DeploymentsRead)?;
     let ud = find(&state, &p, &name).await?;
-    let events = state.platform.events(&ud.namespace().unwrap_or_default(), &name).await?;
-    Ok(Json(DeploymentDetail { deployment: DeploymentView::of(&ud), events, manifests: state.platform.manifests(&ud) }))
+    let events = state
+        .platform
+        .events(&ud.namespace().unwrap_or_default(), &name)
+        .await?;
+    Ok(Json(DeploymentDetail {
+        deployment: DeploymentView::of(&ud),
+        events,
+        manifests: state.platform.manifests(&ud),
+    }))
 }
 
 /// Changes a deployment's configuration.
@@ -222,7 +234,9 @@ pub async fn set_image(
     p.require(Scope::DeploymentsWrite)?;
     let current = find(&state, &p, &name).await?;
     if body.image.is_empty() || body.image.len() > 512 || body.image.chars().any(char::is_whitespace) {
-        return Err(ApiError::BadRequest("image must be a container image reference without spaces".into()));
+        return Err(ApiError::BadRequest(
+            "image must be a container image reference without spaces".into(),
+        ));
     }
     let mut spec = current.spec.clone();
     spec.image_overrides.insert(body.service, body.image);
@@ -253,7 +267,11 @@ async fn find(state: &AppState, p: &Principal, name: &str) -> ApiResult<std::syn
         return Err(not_found(name));
     }
     let ns = state.platform.sandbox(&p.user).namespace;
-    state.platform.deployment(&ns, name).await?.ok_or_else(|| not_found(name))
+    state
+        .platform
+        .deployment(&ns, name)
+        .await?
+        .ok_or_else(|| not_found(name))
 }
 
 /// Validates and stores a new spec.
@@ -268,12 +286,12 @@ async fn save(
     let ns = current.namespace().unwrap_or_default();
     let template = match &spec.template_ref {
         Some(r) => {
-            let t = state
-                .platform
-                .templates(&ns)
-                .into_iter()
-                .find(|t| t.name_any() == r.name && r.namespace.as_ref().is_none_or(|n| t.namespace().as_ref() == Some(n)));
-            Some(t.ok_or_else(|| ApiError::BadRequest(format!("the deployment's template {:?} no longer exists", r.name)))?)
+            let t = state.platform.templates(&ns).into_iter().find(|t| {
+                t.name_any() == r.name && r.namespace.as_ref().is_none_or(|n| t.namespace().as_ref() == Some(n))
+            });
+            Some(t.ok_or_else(|| {
+                ApiError::BadRequest(format!("the deployment's template {:?} no longer exists", r.name))
+            })?)
         }
         None => None,
     };
@@ -284,7 +302,9 @@ async fn save(
 /// The controller's own validation: what it would refuse is refused here, with its message.
 fn check(state: &AppState, p: &Principal, ud: &UserDeployment, template: Option<&crds::TemplateSpec>) -> ApiResult<()> {
     if let Some(r) = ud.spec.replicas.filter(|r| !(0..=20).contains(r)) {
-        return Err(ApiError::BadRequest(format!("replicas must be between 0 and 20, not {r}")));
+        return Err(ApiError::BadRequest(format!(
+            "replicas must be between 0 and 20, not {r}"
+        )));
     }
     controller::validate::validate_deployment(ud, template, &p.user.id, &state.controller)
         .map(|_| ())
@@ -296,7 +316,9 @@ fn generated_name(template: &str) -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    let suffix: String = (0..4).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+    let suffix: String = (0..4)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
     let base: String = template.chars().take(crds::MAX_DEPLOYMENT_NAME_LEN - 5).collect();
     format!("{}-{suffix}", base.trim_end_matches('-'))
 }

@@ -41,8 +41,13 @@ pub async fn events(
     let ns = state.platform.sandbox(&p.user).namespace;
     // Subscribe before the snapshot so that nothing falls between them.
     let rx = state.platform.subscribe();
-    let snapshot: Vec<DeploymentView> =
-        state.platform.deployments(&ns).await?.iter().map(|d| DeploymentView::of(d)).collect();
+    let snapshot: Vec<DeploymentView> = state
+        .platform
+        .deployments(&ns)
+        .await?
+        .iter()
+        .map(|d| DeploymentView::of(d))
+        .collect();
     let guard = state.metrics.sse_client();
     let first = stream::once(async move { json_event("snapshot", serde_json::json!({ "deployments": snapshot })) });
     let changes = BroadcastStream::new(rx).filter_map(move |item| {

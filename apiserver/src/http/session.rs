@@ -18,7 +18,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let callback = state.config.google_redirect_url.as_ref().map(|u| u.path().to_string());
     let mut r = Router::new()
         .route("/login", get(oidc::login))
-        .route(callback.as_deref().filter(|p| p.len() > 1).unwrap_or("/oauth2/callback"), get(oidc::callback))
+        .route(
+            callback
+                .as_deref()
+                .filter(|p| p.len() > 1)
+                .unwrap_or("/oauth2/callback"),
+            get(oidc::callback),
+        )
         .route("/logout", post(logout));
     if state.config.dev_mode {
         r = r.route("/dev/login", get(dev_login));
@@ -29,7 +35,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
 /// Signs out: the session is deleted on the server, not only forgotten by the browser.
 #[utoipa::path(post, path = "/logout", tag = "auth", responses((status = 204, description = "signed out")))]
 pub async fn logout(session: Session) -> ApiResult<StatusCode> {
-    session.flush().await.map_err(|e| ApiError::Internal(anyhow::anyhow!("session store: {e}")))?;
+    session
+        .flush()
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("session store: {e}")))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -13,7 +13,9 @@ use crate::views::TemplateView;
 
 /// Routes of this area.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/templates", get(list)).route("/api/templates/{name}", get(one))
+    Router::new()
+        .route("/api/templates", get(list))
+        .route("/api/templates/{name}", get(one))
 }
 
 /// Templates the caller can use.
@@ -22,13 +24,24 @@ pub async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json
     p.require(Scope::TemplatesRead)?;
     let ns = state.platform.sandbox(&p.user).namespace;
     let platform = &state.config.platform_namespace;
-    Ok(Json(state.platform.templates(&ns).iter().map(|t| TemplateView::of(t, platform)).collect()))
+    Ok(Json(
+        state
+            .platform
+            .templates(&ns)
+            .iter()
+            .map(|t| TemplateView::of(t, platform))
+            .collect(),
+    ))
 }
 
 /// One template.
 #[utoipa::path(get, path = "/api/templates/{name}", tag = "templates", params(("name" = String, Path)),
     responses((status = 200, body = TemplateView), (status = 404, body = ErrorBody)))]
-pub async fn one(State(state): State<AppState>, p: Principal, Path(name): Path<String>) -> ApiResult<Json<TemplateView>> {
+pub async fn one(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Json<TemplateView>> {
     p.require(Scope::TemplatesRead)?;
     let ns = state.platform.sandbox(&p.user).namespace;
     state

@@ -16,7 +16,9 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 
 /// Routes of this area.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/tokens", get(list).post(create)).route("/api/tokens/{id}", delete(revoke))
+    Router::new()
+        .route("/api/tokens", get(list).post(create))
+        .route("/api/tokens/{id}", delete(revoke))
 }
 
 /// Body of a token creation.
@@ -41,7 +43,9 @@ pub struct CreatedToken {
 
 fn session_only(p: &Principal) -> ApiResult<()> {
     if p.via == Via::Token {
-        return Err(ApiError::Forbidden("API tokens are managed from a signed-in browser session".into()));
+        return Err(ApiError::Forbidden(
+            "API tokens are managed from a signed-in browser session".into(),
+        ));
     }
     Ok(())
 }
@@ -76,7 +80,10 @@ pub async fn create(
     scopes.sort();
     scopes.dedup();
     let token = new_api_token();
-    let info = state.db.insert_token(&p.user.id, name, &hash_token(&token), &scopes).await?;
+    let info = state
+        .db
+        .insert_token(&p.user.id, name, &hash_token(&token), &scopes)
+        .await?;
     tracing::info!(user = %p.user.id, token_id = %info.id, "API token created");
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info })))
 }

@@ -13,9 +13,9 @@ use crds::{Plan, Template, TemplateVisibility, UserDeployment, UserSandbox};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event as WatchEvent};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
@@ -49,7 +49,10 @@ impl KubePlatform {
             let tx = tx.clone();
             move |ud: Arc<UserDeployment>, deleted: bool| {
                 let change = if deleted {
-                    Change::Deleted { namespace: ud.namespace().unwrap_or_default(), name: ud.name_any() }
+                    Change::Deleted {
+                        namespace: ud.namespace().unwrap_or_default(),
+                        name: ud.name_any(),
+                    }
                 } else {
                     Change::Applied(ud)
                 };
@@ -69,7 +72,14 @@ impl KubePlatform {
                  /readyz reports not ready until they are"
             );
         }
-        Ok(Arc::new(KubePlatform { client, config, deployments, templates, sandboxes, tx }))
+        Ok(Arc::new(KubePlatform {
+            client,
+            config,
+            deployments,
+            templates,
+            sandboxes,
+            tx,
+        }))
     }
 
     fn user_sandbox(&self, user: &User) -> Option<Arc<UserSandbox>> {
@@ -116,7 +126,9 @@ where
                     WatchEvent::Init => seen.clear(),
                     WatchEvent::InitApply(o) => {
                         let key = ObjectRef::from_obj(o);
-                        let changed = reader.get(&key).is_none_or(|old| old.resource_version() != o.resource_version());
+                        let changed = reader
+                            .get(&key)
+                            .is_none_or(|old| old.resource_version() != o.resource_version());
                         seen.insert(key);
                         if changed && !first {
                             on_change(Arc::new(o.clone()), false);
@@ -161,10 +173,12 @@ impl Platform for KubePlatform {
         if api.get_opt(&user.id).await?.is_some() {
             return Ok(());
         }
+        let mut labels = self.config.sandbox_labels.0.clone();
+        labels.insert("app.kubernetes.io/managed-by".into(), FIELD_MANAGER.into());
         let sb: UserSandbox = serde_json::from_value(serde_json::json!({
             "apiVersion": "k8s-scheduler.io/v1alpha1",
             "kind": "UserSandbox",
-            "metadata": { "name": user.id, "labels": { "app.kubernetes.io/managed-by": FIELD_MANAGER } },
+            "metadata": { "name": user.id, "labels": labels },
             "spec": {
                 "owner": { "userId": user.id, "email": user.email },
                 "plan": "free",
@@ -172,7 +186,16 @@ impl Platform for KubePlatform {
             },
         }))
         .map_err(anyhow::Error::from)?;
-        match api.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &sb).await {
+        match api
+            .create(
+                &PostParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
+                &sb,
+            )
+            .await
+        {
             Ok(_) => {
                 tracing::info!(user = %user.id, "created the user's UserSandbox");
                 Ok(())
@@ -189,7 +212,9 @@ impl Platform for KubePlatform {
                 namespace: sb.spec.namespace.clone(),
                 plan: sb.spec.plan,
                 ready: sb.status.as_ref().is_some_and(|s| {
-                    s.conditions.iter().any(|c| c.type_ == crds::conditions::READY && c.status == "True")
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == crds::conditions::READY && c.status == "True")
                 }),
             },
             None => SandboxInfo {
@@ -242,15 +267,19 @@ impl Platform for KubePlatform {
     async fn create(&self, ud: UserDeployment) -> ApiResult<Arc<UserDeployment>> {
         let ns = ud.namespace().unwrap_or_default();
         let api: Api<UserDeployment> = Api::namespaced(self.client.clone(), &ns);
-        let pp = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
         match api.create(&pp, &ud).await {
             Ok(created) => Ok(Arc::new(created)),
             Err(e) if namespace_missing(&e) => Err(ApiError::Unavailable(
                 "your sandbox namespace is still being prepared; retry in a few seconds".into(),
             )),
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                Err(ApiError::Conflict(format!("a deployment named {} exists already", ud.name_any())))
-            }
+            Err(kube::Error::Api(s)) if s.code == 409 => Err(ApiError::Conflict(format!(
+                "a deployment named {} exists already",
+                ud.name_any()
+            ))),
             Err(e) => Err(e.into()),
         }
     }
@@ -266,7 +295,10 @@ impl Platform for KubePlatform {
         next.spec = spec;
         next.status = None;
         next.metadata.managed_fields = None;
-        let pp = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
         match api.replace(&current.name_any(), &pp, &next).await {
             Ok(d) => Ok(Arc::new(d)),
             Err(kube::Error::Api(s)) if s.code == 409 => Err(ApiError::Conflict(
@@ -288,7 +320,9 @@ impl Platform for KubePlatform {
     async fn events(&self, namespace: &str, name: &str) -> ApiResult<Vec<EventView>> {
         let api: Api<Event> = Api::namespaced(self.client.clone(), namespace);
         let lp = ListParams::default()
-            .fields(&format!("involvedObject.kind=UserDeployment,involvedObject.name={name}"))
+            .fields(&format!(
+                "involvedObject.kind=UserDeployment,involvedObject.name={name}"
+            ))
             .limit(100);
         let mut events = api.list(&lp).await?.items;
         events.sort_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0));
@@ -313,11 +347,20 @@ impl Platform for KubePlatform {
     }
 
     async fn ready(&self) -> Result<(), String> {
-        self.client.apiserver_version().await.map_err(|e| format!("Kubernetes API: {e}"))?;
+        self.client
+            .apiserver_version()
+            .await
+            .map_err(|e| format!("Kubernetes API: {e}"))?;
         for (kind, ready) in [
-            ("userdeployments", self.deployments.wait_until_ready().now_or_never().is_some()),
+            (
+                "userdeployments",
+                self.deployments.wait_until_ready().now_or_never().is_some(),
+            ),
             ("templates", self.templates.wait_until_ready().now_or_never().is_some()),
-            ("usersandboxes", self.sandboxes.wait_until_ready().now_or_never().is_some()),
+            (
+                "usersandboxes",
+                self.sandboxes.wait_until_ready().now_or_never().is_some(),
+            ),
         ] {
             if !ready {
                 return Err(format!("the {kind} cache is not filled yet (are the CRDs installed?)"));

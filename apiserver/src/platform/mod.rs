@@ -75,8 +75,11 @@ pub trait Platform: Send + Sync {
     /// Creates a deployment (already validated); 409 when the name is taken.
     async fn create(&self, ud: UserDeployment) -> ApiResult<Arc<UserDeployment>>;
     /// Replaces the spec of a deployment (already validated).
-    async fn replace_spec(&self, current: &UserDeployment, spec: crds::UserDeploymentSpec)
-    -> ApiResult<Arc<UserDeployment>>;
+    async fn replace_spec(
+        &self,
+        current: &UserDeployment,
+        spec: crds::UserDeploymentSpec,
+    ) -> ApiResult<Arc<UserDeployment>>;
     /// Deletes a deployment; false when there is none.
     async fn delete(&self, namespace: &str, name: &str) -> ApiResult<bool>;
     /// Recent events of a deployment.

@@ -43,11 +43,21 @@ impl OfflinePlatform {
             let mut t: Template = serde_yaml::from_str(doc)?;
             t.metadata.namespace = Some(config.platform_namespace.clone());
             let problems = controller::validate::validate_template(&t.spec, &controller_config(&config)?);
-            t.status = Some(crds::TemplateStatus { valid: problems.is_empty(), reasons: problems, ..Default::default() });
+            t.status = Some(crds::TemplateStatus {
+                valid: problems.is_empty(),
+                reasons: problems,
+                ..Default::default()
+            });
             templates.push(Arc::new(t));
         }
         let (tx, _) = broadcast::channel(1024);
-        Ok(OfflinePlatform { controller: controller_config(&config)?, db, config, templates, tx })
+        Ok(OfflinePlatform {
+            controller: controller_config(&config)?,
+            db,
+            config,
+            templates,
+            tx,
+        })
     }
 
     fn decode(&self, manifest: &str) -> ApiResult<Arc<UserDeployment>> {
@@ -58,7 +68,10 @@ impl OfflinePlatform {
 
     fn template_for(&self, ud: &UserDeployment) -> Option<&Template> {
         let r = ud.spec.template_ref.as_ref()?;
-        self.templates.iter().find(|t| t.name_any() == r.name).map(|t| t.as_ref())
+        self.templates
+            .iter()
+            .find(|t| t.name_any() == r.name)
+            .map(|t| t.as_ref())
     }
 }
 
@@ -97,7 +110,12 @@ impl Platform for OfflinePlatform {
     }
 
     fn sandbox(&self, user: &User) -> SandboxInfo {
-        SandboxInfo { name: user.id.clone(), namespace: self.config.namespace_for(&user.id), plan: Plan::Free, ready: true }
+        SandboxInfo {
+            name: user.id.clone(),
+            namespace: self.config.namespace_for(&user.id),
+            plan: Plan::Free,
+            ready: true,
+        }
     }
 
     fn templates(&self, _namespace: &str) -> Vec<Arc<Template>> {
@@ -110,7 +128,11 @@ impl Platform for OfflinePlatform {
     }
 
     async fn deployment(&self, namespace: &str, name: &str) -> ApiResult<Option<Arc<UserDeployment>>> {
-        Ok(self.deployments(namespace).await?.into_iter().find(|d| d.name_any() == name))
+        Ok(self
+            .deployments(namespace)
+            .await?
+            .into_iter()
+            .find(|d| d.name_any() == name))
     }
 
     async fn create(&self, mut ud: UserDeployment) -> ApiResult<Arc<UserDeployment>> {
@@ -120,8 +142,15 @@ impl Platform for OfflinePlatform {
         ud.status = Some(pending_status(1));
         let ns = ud.namespace().unwrap_or_default();
         let manifest = serde_json::to_string(&ud).map_err(anyhow::Error::from)?;
-        if !self.db.insert_offline_deployment(&ns, &ud.name_any(), &manifest).await? {
-            return Err(ApiError::Conflict(format!("a deployment named {} exists already", ud.name_any())));
+        if !self
+            .db
+            .insert_offline_deployment(&ns, &ud.name_any(), &manifest)
+            .await?
+        {
+            return Err(ApiError::Conflict(format!(
+                "a deployment named {} exists already",
+                ud.name_any()
+            )));
         }
         let ud = Arc::new(ud);
         let _ = self.tx.send(Change::Applied(ud.clone()));
@@ -140,7 +169,11 @@ impl Platform for OfflinePlatform {
         ud.status = Some(pending_status(generation));
         let manifest = serde_json::to_string(&ud).map_err(anyhow::Error::from)?;
         let ns = ud.namespace().unwrap_or_default();
-        if !self.db.update_offline_deployment(&ns, &ud.name_any(), &manifest).await? {
+        if !self
+            .db
+            .update_offline_deployment(&ns, &ud.name_any(), &manifest)
+            .await?
+        {
             return Err(ApiError::NotFound(format!("deployment {} not found", ud.name_any())));
         }
         let ud = Arc::new(ud);
@@ -151,7 +184,10 @@ impl Platform for OfflinePlatform {
     async fn delete(&self, namespace: &str, name: &str) -> ApiResult<bool> {
         let gone = self.db.delete_offline_deployment(namespace, name).await?;
         if gone {
-            let _ = self.tx.send(Change::Deleted { namespace: namespace.into(), name: name.into() });
+            let _ = self.tx.send(Change::Deleted {
+                namespace: namespace.into(),
+                name: name.into(),
+            });
         }
         Ok(gone)
     }
