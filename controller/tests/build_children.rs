@@ -255,10 +255,16 @@ fn restarted_at_is_copied_onto_the_pods() {
         let vd = validate_deployment(&ud_for("web", extra), Some(&t.spec), "alice", &config).unwrap();
         let d = build::deployment::build(&vd, &config).deployments.remove(0);
         let tpl = d.spec.unwrap().template.metadata.unwrap_or_default();
-        tpl.annotations.unwrap_or_default().get("k8s-scheduler.io/restartedAt").cloned()
+        tpl.annotations
+            .unwrap_or_default()
+            .get("k8s-scheduler.io/restartedAt")
+            .cloned()
     };
     assert_eq!(pod_annotation(""), None);
-    assert_eq!(pod_annotation("  restartedAt: \"2026-11-25T10:00:00Z\"\n").as_deref(), Some("2026-11-25T10:00:00Z"));
+    assert_eq!(
+        pod_annotation("  restartedAt: \"2026-11-25T10:00:00Z\"\n").as_deref(),
+        Some("2026-11-25T10:00:00Z")
+    );
 }
 
 #[test]

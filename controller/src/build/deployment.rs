@@ -9,7 +9,8 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
 
 use super::{
-    CONFIG_HASH_ANNOTATION, DEPLOYMENT_LABEL, RESTARTED_AT_ANNOTATION, SERVICE_LABEL, VISIBILITY_LABEL, deployment_labels, fnv_hash, typed,
+    CONFIG_HASH_ANNOTATION, DEPLOYMENT_LABEL, RESTARTED_AT_ANNOTATION, SERVICE_LABEL, VISIBILITY_LABEL,
+    deployment_labels, fnv_hash, typed,
 };
 use crate::config::Config;
 use crate::validate::{ResolvedService, ValidatedDeployment};
