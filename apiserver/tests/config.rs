@@ -1,0 +1,199 @@
+//! Start-up configuration: every invalid value stops the binary with a message naming the
+//! variable; `--help` lists every server variable of the configuration reference.
+
+use std::process::{Command, Output};
+
+fn run(env: &[(&str, &str)], args: &[&str]) -> Output {
+    let dir = std::env::temp_dir().join(format!("apiserver-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_apiserver"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SQLITE_PATH", dir.join("db.sqlite"))
+        .env("SERVER_ADDR", "127.0.0.1:0")
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the apiserver binary runs")
+}
+
+/// Asserts that start-up fails and names `variable`.
+fn refused(env: &[(&str, &str)], variable: &str) {
+    let out = run(env, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{env:?} should be refused; stderr: {stderr}");
+    assert!(
+        stderr.contains(variable),
+        "the error for {env:?} should name {variable}: {stderr}"
+    );
+}
+
+const DEV: (&str, &str) = ("DEV_MODE", "true");
+
+#[test]
+fn google_variables_are_required_unless_dev_mode() {
+    refused(&[], "GOOGLE_CLIENT_ID");
+    refused(&[("GOOGLE_CLIENT_ID", "id")], "GOOGLE_CLIENT_SECRET");
+    refused(
+        &[("GOOGLE_CLIENT_ID", "id"), ("GOOGLE_CLIENT_SECRET", "s")],
+        "GOOGLE_REDIRECT_URL",
+    );
+    refused(
+        &[
+            ("GOOGLE_CLIENT_ID", "id"),
+            ("GOOGLE_CLIENT_SECRET", "s"),
+            ("GOOGLE_REDIRECT_URL", "not a url"),
+        ],
+        "GOOGLE_REDIRECT_URL",
+    );
+}
+
+#[test]
+fn session_backends_need_their_stores() {
+    refused(&[DEV, ("SESSION_BACKEND", "redis")], "REDIS_ADDR");
+    refused(&[DEV, ("SESSION_BACKEND", "postgres")], "DATABASE_DSN");
+    refused(&[DEV, ("SESSION_BACKEND", "files")], "SESSION_BACKEND");
+    refused(&[DEV, ("SECRETS_BACKEND", "s3")], "SECRETS_BACKEND");
+    refused(&[DEV, ("EMAIL_PROVIDER", "pigeon")], "EMAIL_PROVIDER");
+    refused(&[DEV, ("EMAIL_PROVIDER", "sendgrid")], "SENDGRID_API_KEY");
+    refused(&[DEV, ("DATABASE_DSN", "mysql://x@y/z")], "DATABASE_DSN");
+}
+
+#[test]
+fn namespace_pattern_must_hold_one_placeholder_and_yield_namespace_names() {
+    refused(&[DEV, ("KUBERNETES_NAMESPACE", "sandbox")], "KUBERNETES_NAMESPACE");
+    refused(&[DEV, ("KUBERNETES_NAMESPACE", "%s-%s")], "KUBERNETES_NAMESPACE");
+    refused(&[DEV, ("KUBERNETES_NAMESPACE", "Sandbox_%s")], "KUBERNETES_NAMESPACE");
+    refused(
+        &[DEV, ("KUBERNETES_NAMESPACE", &format!("{}-%s", "n".repeat(40)))],
+        "KUBERNETES_NAMESPACE",
+    );
+}
+
+#[test]
+fn malformed_values_name_their_variable() {
+    refused(&[DEV, ("SESSION_DURATION", "a day")], "SESSION_DURATION");
+    refused(&[DEV, ("SESSION_CLEANUP_INTERVAL", "0s")], "SESSION_CLEANUP_INTERVAL");
+    refused(
+        &[DEV, ("KUBERNETES_RECONCILE_INTERVAL", "often")],
+        "KUBERNETES_RECONCILE_INTERVAL",
+    );
+    refused(&[DEV, ("COOKIE_SECURE", "maybe")], "COOKIE_SECURE");
+    refused(&[("DEV_MODE", "yes please")], "DEV_MODE");
+    refused(&[DEV, ("SERVER_ADDR", "8081")], "SERVER_ADDR");
+    refused(&[DEV, ("BASE_URL", "app.example.com")], "BASE_URL");
+    refused(&[DEV, ("DEPLOYMENT_DOMAIN", "not a domain")], "DEPLOYMENT_DOMAIN");
+    refused(&[DEV, ("SECRETS_ENCRYPTION_KEY", "c2hvcnQ=")], "SECRETS_ENCRYPTION_KEY");
+    refused(&[DEV, ("SMTP_PORT", "smtp")], "SMTP_PORT");
+}
+
+#[test]
+fn dev_mode_refuses_secure_cookies_and_warns() {
+    refused(&[DEV, ("COOKIE_SECURE", "true")], "COOKIE_SECURE");
+    // A valid DEV_MODE configuration with an unusable listen address: it gets as far as the
+    // warning, then fails on SERVER_ADDR.
+    let out = run(&[DEV, ("SERVER_ADDR", "192.0.2.1:1")], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("DEV_MODE=true: AUTHENTICATION IS OFF"), "{stderr}");
+    assert!(stderr.contains("SERVER_ADDR"), "{stderr}");
+}
+
+#[test]
+fn secret_values_never_reach_the_output() {
+    let out = run(
+        &[
+            ("GOOGLE_CLIENT_ID", "id"),
+            ("GOOGLE_CLIENT_SECRET", "client-secret-value-1"),
+            ("DATABASE_DSN", "mysql://u:dsn-password-2@h/db"),
+        ],
+        &[],
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success());
+    assert!(
+        !all.contains("client-secret-value-1") && !all.contains("dsn-password-2"),
+        "{all}"
+    );
+}
+
+#[test]
+fn help_lists_every_server_variable_of_the_reference() {
+    let out = run(&[], &["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for var in [
+        "DATABASE_DSN",
+        "GOOGLE_CLIENT_ID",
+        "GOOGLE_CLIENT_SECRET",
+        "GOOGLE_REDIRECT_URL",
+        "DEV_MODE",
+        "REACT_UI",
+        "SERVER_ADDR",
+        "BASE_URL",
+        "DEPLOYMENT_DOMAIN",
+        "KUBERNETES_ENABLED",
+        "KUBERNETES_NAMESPACE",
+        "KUBERNETES_RECONCILE_INTERVAL",
+        "SESSION_BACKEND",
+        "SESSION_DURATION",
+        "SESSION_COOKIE_NAME",
+        "SESSION_CLEANUP_INTERVAL",
+        "SESSION_COOKIE_DOMAIN",
+        "STATE_COOKIE_NAME",
+        "COOKIE_SECURE",
+        "REDIS_ADDR",
+        "SECRETS_BACKEND",
+        "SECRETS_ENCRYPTION_KEY",
+        "VAULT_ADDR",
+        "VAULT_TOKEN",
+        "VAULT_TOKEN_FILE",
+        "VAULT_MOUNT_PATH",
+        "AWS_REGION",
+        "BILLING_ENABLED",
+        "STRIPE_API_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "EMAIL_PROVIDER",
+        "SMTP_HOST",
+        "SMTP_PORT",
+        "SMTP_USERNAME",
+        "SMTP_PASSWORD",
+        "SENDGRID_API_KEY",
+        "ANTHROPIC_API_KEY",
+    ] {
+        assert!(help.contains(&format!("[env: {var}")), "--help does not list {var}");
+    }
+    // Documented defaults of the reference.
+    for default in [
+        "[default: :8081]",
+        "[default: http://localhost:8081]",
+        "[default: example.com]",
+        "[default: sandbox-%s]",
+        "[default: 30s]",
+        "[default: memory]",
+        "[default: 24h]",
+        "[default: session_id]",
+        "[default: 1h]",
+        "[default: oauth_state]",
+        "[default: database]",
+        "[default: secret]",
+        "[default: 587]",
+    ] {
+        assert!(help.contains(default), "--help does not show {default}");
+    }
+}
+
+#[test]
+fn migrate_only_applies_migrations_and_exits() {
+    let dir = std::env::temp_dir().join(format!("apiserver-migrate-{}", std::process::id()));
+    let db = dir.join("m.sqlite");
+    let _ = std::fs::remove_file(&db);
+    let out = run(&[("SQLITE_PATH", db.to_str().unwrap())], &["--migrate-only"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(db.exists(), "the SQLite file was created");
+}
