@@ -82,8 +82,23 @@ pub struct Server {
 impl Server {
     /// Starts a server.
     pub async fn start(configure: impl FnOnce(&mut Config, &str)) -> Result<Server> {
+        let (listener, base) = Server::bind().await?;
+        Server::start_on(listener, base, configure).await
+    }
+
+    /// A loopback listener and its base URL, for when something must know the port first.
+    pub async fn bind() -> Result<(TcpListener, String)> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
+        Ok((listener, base))
+    }
+
+    /// Starts a server on `listener`.
+    pub async fn start_on(
+        listener: TcpListener,
+        base: String,
+        configure: impl FnOnce(&mut Config, &str),
+    ) -> Result<Server> {
         let mut config = Config::for_tests(temp_sqlite());
         config.base_url = base.parse()?;
         configure(&mut config, &base);
@@ -98,11 +113,42 @@ impl Server {
 
     /// A browser-like client: cookie jar, no automatic redirects.
     pub fn browser(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .cookie_store(true)
+        self.browser_with_jar().0
+    }
+
+    /// A browser-like client and its cookie jar.
+    pub fn browser_with_jar(&self) -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let client = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .expect("client")
+            .expect("client");
+        (client, jar)
+    }
+
+    /// The value of cookie `name` in `jar` for this server.
+    pub fn cookie(&self, jar: &reqwest::cookie::Jar, name: &str) -> Option<String> {
+        use reqwest::cookie::CookieStore;
+        let header = jar.cookies(&self.base.parse().ok()?)?;
+        let all = header.to_str().ok()?.to_string();
+        all.split("; ")
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+
+    /// GET `path` sending exactly this session cookie (no jar: server-side checks only).
+    pub async fn get_with_cookie(&self, path: &str, name: &str, value: &str) -> Result<reqwest::StatusCode> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(client
+            .get(self.url(path))
+            .header("cookie", format!("{name}={value}"))
+            .send()
+            .await?
+            .status())
     }
 
     /// `base` + `path`.
@@ -163,7 +209,16 @@ pub async fn start_login(
 
 /// Signs `login` in through the provider; returns the browser holding the session.
 pub async fn sign_in(server: &Server, provider: &e2e::oidc::OidcProvider, login: &str) -> Result<reqwest::Client> {
-    let browser = server.browser();
+    Ok(sign_in_with_jar(server, provider, login).await?.0)
+}
+
+/// [`sign_in`], also returning the cookie jar.
+pub async fn sign_in_with_jar(
+    server: &Server,
+    provider: &e2e::oidc::OidcProvider,
+    login: &str,
+) -> Result<(reqwest::Client, Arc<reqwest::cookie::Jar>)> {
+    let (browser, jar) = server.browser_with_jar();
     let callback = start_login(server, provider, &browser, login).await?;
     let resp = browser.get(&callback).send().await?;
     if !resp.status().is_redirection() {
@@ -173,5 +228,26 @@ pub async fn sign_in(server: &Server, provider: &e2e::oidc::OidcProvider, login:
             resp.text().await.unwrap_or_default()
         );
     }
-    Ok(browser)
+    Ok((browser, jar))
+}
+
+/// A test OpenID provider with a client for a server that will listen at `base`.
+pub async fn provider_for(base: &str) -> Result<e2e::oidc::OidcProvider> {
+    e2e::oidc::OidcProvider::start(&[provider_client(CLIENT_ID, base)]).await
+}
+
+/// Client id the tests register.
+pub const CLIENT_ID: &str = "k8s-scheduler-test";
+
+/// A provider and a server signing in through it, with `configure` applied last.
+pub async fn server_with_provider(configure: impl FnOnce(&mut Config)) -> Result<(e2e::oidc::OidcProvider, Server)> {
+    let (listener, base) = Server::bind().await?;
+    let provider = provider_for(&base).await?;
+    let issuer = provider.issuer().to_string();
+    let server = Server::start_on(listener, base, |c, base| {
+        use_provider(c, base, &issuer, CLIENT_ID);
+        configure(c);
+    })
+    .await?;
+    Ok((provider, server))
 }
