@@ -82,11 +82,17 @@ impl KubePlatform {
         }))
     }
 
+    /// The user's own sandbox: the UserSandbox named after the user's namespace (how the server
+    /// names them), else one owned by the user with that namespace (created with kubectl).
     fn user_sandbox(&self, user: &User) -> Option<Arc<UserSandbox>> {
+        let ns = self.config.namespace_for(&user.id);
         self.sandboxes
-            .get(&ObjectRef::new(&user.id))
-            .filter(|s| s.spec.owner.user_id == user.id)
-            .or_else(|| self.sandboxes.find(|s| s.spec.owner.user_id == user.id))
+            .get(&ObjectRef::new(&ns))
+            .filter(|s| s.spec.owner.user_id == user.id && s.spec.namespace == ns)
+            .or_else(|| {
+                self.sandboxes
+                    .find(|s| s.spec.owner.user_id == user.id && s.spec.namespace == ns)
+            })
     }
 }
 
@@ -170,19 +176,25 @@ impl Platform for KubePlatform {
             return Ok(());
         }
         let api: Api<UserSandbox> = Api::all(self.client.clone());
-        if api.get_opt(&user.id).await?.is_some() {
-            return Ok(());
+        let ns = self.config.namespace_for(&user.id);
+        if let Some(existing) = api.get_opt(&ns).await? {
+            if existing.spec.owner.user_id == user.id {
+                return Ok(());
+            }
+            return Err(ApiError::Conflict(format!(
+                "the UserSandbox {ns} belongs to another user; an administrator must resolve this"
+            )));
         }
         let mut labels = self.config.sandbox_labels.0.clone();
         labels.insert("app.kubernetes.io/managed-by".into(), FIELD_MANAGER.into());
         let sb: UserSandbox = serde_json::from_value(serde_json::json!({
             "apiVersion": "k8s-scheduler.io/v1alpha1",
             "kind": "UserSandbox",
-            "metadata": { "name": user.id, "labels": labels },
+            "metadata": { "name": ns, "labels": labels },
             "spec": {
                 "owner": { "userId": user.id, "email": user.email },
                 "plan": "free",
-                "namespace": self.config.namespace_for(&user.id),
+                "namespace": ns,
             },
         }))
         .map_err(anyhow::Error::from)?;
@@ -218,7 +230,7 @@ impl Platform for KubePlatform {
                 }),
             },
             None => SandboxInfo {
-                name: user.id.clone(),
+                name: self.config.namespace_for(&user.id),
                 namespace: self.config.namespace_for(&user.id),
                 plan: Plan::Free,
                 ready: false,

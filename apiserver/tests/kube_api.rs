@@ -1,0 +1,448 @@
+//! The API against the local control plane: a DEV_MODE user lists templates, creates a
+//! deployment, sees it become Ready through `/api/events` (with the controller running),
+//! restarts it and deletes it; two signed-in users cannot see or touch each other's objects.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use common::{Server, server_with_provider, sign_in};
+use crds::{Template, UserDeployment, UserSandbox};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// Per-test names and cleanup of everything labelled with the run.
+struct Run {
+    client: Client,
+    run: String,
+    platform: String,
+}
+
+impl Run {
+    async fn new() -> Result<Run> {
+        let client = e2e::client().await?;
+        e2e::operator::ensure_crds(&client).await?;
+        let run = e2e::unique_name("api");
+        let platform = format!("{run}-platform");
+        let r = Run { client, run, platform };
+        r.namespace(&r.platform).await?;
+        let mut t: Template =
+            serde_yaml::from_str(include_str!("../../examples/20-template-hello-web.yaml")).context("template")?;
+        t.metadata.namespace = Some(r.platform.clone());
+        Api::<Template>::namespaced(r.client.clone(), &r.platform)
+            .create(&PostParams::default(), &t)
+            .await?;
+        Ok(r)
+    }
+
+    fn pattern(&self) -> String {
+        format!("{}-%s", self.run)
+    }
+
+    fn ns(&self, user: &str) -> String {
+        format!("{}-{user}", self.run)
+    }
+
+    fn configure(&self, c: &mut apiserver::config::Config) {
+        c.kubernetes_enabled = true;
+        c.kubeconfig = Some(e2e::cluster::kubeconfig_path());
+        c.kubernetes_namespace = self.pattern();
+        c.platform_namespace = self.platform.clone();
+        c.deployment_domain = "apps.test".into();
+        c.kubernetes_reconcile_interval = Duration::from_secs(20);
+        c.sandbox_labels
+            .0
+            .insert(e2e::operator::RUN_LABEL.into(), self.run.clone());
+    }
+
+    async fn namespace(&self, name: &str) -> Result<()> {
+        let ns: Namespace = serde_json::from_value(json!({
+            "metadata": { "name": name, "labels": { e2e::cluster::TEST_NAMESPACE_LABEL: "true", e2e::operator::RUN_LABEL: self.run } }
+        }))?;
+        match Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn cleanup(&self) {
+        let sel = format!("{}={}", e2e::operator::RUN_LABEL, self.run);
+        let lp = ListParams::default().labels(&sel);
+        let sandboxes: Api<UserSandbox> = Api::all(self.client.clone());
+        if let Ok(list) = sandboxes.list(&lp).await {
+            for sb in list {
+                let _ = sandboxes.delete(&sb.name_any(), &DeleteParams::background()).await;
+            }
+        }
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        if let Ok(list) = namespaces.list(&lp).await {
+            for ns in list {
+                let _ = namespaces.delete(&ns.name_any(), &DeleteParams::background()).await;
+            }
+        }
+    }
+}
+
+/// Reads `/api/events` in the background into a channel of (event name, data).
+async fn subscribe(server: &Server, client: &reqwest::Client) -> Result<mpsc::UnboundedReceiver<(String, Value)>> {
+    let resp = client.get(server.url("/api/events")).send().await?;
+    if resp.status() != StatusCode::OK {
+        bail!("/api/events answered {}", resp.status());
+    }
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()?
+            .starts_with("text/event-stream")
+    );
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut body = resp.bytes_stream();
+    tokio::spawn(async move {
+        let mut buf = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let mut event = String::new();
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if !event.is_empty()
+                    && tx
+                        .send((event, serde_json::from_str(&data).unwrap_or(Value::Null)))
+                        .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Polls `check` until it gives `Some` (or fails after `timeout`).
+async fn poll<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    e2e::wait::poll(timeout, what, || {
+        let fut = check();
+        async move { Ok(fut.await) }
+    })
+    .await
+}
+
+/// Waits for an SSE event matching `pred`.
+async fn next_matching(
+    rx: &mut mpsc::UnboundedReceiver<(String, Value)>,
+    timeout: Duration,
+    what: &str,
+    pred: impl Fn(&str, &Value) -> bool,
+) -> Result<Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((e, d))) if pred(&e, &d) => return Ok(d),
+            Ok(Some(_)) => continue,
+            Ok(None) => bail!("the event stream ended while waiting for {what}"),
+            Err(_) => bail!("no event {what} within {timeout:?}"),
+        }
+    }
+}
+
+/// POST that retries while the sandbox is still being prepared (503).
+async fn create(server: &Server, client: &reqwest::Client, body: Value) -> Result<(StatusCode, Value)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let resp = server
+            .send(client, Method::POST, "/api/deployments")
+            .json(&body)
+            .send()
+            .await?;
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        if status != StatusCode::SERVICE_UNAVAILABLE || tokio::time::Instant::now() > deadline {
+            return Ok((status, v));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn metric(server: &Server, name: &str) -> Result<f64> {
+    let text = reqwest::get(server.url("/metrics")).await?.text().await?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(name))
+        .with_context(|| format!("metric {name} in {text}"))?;
+    Ok(line.rsplit(' ').next().unwrap_or("").parse()?)
+}
+
+#[tokio::test]
+async fn dev_user_deploys_watches_restarts_and_deletes() -> Result<()> {
+    let run = Run::new().await?;
+    let result = dev_flow(&run).await;
+    run.cleanup().await;
+    result
+}
+
+async fn dev_flow(run: &Run) -> Result<()> {
+    let server = Server::start(|c, _| run.configure(c)).await?;
+    let ns = run.ns("dev");
+    let mut controller = e2e::operator::ControllerProcess::start(&[
+        ("SANDBOX_SELECTOR", &format!("{}={}", e2e::operator::RUN_LABEL, run.run)),
+        ("WATCH_NAMESPACE", &ns),
+        ("PLATFORM_NAMESPACE", &run.platform),
+        ("DEPLOYMENT_DOMAIN", "apps.test"),
+        ("LEADER_ELECT", "false"),
+        ("DISABLE_NETWORK_POLICIES", "true"),
+    ])?;
+    let browser = server.browser();
+
+    // First request: the user's sandbox is created and provisioned by the controller.
+    let me: Value = browser.get(server.url("/api/me")).send().await?.json().await?;
+    assert_eq!(me["user"]["email"], "dev@localhost");
+    assert_eq!(me["sandbox"]["namespace"], ns);
+    let sb: UserSandbox = Api::<UserSandbox>::all(run.client.clone()).get(&ns).await?;
+    assert_eq!(sb.spec.owner.user_id, "dev");
+    poll(Duration::from_secs(60), "the sandbox to be ready", || async {
+        let me: Value = browser
+            .get(server.url("/api/me"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (me["sandbox"]["ready"] == true).then_some(())
+    })
+    .await?;
+
+    let templates: Value = browser.get(server.url("/api/templates")).send().await?.json().await?;
+    assert!(
+        templates
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "hello-web" && t["system"] == true),
+        "{templates}"
+    );
+
+    // Three browsers listening, one upstream watch.
+    let mut events = subscribe(&server, &browser).await?;
+    let snapshot = next_matching(&mut events, Duration::from_secs(10), "snapshot", |e, _| e == "snapshot").await?;
+    assert_eq!(snapshot["deployments"], json!([]));
+    let _second = subscribe(&server, &server.browser()).await?;
+    let _third = subscribe(&server, &server.browser()).await?;
+    poll(Duration::from_secs(10), "3 SSE clients counted", || async {
+        (metric(&server, "k8s_scheduler_server_sse_clients").await.ok()? >= 3.0).then_some(())
+    })
+    .await?;
+    assert_eq!(
+        metric(
+            &server,
+            "k8s_scheduler_server_upstream_watches{kind=\"userdeployments\"}"
+        )
+        .await?,
+        1.0
+    );
+
+    let (status, created) = create(&server, &browser, json!({ "template": "hello-web", "name": "web" })).await?;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["namespace"], ns);
+    let ready = next_matching(&mut events, Duration::from_secs(120), "web Ready", |e, d| {
+        e == "deployment"
+            && d["type"] == "applied"
+            && d["deployment"]["name"] == "web"
+            && d["deployment"]["ready"] == true
+    })
+    .await
+    .with_context(|| controller.logs())?;
+    assert_eq!(ready["deployment"]["url"], "https://dev-web.apps.test");
+    let detail: Value = browser
+        .get(server.url("/api/deployments/web"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(detail["phase"], "Ready");
+    assert!(detail["events"].is_array());
+
+    // Restart: the pods' template changes.
+    let restarted = server
+        .send(&browser, Method::POST, "/api/deployments/web/restart")
+        .send()
+        .await?;
+    assert_eq!(restarted.status(), StatusCode::ACCEPTED);
+    let deployments: Api<Deployment> = Api::namespaced(run.client.clone(), &ns);
+    poll(
+        Duration::from_secs(60),
+        "the restart annotation on the pods",
+        || async {
+            let list = deployments.list(&ListParams::default()).await.ok()?;
+            list.items.iter().find_map(|d| {
+                d.spec
+                    .as_ref()?
+                    .template
+                    .metadata
+                    .as_ref()?
+                    .annotations
+                    .as_ref()?
+                    .get("k8s-scheduler.io/restartedAt")
+                    .cloned()
+            })
+        },
+    )
+    .await?;
+
+    // Delete: the stream says so, the resource and its children go.
+    let del = server
+        .send(&browser, Method::DELETE, "/api/deployments/web")
+        .send()
+        .await?;
+    assert_eq!(del.status(), StatusCode::NO_CONTENT);
+    next_matching(&mut events, Duration::from_secs(60), "web deleted", |e, d| {
+        e == "deployment" && d["type"] == "deleted" && d["name"] == "web"
+    })
+    .await?;
+    let uds: Api<UserDeployment> = Api::namespaced(run.client.clone(), &ns);
+    e2e::wait_until_gone(&uds, "web", Duration::from_secs(60)).await?;
+    assert_eq!(
+        browser.get(server.url("/api/deployments/web")).send().await?.status(),
+        StatusCode::NOT_FOUND
+    );
+    controller.kill();
+    Ok(())
+}
+
+#[tokio::test]
+async fn users_cannot_see_or_touch_each_others_objects() -> Result<()> {
+    let run = Run::new().await?;
+    let result = isolation(&run).await;
+    run.cleanup().await;
+    result
+}
+
+async fn isolation(run: &Run) -> Result<()> {
+    let (provider, server) = server_with_provider(|c| run.configure(c)).await?;
+    let alice = sign_in(&server, &provider, "alice").await?;
+    let bob = sign_in(&server, &provider, "bob").await?;
+    // No controller here: create the sandbox namespaces as it would.
+    run.namespace(&run.ns("alice")).await?;
+    run.namespace(&run.ns("bob")).await?;
+
+    let (status, made) = create(&server, &bob, json!({ "template": "hello-web", "name": "bobs-app" })).await?;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    // Free plan: one deployment.
+    let (status, e) = create(&server, &bob, json!({ "template": "hello-web", "name": "second" })).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("free plan"), "{e}");
+    // Bob's private template.
+    let mut t: Template = serde_yaml::from_str(include_str!("../../examples/20-template-hello-web.yaml"))?;
+    t.metadata.name = Some("bobs-template".into());
+    t.metadata.namespace = Some(run.ns("bob"));
+    t.spec.visibility = crds::TemplateVisibility::Private;
+    Api::<Template>::namespaced(run.client.clone(), &run.ns("bob"))
+        .create(&PostParams::default(), &t)
+        .await?;
+    poll(Duration::from_secs(30), "bob's template in his catalog", || async {
+        let list: Value = bob
+            .get(server.url("/api/templates"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        list.as_array()?
+            .iter()
+            .any(|t| t["name"] == "bobs-template")
+            .then_some(())
+    })
+    .await?;
+    // Bob's API token.
+    let token: Value = server
+        .send(&bob, Method::POST, "/api/tokens")
+        .json(&json!({ "name": "bob-ci", "scopes": ["deployments:read"] }))
+        .send()
+        .await?
+        .json()
+        .await?;
+
+    let uds: Api<UserDeployment> = Api::namespaced(run.client.clone(), &run.ns("bob"));
+    let before = uds.get("bobs-app").await?;
+
+    // Alice, on every route, against Bob's objects: 404, and nothing changes.
+    let app = "/api/deployments/bobs-app";
+    let tries: Vec<(Method, String, Value)> = vec![
+        (Method::GET, app.into(), Value::Null),
+        (
+            Method::PATCH,
+            app.into(),
+            json!({ "parameters": { "GREETING": "pwned" } }),
+        ),
+        (Method::POST, format!("{app}/restart"), json!({})),
+        (
+            Method::POST,
+            format!("{app}/image"),
+            json!({ "service": "web", "image": "evil/evil:1" }),
+        ),
+        (Method::DELETE, app.into(), Value::Null),
+        (Method::GET, "/api/templates/bobs-template".into(), Value::Null),
+        (
+            Method::DELETE,
+            format!("/api/tokens/{}", token["id"].as_str().unwrap()),
+            Value::Null,
+        ),
+    ];
+    for (method, path, body) in tries {
+        let mut req = server.send(&alice, method.clone(), &path);
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        let resp = req.send().await?;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {path} as alice");
+    }
+    let list: Value = alice.get(server.url("/api/deployments")).send().await?.json().await?;
+    assert_eq!(list, json!([]), "alice sees none of bob's deployments");
+    let catalog: Value = alice.get(server.url("/api/templates")).send().await?.json().await?;
+    assert!(!catalog.as_array().unwrap().iter().any(|t| t["name"] == "bobs-template"));
+    let mut alice_events = subscribe(&server, &alice).await?;
+    let snap = next_matching(&mut alice_events, Duration::from_secs(10), "snapshot", |e, _| {
+        e == "snapshot"
+    })
+    .await?;
+    assert_eq!(snap["deployments"], json!([]));
+
+    let after = uds.get("bobs-app").await?;
+    assert_eq!(
+        before.resource_version(),
+        after.resource_version(),
+        "bob's deployment is unchanged"
+    );
+    let still: Value = bob.get(server.url(app)).send().await?.json().await?;
+    assert_eq!(still["name"], "bobs-app");
+    let bearer = token["token"].as_str().unwrap();
+    let with_token = reqwest::Client::new()
+        .get(server.url("/api/deployments"))
+        .bearer_auth(bearer)
+        .send()
+        .await?;
+    assert_eq!(with_token.status(), StatusCode::OK, "bob's token still works");
+    Ok(())
+}
