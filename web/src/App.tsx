@@ -1,0 +1,68 @@
+import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import { BrowserRouter, Route, Routes } from "react-router";
+import { shouldRetry } from "./api/hooks";
+import { LiveUpdates } from "./api/live";
+import { Layout } from "./components/Layout";
+import { RequireAuth } from "./components/RequireAuth";
+import { Toasts } from "./components/Toasts";
+import { Account } from "./pages/Account";
+import { Dashboard } from "./pages/Dashboard";
+import { Deploy } from "./pages/Deploy";
+import { DeploymentDetail } from "./pages/DeploymentDetail";
+import { Deployments } from "./pages/Deployments";
+import { NotFound } from "./pages/NotFound";
+import { Secrets } from "./pages/Secrets";
+import { SignIn } from "./pages/SignIn";
+import { TemplateDetail } from "./pages/TemplateDetail";
+import { Templates } from "./pages/Templates";
+import { Tokens } from "./pages/Tokens";
+
+export function makeQueryClient() {
+  return new QueryClient({
+    defaultOptions: {
+      queries: { retry: shouldRetry, staleTime: 5_000, refetchOnWindowFocus: true },
+      mutations: { retry: false },
+    },
+  });
+}
+
+/** The routes; kept apart from the router so that tests can use a memory router. */
+export function AppRoutes() {
+  return (
+    <Routes>
+      <Route path="/signin" element={<SignIn />} />
+      <Route
+        element={
+          <RequireAuth>
+            <LiveUpdates>
+              <Layout />
+            </LiveUpdates>
+          </RequireAuth>
+        }
+      >
+        <Route index element={<Dashboard />} />
+        <Route path="templates" element={<Templates />} />
+        <Route path="templates/:name" element={<TemplateDetail />} />
+        <Route path="templates/:name/deploy" element={<Deploy />} />
+        <Route path="deployments" element={<Deployments />} />
+        <Route path="deployments/:name" element={<DeploymentDetail />} />
+        <Route path="secrets" element={<Secrets />} />
+        <Route path="tokens" element={<Tokens />} />
+        <Route path="account" element={<Account />} />
+        <Route path="*" element={<NotFound />} />
+      </Route>
+    </Routes>
+  );
+}
+
+export function App({ client = makeQueryClient() }: { client?: QueryClient }) {
+  return (
+    <QueryClientProvider client={client}>
+      <Toasts>
+        <BrowserRouter>
+          <AppRoutes />
+        </BrowserRouter>
+      </Toasts>
+    </QueryClientProvider>
+  );
+}

@@ -1,0 +1,128 @@
+// Every API call the UI makes, as plain functions (hooks in ./hooks.ts wrap them).
+import { api, ApiError, retryUnavailable } from "./client";
+import type {
+  CreateDeployment,
+  CreatedToken,
+  Deployment,
+  DeploymentDetail,
+  FeatureFlags,
+  Me,
+  Parameter,
+  SecretInfo,
+  SecretTarget,
+  Template,
+  TokenInfo,
+  UpdateDeployment,
+} from "./types";
+
+const seg = encodeURIComponent;
+
+export const getConfig = () => api<FeatureFlags>("/api/config");
+export const getMe = () => api<Me>("/api/me");
+export const logout = () => api<void>("/logout", { method: "POST", as: "none" });
+
+export const listTemplates = () => api<Template[]>("/api/templates");
+export const getTemplate = (name: string) => api<Template>(`/api/templates/${seg(name)}`);
+
+export const listDeployments = () => api<Deployment[]>("/api/deployments");
+export const getDeployment = (name: string) => api<DeploymentDetail>(`/api/deployments/${seg(name)}`);
+export const getManifest = (name: string) =>
+  api<string>(`/api/deployments/${seg(name)}/manifest`, { as: "text" });
+export const createDeployment = (body: CreateDeployment) =>
+  api<Deployment>("/api/deployments", { method: "POST", body });
+export const updateDeployment = (name: string, body: UpdateDeployment) =>
+  api<Deployment>(`/api/deployments/${seg(name)}`, { method: "PATCH", body });
+export const restartDeployment = (name: string) =>
+  api<Deployment>(`/api/deployments/${seg(name)}/restart`, { method: "POST" });
+export const setImage = (name: string, service: string, image: string) =>
+  api<Deployment>(`/api/deployments/${seg(name)}/image`, { method: "POST", body: { service, image } });
+export const deleteDeployment = (name: string) =>
+  api<void>(`/api/deployments/${seg(name)}`, { method: "DELETE", as: "none" });
+
+export const listTokens = () => api<TokenInfo[]>("/api/tokens");
+export const createToken = (name: string, scopes: string[]) =>
+  api<CreatedToken>("/api/tokens", { method: "POST", body: { name, scopes } });
+export const revokeToken = (id: string) => api<void>(`/api/tokens/${seg(id)}`, { method: "DELETE", as: "none" });
+
+/** The path of a secret under /api/secrets. */
+export function secretPath(t: SecretTarget): string {
+  switch (t.scope) {
+    case "user":
+      return `/api/secrets/user/${seg(t.name)}`;
+    case "template":
+      return `/api/secrets/templates/${seg(t.template ?? "")}/${seg(t.name)}`;
+    case "deployment":
+      return `/api/secrets/deployments/${seg(t.deployment ?? "")}/${seg(t.name)}`;
+    case "service":
+      return `/api/secrets/deployments/${seg(t.deployment ?? "")}/services/${seg(t.service ?? "")}/${seg(t.name)}`;
+  }
+}
+
+export const listSecrets = () => api<SecretInfo[]>("/api/secrets");
+export const putSecret = (t: SecretTarget, value: string, description: string) =>
+  api<SecretInfo>(secretPath(t), { method: "PUT", body: { value, description } });
+export const deleteSecret = (t: SecretTarget) => api<void>(secretPath(t), { method: "DELETE", as: "none" });
+
+export interface DeployRequest {
+  template: string;
+  name: string;
+  parameters: Parameter[];
+  /** Values by parameter name, secret ones included (they never reach the deployment). */
+  values: Record<string, string>;
+  visibility: "public" | "internal";
+}
+
+/**
+ * Deploys a template: each secret parameter's value is stored first with the secrets API under
+ * the deployment's name, then the deployment is created with the non-secret parameters and the
+ * secret names in `secretRefs`. When the creation fails, the secrets just written are deleted.
+ */
+export async function deployTemplate(req: DeployRequest): Promise<Deployment> {
+  const parameters: Record<string, string> = {};
+  const secrets: { name: string; value: string; description: string }[] = [];
+  for (const p of req.parameters) {
+    const v = req.values[p.name] ?? "";
+    if (v === "") continue;
+    if (p.secret) secrets.push({ name: p.name, value: v, description: p.description });
+    else parameters[p.name] = v;
+  }
+  if (secrets.length > 0) {
+    // Secrets are stored under the deployment's name before it exists: never overwrite (and then
+    // undo) the secrets of a deployment that already has this name.
+    const existing = await getDeployment(req.name).then(
+      () => true,
+      (e: unknown) => {
+        if (e instanceof ApiError && e.status === 404) return false;
+        throw e;
+      },
+    );
+    if (existing) throw new ApiError(409, `a deployment named ${req.name} exists already; choose another name`);
+  }
+  const written: SecretTarget[] = [];
+  const undo = () => Promise.all(written.map((t) => deleteSecret(t).catch(() => undefined)));
+  for (const s of secrets) {
+    const target: SecretTarget = { scope: "deployment", deployment: req.name, name: s.name };
+    try {
+      await retryUnavailable(() => putSecret(target, s.value, s.description), 5);
+    } catch (e) {
+      await undo();
+      const status = e instanceof ApiError ? e.status : 0;
+      throw new ApiError(status, `storing the secret ${s.name} failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    written.push(target);
+  }
+  try {
+    return await retryUnavailable(() =>
+      createDeployment({
+        template: req.template,
+        name: req.name,
+        parameters,
+        secretRefs: secrets.map((s) => s.name),
+        visibility: req.visibility,
+      }),
+    );
+  } catch (e) {
+    await undo();
+    throw e;
+  }
+}

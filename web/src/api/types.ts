@@ -1,0 +1,190 @@
+// Shapes of the k8s-scheduler API (apiserver/src/views.rs, apiserver/src/http/*.rs).
+
+export interface FeatureFlags {
+  devMode: boolean;
+  kubernetesEnabled: boolean;
+  reactUi: boolean;
+  billingEnabled: boolean;
+  emailEnabled: boolean;
+  aiEnabled: boolean;
+  deploymentDomain: string;
+  baseUrl: string;
+}
+
+export interface User {
+  id: string;
+  email: string;
+  name: string;
+}
+
+export interface SandboxInfo {
+  name: string;
+  namespace: string;
+  plan: string;
+  ready: boolean;
+  /** null: unlimited. */
+  deploymentLimit: number | null;
+}
+
+export interface Me {
+  user: User;
+  sandbox: SandboxInfo;
+  authenticatedBy: "session" | "token" | "dev-mode" | string;
+  scopes: string[] | null;
+}
+
+export type ParameterType = "string" | "number" | "boolean" | "enum";
+
+export interface Parameter {
+  name: string;
+  description: string;
+  required: boolean;
+  secret: boolean;
+  default: string | null;
+  type: ParameterType | string;
+  enum: string[] | null;
+  pattern: string | null;
+}
+
+export interface ResourceList {
+  cpu?: string;
+  memory?: string;
+}
+
+export interface TemplateService {
+  name: string;
+  image: string;
+  port: number;
+  /** Not in the API yet; shown when present. */
+  resources?: { requests?: ResourceList; limits?: ResourceList } | null;
+}
+
+export interface Template {
+  name: string;
+  namespace: string;
+  system: boolean;
+  displayName: string;
+  description: string;
+  category: string;
+  visibility: string;
+  valid: boolean | null;
+  problems: string[];
+  parameters: Parameter[];
+  services: TemplateService[];
+}
+
+export interface Condition {
+  type: string;
+  status: "True" | "False" | "Unknown" | string;
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+}
+
+export interface ServiceStatus {
+  name: string;
+  replicas: number;
+  readyReplicas: number;
+}
+
+export type Phase = "Pending" | "Provisioning" | "Ready" | "Error" | "Deleting";
+
+export interface Deployment {
+  name: string;
+  namespace: string;
+  template: string | null;
+  phase: Phase | string;
+  reason: string | null;
+  message: string | null;
+  url: string | null;
+  ready: boolean;
+  visibility: string;
+  parameters: Record<string, string>;
+  secretRefs: string[];
+  imageOverrides: Record<string, string>;
+  replicas: number | null;
+  suspend: boolean;
+  services: ServiceStatus[];
+  conditions: Condition[];
+  generation: number;
+  observedGeneration: number | null;
+  createdAt: string | null;
+}
+
+export interface KubeEvent {
+  type: "Normal" | "Warning" | string;
+  reason: string;
+  message: string;
+  count: number;
+  lastSeen: string | null;
+}
+
+export interface DeploymentDetail extends Deployment {
+  events: KubeEvent[];
+  manifests: unknown[] | null;
+}
+
+export interface CreateDeployment {
+  template: string;
+  name?: string;
+  parameters: Record<string, string>;
+  secretRefs: string[];
+  visibility?: "public" | "internal";
+  replicas?: number;
+}
+
+export interface UpdateDeployment {
+  parameters?: Record<string, string>;
+  secretRefs?: string[];
+  visibility?: "public" | "internal";
+  replicas?: number | null;
+  suspend?: boolean;
+}
+
+export interface TokenInfo {
+  id: string;
+  name: string;
+  scopes: string[];
+  /** Unix seconds. */
+  createdAt: number;
+  lastUsedAt: number | null;
+}
+
+export interface CreatedToken extends TokenInfo {
+  token: string;
+}
+
+export const SCOPES = [
+  "deployments:read",
+  "deployments:write",
+  "templates:read",
+  "templates:write",
+  "secrets:read",
+  "secrets:write",
+] as const;
+
+export type SecretScope = "user" | "template" | "deployment" | "service";
+
+export interface SecretInfo {
+  scope: SecretScope;
+  template: string | null;
+  deployment: string | null;
+  service: string | null;
+  name: string;
+  description: string;
+  updatedAt: string;
+}
+
+/** Where a secret lives: the parts of its path under /api/secrets. */
+export interface SecretTarget {
+  scope: SecretScope;
+  template?: string | null;
+  deployment?: string | null;
+  service?: string | null;
+  name: string;
+}
+
+/** Events of /api/events. */
+export type DeploymentChange =
+  | { type: "applied"; deployment: Deployment; name?: string }
+  | { type: "deleted"; name: string };

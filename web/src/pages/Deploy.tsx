@@ -1,0 +1,39 @@
+import { Link, useNavigate, useParams } from "react-router";
+import { useDeployments, useMe, useTemplate } from "../api/hooks";
+import { DeployForm } from "../components/DeployForm";
+import { PageHeader } from "../components/Layout";
+import { ErrorState, Loading } from "../components/States";
+
+export function Deploy() {
+  const { name = "" } = useParams();
+  const t = useTemplate(name);
+  const me = useMe();
+  const deployments = useDeployments();
+  const navigate = useNavigate();
+  if (t.isPending) return <Loading />;
+  if (t.error) return <ErrorState error={t.error} retry={() => void t.refetch()} title={`Template ${name}`} />;
+  const limit = me.data?.sandbox.deploymentLimit;
+  const full = limit !== null && limit !== undefined && deployments.data !== undefined && deployments.data.length >= limit;
+  return (
+    <>
+      <nav aria-label="Breadcrumb" className="breadcrumb">
+        <Link to="/templates">Templates</Link> <span aria-hidden="true">/</span>{" "}
+        <Link to={`/templates/${encodeURIComponent(t.data.name)}`}>{t.data.name}</Link> <span aria-hidden="true">/</span>{" "}
+        <span aria-current="page">deploy</span>
+      </nav>
+      <PageHeader title={`Deploy ${t.data.displayName || t.data.name}`} subtitle={t.data.description} />
+      {full && (
+        <div className="callout callout-warn" role="note">
+          Your {me.data?.sandbox.plan} plan allows {limit} deployment{limit === 1 ? "" : "s"} and you have {deployments.data?.length}:
+          the server will refuse a new one. <Link to="/deployments">Delete one</Link> first.
+        </div>
+      )}
+      {me.data && !me.data.sandbox.ready && (
+        <div className="callout" role="status">
+          Your sandbox is still being prepared; deploying waits for it.
+        </div>
+      )}
+      <DeployForm template={t.data} onDeployed={(d) => navigate(`/deployments/${encodeURIComponent(d.name)}`)} />
+    </>
+  );
+}
