@@ -26,6 +26,15 @@ export interface SandboxInfo {
   deploymentLimit: number | null;
 }
 
+/** Deployments a plan allows (crds/src/plan.rs), for servers that do not state the limit. */
+const PLAN_LIMITS: Record<string, number | null> = { free: 1, business: 10, enterprise: null };
+
+/** The most deployments the sandbox may hold; null: unlimited. */
+export function deploymentLimit(s: SandboxInfo): number | null {
+  if (s.deploymentLimit !== undefined) return s.deploymentLimit;
+  return PLAN_LIMITS[s.plan] ?? null;
+}
+
 export interface Me {
   user: User;
   sandbox: SandboxInfo;

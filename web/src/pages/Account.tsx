@@ -3,6 +3,7 @@ import { useNavigate } from "react-router";
 import { useQueryClient } from "@tanstack/react-query";
 import { logout } from "../api/endpoints";
 import { useConfig, useMe } from "../api/hooks";
+import { deploymentLimit } from "../api/types";
 import { PageHeader } from "../components/Layout";
 import { ErrorState, InlineError, Loading } from "../components/States";
 
@@ -69,7 +70,7 @@ export function Account() {
             <dt>Plan</dt>
             <dd className="plan">{sandbox.plan}</dd>
             <dt>Deployments</dt>
-            <dd>{sandbox.deploymentLimit === null ? "unlimited" : `at most ${sandbox.deploymentLimit}`}</dd>
+            <dd>{deploymentLimit(sandbox) === null ? "unlimited" : `at most ${deploymentLimit(sandbox)}`}</dd>
             <dt>Status</dt>
             <dd>{sandbox.ready ? "ready" : "being prepared"}</dd>
           </dl>

@@ -1,6 +1,6 @@
 import { Link } from "react-router";
 import { useDeployments, useMe } from "../api/hooks";
-import type { Deployment } from "../api/types";
+import { deploymentLimit, type Deployment } from "../api/types";
 import { PageHeader } from "../components/Layout";
 import { StatusBadge } from "../components/StatusBadge";
 import { Empty, ErrorState, Loading } from "../components/States";
@@ -74,10 +74,11 @@ function QuotaCard({ count }: { count?: number }) {
   const me = useMe();
   if (me.isPending) return <div className="card"><Loading /></div>;
   if (me.error) return <div className="card"><ErrorState error={me.error} /></div>;
-  const { plan, deploymentLimit } = me.data.sandbox;
+  const { plan } = me.data.sandbox;
+  const limit = deploymentLimit(me.data.sandbox);
   const used = count ?? 0;
-  const pct = deploymentLimit ? Math.min(100, Math.round((used / deploymentLimit) * 100)) : 0;
-  const full = deploymentLimit !== null && used >= deploymentLimit;
+  const pct = limit ? Math.min(100, Math.round((used / limit) * 100)) : 0;
+  const full = limit !== null && used >= limit;
   return (
     <div className="card stat" data-testid="quota">
       <p className="stat-label">Plan</p>
@@ -85,21 +86,21 @@ function QuotaCard({ count }: { count?: number }) {
         <span className="plan">{plan}</span>
       </p>
       <p className="small">
-        {deploymentLimit === null ? (
+        {limit === null ? (
           <>{used} deployments · unlimited</>
         ) : (
           <>
-            {used} of {deploymentLimit} deployment{deploymentLimit === 1 ? "" : "s"} used
+            {used} of {limit} deployment{limit === 1 ? "" : "s"} used
           </>
         )}
       </p>
-      {deploymentLimit !== null && (
+      {limit !== null && (
         <div
           className={`meter${full ? " meter-full" : ""}`}
           role="meter"
           aria-label="Deployments used"
           aria-valuemin={0}
-          aria-valuemax={deploymentLimit}
+          aria-valuemax={limit}
           aria-valuenow={used}
         >
           <span style={{ width: `${pct}%` }} />

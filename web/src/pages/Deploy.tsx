@@ -3,6 +3,7 @@ import { useDeployments, useMe, useTemplate } from "../api/hooks";
 import { DeployForm } from "../components/DeployForm";
 import { PageHeader } from "../components/Layout";
 import { ErrorState, Loading } from "../components/States";
+import { deploymentLimit } from "../api/types";
 
 export function Deploy() {
   const { name = "" } = useParams();
@@ -12,7 +13,7 @@ export function Deploy() {
   const navigate = useNavigate();
   if (t.isPending) return <Loading />;
   if (t.error) return <ErrorState error={t.error} retry={() => void t.refetch()} title={`Template ${name}`} />;
-  const limit = me.data?.sandbox.deploymentLimit;
+  const limit = me.data ? deploymentLimit(me.data.sandbox) : undefined;
   const full = limit !== null && limit !== undefined && deployments.data !== undefined && deployments.data.length >= limit;
   return (
     <>
