@@ -4,18 +4,23 @@ import { useEffect, useState } from "react";
 import { NavLink, Outlet, useLocation } from "react-router";
 import { useConfig, useMe } from "../api/hooks";
 import { useLiveState } from "../api/live";
+import { Icon, type IconName } from "./Icon";
 
-const NAV: { to: string; label: string; icon: string; end?: boolean }[] = [
-  { to: "/", label: "Dashboard", icon: "◫", end: true },
-  { to: "/templates", label: "Templates", icon: "▦" },
-  { to: "/deployments", label: "Deployments", icon: "⬢" },
-  { to: "/secrets", label: "Secrets", icon: "⚿" },
-  { to: "/tokens", label: "API tokens", icon: "⌘" },
-  { to: "/account", label: "Account", icon: "◉" },
+const NAV: { to: string; label: string; icon: IconName; end?: boolean }[] = [
+  { to: "/", label: "Dashboard", icon: "dashboard", end: true },
+  { to: "/templates", label: "Templates", icon: "templates" },
+  { to: "/deployments", label: "Deployments", icon: "deployments" },
+  { to: "/secrets", label: "Secrets", icon: "secrets" },
+  { to: "/tokens", label: "API tokens", icon: "tokens" },
+  { to: "/account", label: "Account", icon: "account" },
 ];
 
 // Entries of later issues: shown, not yet usable.
-const SOON = ["Teams", "Billing", "Generate template"];
+const SOON: { label: string; icon: IconName }[] = [
+  { label: "Teams", icon: "teams" },
+  { label: "Billing", icon: "billing" },
+  { label: "Generate template", icon: "sparkles" },
+];
 
 export function Layout() {
   const config = useConfig();
@@ -39,7 +44,7 @@ export function Layout() {
           aria-label={menuOpen ? "Close navigation" : "Open navigation"}
           onClick={() => setMenuOpen((o) => !o)}
         >
-          ☰
+          <Icon name={menuOpen ? "close" : "menu"} size={22} />
         </button>
         <NavLink to="/" className="brand" aria-label="k8s-scheduler home">
           <img src="/favicon.svg" alt="" width={24} height={24} />
@@ -70,9 +75,7 @@ export function Layout() {
           {NAV.map((n) => (
             <li key={n.to}>
               <NavLink to={n.to} end={n.end}>
-                <span className="nav-icon" aria-hidden="true">
-                  {n.icon}
-                </span>
+                <Icon name={n.icon} />
                 {n.label}
               </NavLink>
             </li>
@@ -83,9 +86,10 @@ export function Layout() {
         </p>
         <ul aria-labelledby="soon-heading">
           {SOON.map((s) => (
-            <li key={s}>
+            <li key={s.label}>
               <span className="nav-disabled" aria-disabled="true">
-                {s}
+                <Icon name={s.icon} />
+                {s.label}
               </span>
             </li>
           ))}

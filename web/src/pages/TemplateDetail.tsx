@@ -58,7 +58,7 @@ export function TemplateDetail() {
                   <th scope="col">Service</th>
                   <th scope="col">Image</th>
                   <th scope="col">Port</th>
-                  <th scope="col">Resources</th>
+                  {hasResources && <th scope="col">Resources</th>}
                 </tr>
               </thead>
               <tbody>
@@ -69,16 +69,18 @@ export function TemplateDetail() {
                       <code className="break">{s.image}</code>
                     </td>
                     <td>{s.port}</td>
-                    <td className="small">
-                      {s.resources ? (
-                        <>
-                          {s.resources.requests && <div>requests {res(s.resources.requests)}</div>}
-                          {s.resources.limits && <div>limits {res(s.resources.limits)}</div>}
-                        </>
-                      ) : (
-                        <span className="muted">{hasResources ? "—" : "platform defaults"}</span>
-                      )}
-                    </td>
+                    {hasResources && (
+                      <td className="small">
+                        {s.resources ? (
+                          <>
+                            {s.resources.requests && <div>requests {res(s.resources.requests)}</div>}
+                            {s.resources.limits && <div>limits {res(s.resources.limits)}</div>}
+                          </>
+                        ) : (
+                          <span className="muted">platform defaults</span>
+                        )}
+                      </td>
+                    )}
                   </tr>
                 ))}
               </tbody>
