@@ -165,6 +165,16 @@ pub struct Config {
     #[arg(long, env = "SECRETS_ENCRYPTION_KEY", value_parser = parse_encryption_key, hide_env_values = true)]
     pub secrets_encryption_key: Option<SecretString>,
 
+    /// ClusterSecretStore of the External Secrets Operator; must match the operator's. When set,
+    /// the operator's ExternalSecrets deliver secret values and the server writes no Secrets.
+    #[arg(long, env = "CLUSTER_SECRET_STORE", default_value = "")]
+    pub cluster_secret_store: String,
+
+    /// Previous encryption keys (comma-separated base64), still accepted for reading during a key
+    /// rotation; new writes use SECRETS_ENCRYPTION_KEY (see `--reencrypt-secrets`).
+    #[arg(long, env = "SECRETS_PREVIOUS_KEYS", value_parser = parse_key_list, hide_env_values = true)]
+    pub secrets_previous_keys: Option<SecretKeys>,
+
     /// Vault server address.
     #[arg(long, env = "VAULT_ADDR", value_parser = parse_url)]
     pub vault_addr: Option<Url>,
@@ -184,6 +194,10 @@ pub struct Config {
     /// AWS region of Secrets Manager.
     #[arg(long, env = "AWS_REGION")]
     pub aws_region: Option<String>,
+
+    /// Secrets Manager endpoint override (e.g. a local moto server); empty: AWS's.
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_parser = parse_url)]
+    pub aws_endpoint_url: Option<Url>,
 
     /// Enable Stripe billing.
     #[arg(long, env = "BILLING_ENABLED", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
@@ -233,6 +247,11 @@ pub struct Config {
     #[arg(long)]
     pub migrate_only: bool,
 
+    /// Re-encrypt every stored secret under SECRETS_ENCRYPTION_KEY, report how many remain under
+    /// previous keys, and exit.
+    #[arg(long)]
+    pub reencrypt_secrets: bool,
+
     /// Print the OpenAPI document and exit.
     #[arg(long)]
     pub print_openapi: bool,
@@ -242,7 +261,7 @@ impl Config {
     /// Parses flags and environment and checks the rules that span several variables.
     pub fn load() -> Result<Config, clap::Error> {
         let config = Config::parse();
-        if config.print_openapi || config.migrate_only {
+        if config.print_openapi || config.migrate_only || config.reencrypt_secrets {
             // One-shot commands need no sign-in or session settings.
             return Ok(config);
         }
@@ -300,6 +319,27 @@ impl Config {
                 );
             }
         }
+        match self.secrets_backend {
+            SecretsBackend::Database if self.secrets_encryption_key.is_none() => {
+                return Err(
+                    "SECRETS_ENCRYPTION_KEY is required when SECRETS_BACKEND=database; generate one with: \
+                            openssl rand -base64 32 (there is no default key)"
+                        .into(),
+                );
+            }
+            SecretsBackend::Vault if self.vault_addr.is_none() => {
+                return Err("VAULT_ADDR is required when SECRETS_BACKEND=vault".into());
+            }
+            SecretsBackend::Vault if self.vault_token.is_none() && self.vault_token_file.is_none() => {
+                return Err(
+                    "VAULT_TOKEN_FILE (preferred) or VAULT_TOKEN is required when SECRETS_BACKEND=vault".into(),
+                );
+            }
+            SecretsBackend::Aws if self.aws_region.as_deref().unwrap_or("").is_empty() => {
+                return Err("AWS_REGION is required when SECRETS_BACKEND=aws".into());
+            }
+            _ => {}
+        }
         if self.email_provider == Some(EmailProvider::Sendgrid) && self.sendgrid_api_key.is_none() {
             return Err("SENDGRID_API_KEY is required when EMAIL_PROVIDER=sendgrid".into());
         }
@@ -349,6 +389,12 @@ impl Config {
         c.session_backend = SessionBackend::Memory;
         c.server_addr = "127.0.0.1:0".parse().expect("loopback address");
         c.deployment_domain = "example.com".into();
+        c.secrets_backend = SecretsBackend::Database;
+        // A fixed key for tests only (32 bytes of 0x2a).
+        c.secrets_encryption_key = Some(SecretString::from(
+            "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=".to_string(),
+        ));
+        c.secrets_previous_keys = None;
         c
     }
 }
@@ -371,6 +417,20 @@ fn parse_labels(s: &str) -> Result<Labels, String> {
         out.insert(k.to_string(), v.to_string());
     }
     Ok(Labels(out))
+}
+
+/// Base64 32-byte keys (SECRETS_PREVIOUS_KEYS).
+#[derive(Clone, Debug)]
+pub struct SecretKeys(pub Vec<SecretString>);
+
+fn parse_key_list(s: &str) -> Result<SecretKeys, String> {
+    let keys: Result<Vec<_>, _> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(parse_encryption_key)
+        .collect();
+    Ok(SecretKeys(keys?))
 }
 
 fn parse_secret(s: &str) -> Result<SecretString, String> {

@@ -18,6 +18,7 @@ pub mod http;
 pub mod metrics;
 pub mod openapi;
 pub mod platform;
+pub mod secrets;
 pub mod sessions;
 pub mod views;
 
@@ -42,6 +43,8 @@ pub struct AppState {
     pub db: Db,
     /// Templates, sandboxes, deployments.
     pub platform: Arc<dyn Platform>,
+    /// Secret values (SECRETS_BACKEND).
+    pub secrets: Arc<dyn secrets::SecretStore>,
     /// The OpenID provider (discovered at the first sign-in).
     pub oidc: Arc<auth::oidc::Provider>,
     /// Metrics.
@@ -109,7 +112,9 @@ pub async fn app_with(config: Arc<Config>, db: Db, platform: Arc<dyn Platform>, 
     if let Some(t) = sessions::spawn_cleanup(&store, config.session_cleanup_interval) {
         tasks.push(t);
     }
+    let secret_store = secrets::build(&config, &db).await?;
     let state = AppState {
+        secrets: secret_store,
         controller: Arc::new(platform::offline::controller_config(&config)?),
         config: config.clone(),
         db,
@@ -168,6 +173,16 @@ pub async fn run(config: Config) -> Result<()> {
     init_tracing();
     if config.print_openapi {
         println!("{}", openapi::document());
+        return Ok(());
+    }
+    if config.reencrypt_secrets {
+        let db = Db::connect(config.postgres_dsn(), &config.sqlite_path).await?;
+        let store = secrets::database::DatabaseStore::new(db, secrets::database::Keyring::from_config(&config)?);
+        let (done, remaining) = store.reencrypt().await?;
+        println!("re-encrypted {done} secrets under the current key; {remaining} remain under other keys");
+        if remaining > 0 {
+            anyhow::bail!("{remaining} secrets could not be re-encrypted: keep their keys in SECRETS_PREVIOUS_KEYS");
+        }
         return Ok(());
     }
     if config.migrate_only {

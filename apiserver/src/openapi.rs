@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{deployments, events, session, system, templates, tokens};
+use crate::http::{deployments, events, secrets, session, system, templates, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,9 +16,11 @@ use crate::http::{deployments, events, session, system, templates, tokens};
         system::health, system::readyz, system::config, system::me,
         templates::list, templates::one,
         deployments::list, deployments::create, deployments::detail, deployments::update,
-        deployments::restart, deployments::set_image, deployments::remove,
+        deployments::restart, deployments::set_image, deployments::remove, deployments::manifest,
         events::events,
         tokens::list, tokens::create, tokens::revoke,
+        secrets::list, secrets::put_user, secrets::delete_user, secrets::put_template, secrets::delete_template,
+        secrets::put_deployment, secrets::delete_deployment, secrets::put_service, secrets::delete_service,
         crate::auth::oidc::login, crate::auth::oidc::callback, session::logout, session::dev_login,
     ),
     modifiers(&Security),
@@ -27,6 +29,7 @@ use crate::http::{deployments, events, session, system, templates, tokens};
         (name = "templates", description = "The app catalog"),
         (name = "deployments", description = "Apps in the caller's sandbox"),
         (name = "tokens", description = "API tokens"),
+        (name = "secrets", description = "Secret values by scope (write-only)"),
         (name = "auth", description = "Sign-in and sign-out"),
     )
 )]

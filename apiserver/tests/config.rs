@@ -30,6 +30,28 @@ fn refused(env: &[(&str, &str)], variable: &str) {
 }
 
 const DEV: (&str, &str) = ("DEV_MODE", "true");
+/// A valid SECRETS_ENCRYPTION_KEY (32 bytes).
+const KEY: (&str, &str) = ("SECRETS_ENCRYPTION_KEY", "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=");
+
+#[test]
+fn secrets_backends_need_their_settings() {
+    refused(&[DEV], "SECRETS_ENCRYPTION_KEY");
+    refused(&[DEV, ("SECRETS_ENCRYPTION_KEY", "c2hvcnQ=")], "SECRETS_ENCRYPTION_KEY");
+    refused(
+        &[DEV, ("SECRETS_ENCRYPTION_KEY", "not base64!")],
+        "SECRETS_ENCRYPTION_KEY",
+    );
+    refused(
+        &[DEV, KEY, ("SECRETS_PREVIOUS_KEYS", "c2hvcnQ=")],
+        "SECRETS_PREVIOUS_KEYS",
+    );
+    refused(&[DEV, ("SECRETS_BACKEND", "vault")], "VAULT_ADDR");
+    refused(
+        &[DEV, ("SECRETS_BACKEND", "vault"), ("VAULT_ADDR", "http://127.0.0.1:1")],
+        "VAULT_TOKEN",
+    );
+    refused(&[DEV, ("SECRETS_BACKEND", "aws")], "AWS_REGION");
+}
 
 #[test]
 fn google_variables_are_required_unless_dev_mode() {
@@ -56,7 +78,7 @@ fn session_backends_need_their_stores() {
     refused(&[DEV, ("SESSION_BACKEND", "files")], "SESSION_BACKEND");
     refused(&[DEV, ("SECRETS_BACKEND", "s3")], "SECRETS_BACKEND");
     refused(&[DEV, ("EMAIL_PROVIDER", "pigeon")], "EMAIL_PROVIDER");
-    refused(&[DEV, ("EMAIL_PROVIDER", "sendgrid")], "SENDGRID_API_KEY");
+    refused(&[DEV, KEY, ("EMAIL_PROVIDER", "sendgrid")], "SENDGRID_API_KEY");
     refused(&[DEV, ("DATABASE_DSN", "mysql://x@y/z")], "DATABASE_DSN");
 }
 
@@ -93,7 +115,7 @@ fn dev_mode_refuses_secure_cookies_and_warns() {
     refused(&[DEV, ("COOKIE_SECURE", "true")], "COOKIE_SECURE");
     // A valid DEV_MODE configuration with an unusable listen address: it gets as far as the
     // warning, then fails on SERVER_ADDR.
-    let out = run(&[DEV, ("SERVER_ADDR", "192.0.2.1:1")], &[]);
+    let out = run(&[DEV, KEY, ("SERVER_ADDR", "192.0.2.1:1")], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("DEV_MODE=true: AUTHENTICATION IS OFF"), "{stderr}");

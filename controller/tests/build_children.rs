@@ -163,8 +163,11 @@ fn two_services_with_parameters_and_secrets() {
     assert_eq!(es.data["spec"]["target"]["name"], "my-app-secrets");
     assert_eq!(
         es.data["spec"]["data"][0]["remoteRef"]["key"],
-        "users/alice/deployments/my-app/DB_PASSWORD"
+        "users/alice/deployments/my-app"
     );
+    assert_eq!(es.data["spec"]["data"][0]["remoteRef"]["property"], "DB_PASSWORD");
+    let own = env_from[1].secret_ref.as_ref().unwrap();
+    assert_eq!((own.name.as_str(), own.optional), ("my-app-web-secrets", Some(true)));
     let ing = c.ingress.as_ref().unwrap().spec.clone().unwrap();
     let backend = ing.rules.unwrap()[0].http.clone().unwrap().paths[0]
         .backend

@@ -417,13 +417,16 @@ async fn external_secret_with_cluster_secret_store() -> Result<()> {
             .as_array()
             .unwrap()
             .iter()
-            .map(|d| d["remoteRef"]["key"].as_str().unwrap().to_string())
+            .map(|d| {
+                format!(
+                    "{}#{}",
+                    d["remoteRef"]["key"].as_str().unwrap(),
+                    d["remoteRef"]["property"].as_str().unwrap()
+                )
+            })
             .collect();
-        let prefix = format!("users/{}/deployments/shop/", sb.user_id);
-        assert_eq!(
-            keys,
-            [format!("{prefix}API_KEY"), format!("{prefix}DB_PASSWORD")].into()
-        );
+        let path = format!("users/{}/deployments/shop", sb.user_id);
+        assert_eq!(keys, [format!("{path}#API_KEY"), format!("{path}#DB_PASSWORD")].into());
         let d = Api::<Deployment>::namespaced(client.clone(), ns)
             .get("shop-web")
             .await?;

@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/deployments/{name}", get(detail).patch(update).delete(remove))
         .route("/api/deployments/{name}/restart", post(restart))
         .route("/api/deployments/{name}/image", post(set_image))
+        .route("/api/deployments/{name}/manifest", get(manifest))
 }
 
 /// Body of a create.
@@ -120,7 +121,7 @@ pub async fn create(
         }
         None => generated_name(&body.template),
     };
-    if let Some(limit) = sandbox.plan.limits().deployments {
+    if let Some(limit) = sandbox.deployment_limit {
         let count = state.platform.deployments(&ns).await?.len();
         if count >= limit as usize {
             let plan = serde_json::to_value(sandbox.plan)
@@ -148,6 +149,7 @@ pub async fn create(
     .map_err(|e| ApiError::BadRequest(format!("invalid deployment: {e}")))?;
     check(&state, &p, &ud, Some(&template.spec))?;
     let created = state.platform.create(ud).await?;
+    super::secrets::deliver(&state, &p.user.id, &created, false).await?;
     tracing::info!(user = %p.user.id, deployment = %name, template = %body.template, "deployment created");
     Ok((StatusCode::CREATED, Json(DeploymentView::of(&created))))
 }
@@ -171,6 +173,31 @@ pub async fn detail(
         events,
         manifests: state.platform.manifests(&ud),
     }))
+}
+
+/// The UserDeployment as YAML, ready for `kubectl apply` or a Git repository (no status or
+/// server-set metadata).
+#[utoipa::path(get, path = "/api/deployments/{name}/manifest", tag = "deployments", params(("name" = String, Path)),
+    responses((status = 200, description = "YAML manifest", content_type = "application/yaml", body = String),
+        (status = 404, body = ErrorBody)))]
+pub async fn manifest(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    p.require(Scope::DeploymentsRead)?;
+    let ud = find(&state, &p, &name).await?;
+    let clean = serde_json::json!({
+        "apiVersion": "k8s-scheduler.io/v1alpha1",
+        "kind": "UserDeployment",
+        "metadata": { "name": ud.name_any(), "namespace": ud.namespace() },
+        "spec": ud.spec,
+    });
+    let yaml = serde_yaml::to_string(&clean).map_err(anyhow::Error::from)?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
+        yaml,
+    ))
 }
 
 /// Changes a deployment's configuration.
@@ -251,6 +278,10 @@ pub async fn remove(State(state): State<AppState>, p: Principal, Path(name): Pat
     p.require(Scope::DeploymentsWrite)?;
     let ns = state.platform.sandbox(&p.user).namespace;
     if state.platform.delete(&ns, &name).await? {
+        // Its own secrets go with it, in every backend; the delivered Secrets are garbage-collected
+        // with the UserDeployment they belong to.
+        let removed = state.secrets.delete_deployment(&p.user.id, &name).await?;
+        tracing::info!(user = %p.user.id, deployment = %name, secrets = removed, "deployment secrets removed");
         tracing::info!(user = %p.user.id, deployment = %name, "deployment deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -2,10 +2,12 @@
 
 pub mod deployments;
 pub mod events;
+pub mod secrets;
 pub mod session;
 pub mod system;
 pub mod templates;
 pub mod tokens;
+pub mod ui;
 
 use axum::Router;
 use axum::extract::FromRequest;
@@ -40,4 +42,6 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(deployments::router())
         .merge(events::router())
         .merge(tokens::router())
+        .merge(ui::router(state))
+        .merge(secrets::router())
 }

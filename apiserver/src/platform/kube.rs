@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use crds::{Plan, Template, TemplateVisibility, UserDeployment, UserSandbox};
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -29,6 +29,8 @@ use crate::views::EventView;
 
 /// Field manager of the server's writes.
 pub const FIELD_MANAGER: &str = "k8s-scheduler-server";
+/// Label on delivered Secrets: a hash of their values (a change rolls the pods).
+pub const SECRET_HASH_LABEL: &str = "k8s-scheduler.io/values-hash";
 
 /// Custom resources through watch caches.
 pub struct KubePlatform {
@@ -218,23 +220,20 @@ impl Platform for KubePlatform {
     }
 
     fn sandbox(&self, user: &User) -> SandboxInfo {
+        let ns = self.config.namespace_for(&user.id);
         match self.user_sandbox(user) {
-            Some(sb) => SandboxInfo {
-                name: sb.name_any(),
-                namespace: sb.spec.namespace.clone(),
-                plan: sb.spec.plan,
-                ready: sb.status.as_ref().is_some_and(|s| {
+            Some(sb) => SandboxInfo::new(
+                sb.name_any(),
+                sb.spec.namespace.clone(),
+                sb.spec.plan,
+                sb.status.as_ref().is_some_and(|s| {
                     s.conditions
                         .iter()
                         .any(|c| c.type_ == crds::conditions::READY && c.status == "True")
                 }),
-            },
-            None => SandboxInfo {
-                name: self.config.namespace_for(&user.id),
-                namespace: self.config.namespace_for(&user.id),
-                plan: Plan::Free,
-                ready: false,
-            },
+                sb.spec.quota_overrides.as_ref().and_then(|o| o.deployments),
+            ),
+            None => SandboxInfo::new(ns.clone(), ns, Plan::Free, false, None),
         }
     }
 
@@ -352,6 +351,90 @@ impl Platform for KubePlatform {
 
     fn manifests(&self, _ud: &UserDeployment) -> Option<Vec<serde_json::Value>> {
         None
+    }
+
+    async fn deliver_secrets(
+        &self,
+        ud: &UserDeployment,
+        values: &crate::secrets::Values,
+        per_service: &std::collections::BTreeMap<String, crate::secrets::Values>,
+        services: &[String],
+        roll: bool,
+    ) -> ApiResult<bool> {
+        if !self.config.cluster_secret_store.is_empty() {
+            // External Secrets Operator syncs them from the same Vault/AWS paths.
+            return Ok(false);
+        }
+        let ns = ud.namespace().unwrap_or_default();
+        let name = ud.name_any();
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
+        let main = ud.spec.secret_name.clone().unwrap_or_else(|| format!("{name}-secrets"));
+        let mut wanted: Vec<(String, &crate::secrets::Values)> = vec![(main, values)];
+        for svc in services {
+            let secret = format!("{name}-{svc}-secrets");
+            match per_service.get(svc) {
+                Some(v) => wanted.push((secret, v)),
+                None => {
+                    // No service-scoped values (any more): the optional Secret goes.
+                    if let Ok(Some(old)) = api.get_opt(&secret).await
+                        && old
+                            .metadata
+                            .labels
+                            .as_ref()
+                            .is_some_and(|l| l.contains_key(SECRET_HASH_LABEL))
+                    {
+                        let _ = api.delete(&secret, &DeleteParams::default()).await;
+                    }
+                }
+            }
+        }
+        let mut changed = false;
+        for (secret_name, data) in wanted {
+            let hash = controller::build::fnv_hash(
+                &data
+                    .iter()
+                    .flat_map(|(k, v)| [k.as_str(), v.as_str()])
+                    .collect::<Vec<_>>(),
+            );
+            let existing = api.get_opt(&secret_name).await?;
+            let old_hash = existing
+                .as_ref()
+                .and_then(|s| s.metadata.labels.as_ref()?.get(SECRET_HASH_LABEL).cloned());
+            if old_hash.as_deref() == Some(hash.as_str()) {
+                continue;
+            }
+            let secret: Secret = serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": secret_name,
+                    "namespace": ns,
+                    "labels": { SECRET_HASH_LABEL: hash, "app.kubernetes.io/managed-by": FIELD_MANAGER },
+                    "ownerReferences": [{
+                        "apiVersion": "k8s-scheduler.io/v1alpha1",
+                        "kind": "UserDeployment",
+                        "name": name,
+                        "uid": ud.uid().unwrap_or_default(),
+                    }],
+                },
+                "type": "Opaque",
+                "stringData": data,
+            }))
+            .map_err(anyhow::Error::from)?;
+            let pp = kube::api::PatchParams::apply(FIELD_MANAGER).force();
+            api.patch(&secret_name, &pp, &kube::api::Patch::Apply(&secret)).await?;
+            // Keys that were removed must not linger from an earlier apply by another manager.
+            changed |= existing.is_some();
+        }
+        if changed && roll {
+            let current = self.deployment(&ns, &name).await?;
+            if let Some(current) = current {
+                let mut spec = current.spec.clone();
+                spec.restarted_at = Some(format!("secrets-{}", k8s_openapi::jiff::Timestamp::now()));
+                self.replace_spec(&current, spec).await?;
+            }
+        }
+        Ok(changed)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {

@@ -57,6 +57,22 @@ pub struct SandboxInfo {
     pub plan: Plan,
     /// Whether the controller has provisioned it.
     pub ready: bool,
+    /// Most deployments the plan allows (absent: unlimited).
+    pub deployment_limit: Option<i32>,
+}
+
+impl SandboxInfo {
+    /// A sandbox view; the limit comes from the plan unless the sandbox overrides it.
+    pub fn new(name: String, namespace: String, plan: Plan, ready: bool, override_limit: Option<i32>) -> SandboxInfo {
+        let deployment_limit = override_limit.or(plan.limits().deployments);
+        SandboxInfo {
+            name,
+            namespace,
+            plan,
+            ready,
+            deployment_limit,
+        }
+    }
 }
 
 /// Templates, sandboxes and deployments.
@@ -88,6 +104,18 @@ pub trait Platform: Send + Sync {
     fn manifests(&self, ud: &UserDeployment) -> Option<Vec<serde_json::Value>>;
     /// Changes to all deployments (callers filter by namespace).
     fn subscribe(&self) -> broadcast::Receiver<Change>;
+    /// Delivers a deployment's merged secret values to its pods: the Secret `<name>-secrets`
+    /// (`spec.secretName`) and one `<name>-<service>-secrets` per service with service-scoped
+    /// values, owned by the UserDeployment. When the values changed and `roll` is set, the pods
+    /// are restarted. Returns whether anything changed.
+    async fn deliver_secrets(
+        &self,
+        ud: &UserDeployment,
+        values: &crate::secrets::Values,
+        per_service: &std::collections::BTreeMap<String, crate::secrets::Values>,
+        services: &[String],
+        roll: bool,
+    ) -> ApiResult<bool>;
     /// Whether the backing store answers.
     async fn ready(&self) -> Result<(), String>;
 }

@@ -110,12 +110,13 @@ impl Platform for OfflinePlatform {
     }
 
     fn sandbox(&self, user: &User) -> SandboxInfo {
-        SandboxInfo {
-            name: user.id.clone(),
-            namespace: self.config.namespace_for(&user.id),
-            plan: Plan::Free,
-            ready: true,
-        }
+        SandboxInfo::new(
+            user.id.clone(),
+            self.config.namespace_for(&user.id),
+            Plan::Free,
+            true,
+            None,
+        )
     }
 
     fn templates(&self, _namespace: &str) -> Vec<Arc<Template>> {
@@ -218,6 +219,18 @@ impl Platform for OfflinePlatform {
         c.network_policy.iter().for_each(|o| push(serde_json::to_value(o)));
         c.external_secret.iter().for_each(|o| push(serde_json::to_value(o)));
         Some(out)
+    }
+
+    async fn deliver_secrets(
+        &self,
+        _ud: &UserDeployment,
+        _values: &crate::secrets::Values,
+        _per_service: &std::collections::BTreeMap<String, crate::secrets::Values>,
+        _services: &[String],
+        _roll: bool,
+    ) -> ApiResult<bool> {
+        // Nothing runs without Kubernetes: the values stay in the secret store.
+        Ok(false)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {

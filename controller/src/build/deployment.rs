@@ -32,6 +32,11 @@ pub struct DeploymentChildren {
     pub external_secret: Option<DynamicObject>,
 }
 
+/// The Secret with one service's own secret values (written by the HTTP server).
+pub fn service_secret_name(vd: &ValidatedDeployment, service: &str) -> String {
+    format!("{}-{service}-secrets", vd.name)
+}
+
 /// The ExternalSecret kind of the External Secrets Operator.
 pub fn external_secret_resource() -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("external-secrets.io", "v1", "ExternalSecret"))
@@ -130,7 +135,11 @@ fn deployment(vd: &ValidatedDeployment, svc: &ResolvedService, cm: Option<&Confi
         container["args"] = json!(s.args);
     }
     if !vd.secret_keys.is_empty() {
-        container["envFrom"] = json!([{ "secretRef": { "name": vd.secret_name } }]);
+        // The deployment's merged values, then this service's own (optional; later wins).
+        container["envFrom"] = json!([
+            { "secretRef": { "name": vd.secret_name } },
+            { "secretRef": { "name": service_secret_name(vd, &s.name), "optional": true } },
+        ]);
     }
     if let Some(r) = &s.resources {
         let mut res = json!({});
@@ -277,7 +286,7 @@ fn external_secret(vd: &ValidatedDeployment, store: &str) -> DynamicObject {
         .map(|k| {
             json!({
                 "secretKey": k,
-                "remoteRef": { "key": format!("users/{}/deployments/{}/{k}", vd.user_id, vd.name) },
+                "remoteRef": { "key": format!("users/{}/deployments/{}", vd.user_id, vd.name), "property": k },
             })
         })
         .collect();

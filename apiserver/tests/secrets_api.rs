@@ -1,0 +1,232 @@
+//! `/api/secrets` over HTTP (`oneshot`, without a cluster): write-only values, scopes, users kept
+//! apart, crafted names refused, a deployment's secrets deleted with it, and no secret value in
+//! the logs of a full flow.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::{ORIGIN, call, get, json, json_with_token, offline_config};
+use serde_json::json;
+
+/// Log output of this test binary, captured.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() -> Captured {
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let c = Captured::default();
+        let writer = c.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .try_init();
+        c
+    })
+    .clone()
+}
+
+fn delete(path: &str) -> Request<Body> {
+    Request::delete(path)
+        .header(header::ORIGIN, ORIGIN)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn secrets_are_write_only_scoped_and_leave_no_trace_in_logs() -> Result<()> {
+    let logs = capture_logs();
+    let app = apiserver::app(offline_config()).await?;
+    let value = "SUPER-SECRET-VALUE-9f3a";
+
+    let (s, e) = call(
+        &app,
+        json(
+            "PUT",
+            "/api/secrets/user/API_KEY",
+            json!({ "value": value, "description": "the key" }),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{e}");
+    assert_eq!(e["scope"], "user");
+    assert!(!e.to_string().contains(value));
+    let (s, _) = call(
+        &app,
+        json(
+            "PUT",
+            "/api/secrets/user/API_KEY",
+            json!({ "value": format!("{value}-2") }),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "an update");
+    for path in [
+        "/api/secrets/templates/guestbook/REDIS_PASSWORD",
+        "/api/secrets/deployments/guest/REDIS_PASSWORD",
+        "/api/secrets/deployments/guest/services/redis/REDIS_PASSWORD",
+    ] {
+        let (s, e) = call(&app, json("PUT", path, json!({ "value": value }))).await;
+        assert_eq!(s, StatusCode::CREATED, "{path}: {e}");
+    }
+    let (s, list) = call(&app, get("/api/secrets", None)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 4, "{list}");
+    assert!(!list.to_string().contains(value), "listings carry no values");
+    let svc = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["scope"] == "service")
+        .unwrap();
+    assert_eq!(
+        (svc["deployment"].as_str(), svc["service"].as_str()),
+        (Some("guest"), Some("redis"))
+    );
+
+    // A deployment using the secret, then deleted: its deployment- and service-scoped secrets go.
+    let (s, d) = call(
+        &app,
+        json("POST", "/api/deployments", json!({
+            "template": "guestbook", "name": "guest", "parameters": { "TITLE": "hi" }, "secretRefs": ["REDIS_PASSWORD"]
+        })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    assert!(!d.to_string().contains(value));
+    let (_, detail) = call(&app, get("/api/deployments/guest", None)).await;
+    assert!(
+        !detail.to_string().contains(value),
+        "rendered manifests reference the Secret, not the value"
+    );
+    assert_eq!(
+        call(&app, delete("/api/deployments/guest")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, list) = call(&app, get("/api/secrets", None)).await;
+    let scopes: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["scope"].as_str().unwrap())
+        .collect();
+    assert_eq!(scopes.len(), 2, "{list}");
+    assert!(scopes.contains(&"user") && scopes.contains(&"template"));
+
+    assert_eq!(
+        call(&app, delete("/api/secrets/user/API_KEY")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&app, delete("/api/secrets/user/API_KEY")).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
+    assert!(text.contains("secret written"), "the flow was logged: {text}");
+    assert!(!text.contains(value), "a secret value reached the logs");
+    Ok(())
+}
+
+#[tokio::test]
+async fn crafted_names_cannot_reach_other_prefixes() -> Result<()> {
+    let app = apiserver::app(offline_config()).await?;
+    for path in [
+        "/api/secrets/user/..%2F..%2Fbob%2Fsecrets%2FK",
+        "/api/secrets/user/A%2FB",
+        "/api/secrets/user/1BAD",
+        "/api/secrets/deployments/..%2Fbob/K",
+        "/api/secrets/deployments/%2e%2e/K",
+        "/api/secrets/deployments/Web/K",
+        "/api/secrets/templates/a%2Fb/K",
+        "/api/secrets/deployments/web/services/..%2F..%2F..%2Fbob/K",
+    ] {
+        let (s, e) = call(&app, json("PUT", path, json!({ "value": "x" }))).await;
+        assert!(
+            s == StatusCode::BAD_REQUEST || s == StatusCode::NOT_FOUND,
+            "{path}: {s} {e}"
+        );
+        assert_ne!(s, StatusCode::CREATED);
+    }
+    let (_, list) = call(&app, get("/api/secrets", None)).await;
+    assert_eq!(list, json!([]), "nothing was stored");
+    let (s, e) = call(
+        &app,
+        json("PUT", "/api/secrets/user/K", json!({ "value": "x", "owner": "bob" })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(e["error"].as_str().unwrap().contains("unknown field `owner`"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn users_cannot_read_overwrite_or_delete_each_others_secrets() -> Result<()> {
+    let mut config = offline_config();
+    config.dev_mode = false;
+    config.google_client_id = Some("id".into());
+    config.google_client_secret = Some(secrecy::SecretString::from("s".to_string()));
+    config.google_redirect_url = Some("http://app.test/oauth2/callback".parse()?);
+    let app = apiserver::app(config).await?;
+    let db = &app.state.db;
+    let all = ["secrets:read", "secrets:write", "deployments:read"].map(String::from);
+    let mut tokens = vec![];
+    for who in ["alice", "bob"] {
+        db.upsert_user(&format!("test|{who}"), &format!("{who}@example.com"), who)
+            .await?;
+        let t = apiserver::auth::new_api_token();
+        db.insert_token(who, "t", &apiserver::auth::hash_token(&t), &all)
+            .await?;
+        tokens.push(t);
+    }
+    let (alice, bob) = (&tokens[0], &tokens[1]);
+    let put = |token: &str, v: &str| {
+        json_with_token(
+            "PUT",
+            "/api/secrets/deployments/web/PASSWORD",
+            json!({ "value": v }),
+            token,
+        )
+    };
+    assert_eq!(call(&app, put(bob, "bobs-value")).await.0, StatusCode::CREATED);
+    // Alice's list does not show Bob's; her delete of the same name finds nothing.
+    let (_, list) = call(&app, get("/api/secrets", Some(alice))).await;
+    assert_eq!(list, json!([]));
+    let del = Request::delete("/api/secrets/deployments/web/PASSWORD")
+        .header(header::AUTHORIZATION, format!("Bearer {alice}"))
+        .body(Body::empty())?;
+    assert_eq!(call(&app, del).await.0, StatusCode::NOT_FOUND);
+    // Her write of the same name is her own secret, not an overwrite of Bob's.
+    assert_eq!(call(&app, put(alice, "alices-value")).await.0, StatusCode::CREATED);
+    let store = &app.state.secrets;
+    let dep = apiserver::secrets::Scope::Deployment("web".into());
+    assert_eq!(store.values("bob", &dep).await?["PASSWORD"], "bobs-value");
+    assert_eq!(store.values("alice", &dep).await?["PASSWORD"], "alices-value");
+    // Scopes are enforced for tokens.
+    let t = apiserver::auth::new_api_token();
+    db.insert_token(
+        "alice",
+        "ro",
+        &apiserver::auth::hash_token(&t),
+        &["secrets:read".to_string()],
+    )
+    .await?;
+    assert_eq!(call(&app, put(&t, "x")).await.0, StatusCode::FORBIDDEN);
+    Ok(())
+}
