@@ -92,6 +92,7 @@ pub async fn kube_client(config: &Config) -> Result<kube::Client> {
 
 /// Connects the database and the platform and builds the router.
 pub async fn app(config: Config) -> Result<App> {
+    controller::install_crypto_provider();
     let config = Arc::new(config);
     let db = Db::connect(config.postgres_dsn(), &config.sqlite_path).await?;
     let metrics = Metrics::new();
@@ -170,6 +171,7 @@ fn init_tracing() {
 
 /// Runs the server with `config` until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<()> {
+    controller::install_crypto_provider();
     init_tracing();
     if config.print_openapi {
         println!("{}", openapi::document());

@@ -446,3 +446,175 @@ async fn isolation(run: &Run) -> Result<()> {
     assert_eq!(with_token.status(), StatusCode::OK, "bob's token still works");
     Ok(())
 }
+
+#[tokio::test]
+async fn secret_parameters_reach_the_pods_and_a_change_rolls_them() -> Result<()> {
+    let run = Run::new().await?;
+    let result = secret_flow(&run).await;
+    run.cleanup().await;
+    result
+}
+
+async fn secret_flow(run: &Run) -> Result<()> {
+    let mut t: Template = serde_yaml::from_str(include_str!("../../examples/21-template-guestbook.yaml"))?;
+    t.metadata.namespace = Some(run.platform.clone());
+    Api::<Template>::namespaced(run.client.clone(), &run.platform)
+        .create(&PostParams::default(), &t)
+        .await?;
+    let server = Server::start(|c, _| run.configure(c)).await?;
+    let ns = run.ns("dev");
+    let mut controller = e2e::operator::ControllerProcess::start(&[
+        ("SANDBOX_SELECTOR", &format!("{}={}", e2e::operator::RUN_LABEL, run.run)),
+        ("WATCH_NAMESPACE", &ns),
+        ("PLATFORM_NAMESPACE", &run.platform),
+        ("DEPLOYMENT_DOMAIN", "apps.test"),
+        ("LEADER_ELECT", "false"),
+        ("DISABLE_NETWORK_POLICIES", "true"),
+    ])?;
+    let browser = server.browser();
+    poll(Duration::from_secs(60), "the sandbox to be ready", || async {
+        let me: Value = browser
+            .get(server.url("/api/me"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (me["sandbox"]["ready"] == true).then_some(())
+    })
+    .await?;
+    poll(
+        Duration::from_secs(30),
+        "the guestbook template in the catalog",
+        || async {
+            let list: Value = browser
+                .get(server.url("/api/templates"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            list.as_array()?.iter().any(|t| t["name"] == "guestbook").then_some(())
+        },
+    )
+    .await?;
+
+    let put = |path: &str, value: &str| {
+        server
+            .send(&browser, Method::PUT, path)
+            .json(&json!({ "value": value }))
+            .send()
+    };
+    assert_eq!(
+        put("/api/secrets/user/SHARED_TOKEN", "from-user").await?.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put("/api/secrets/deployments/guest/REDIS_PASSWORD", "first")
+            .await?
+            .status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put("/api/secrets/deployments/guest/services/redis/ROLE", "primary")
+            .await?
+            .status(),
+        StatusCode::CREATED
+    );
+    let (status, made) = create(
+        &server,
+        &browser,
+        json!({ "template": "guestbook", "name": "guest", "parameters": { "TITLE": "Hi" }, "secretRefs": ["REDIS_PASSWORD"] }),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert!(!made.to_string().contains("first"));
+
+    let uds: Api<UserDeployment> = Api::namespaced(run.client.clone(), &ns);
+    let ud = e2e::wait_for(
+        &uds,
+        "guest",
+        Duration::from_secs(120),
+        "Ready",
+        |ud: Option<&UserDeployment>| e2e::operator::is_ready_condition(ud),
+    )
+    .await
+    .with_context(|| controller.logs())?;
+    assert!(
+        !serde_json::to_string(&ud.spec)?.contains("first"),
+        "no value in the CR"
+    );
+
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(run.client.clone(), &ns);
+    let value_of = |s: &k8s_openapi::api::core::v1::Secret, k: &str| {
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map(|b| String::from_utf8_lossy(&b.0).to_string())
+    };
+    let main = secrets.get("guest-secrets").await?;
+    assert_eq!(value_of(&main, "REDIS_PASSWORD").as_deref(), Some("first"));
+    assert_eq!(
+        value_of(&main, "SHARED_TOKEN").as_deref(),
+        Some("from-user"),
+        "user-wide values are merged in"
+    );
+    let owner = &main.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("UserDeployment", "guest"));
+    let redis_own = secrets.get("guest-redis-secrets").await?;
+    assert_eq!(value_of(&redis_own, "ROLE").as_deref(), Some("primary"));
+
+    let deployments: Api<Deployment> = Api::namespaced(run.client.clone(), &ns);
+    let pod_template = |d: &Deployment| d.spec.as_ref().unwrap().template.clone();
+    let web = deployments.get("guest-web").await?;
+    let env_from = pod_template(&web).spec.unwrap().containers[0].env_from.clone().unwrap();
+    assert_eq!(env_from[0].secret_ref.as_ref().unwrap().name, "guest-secrets");
+    let before = pod_template(&web)
+        .metadata
+        .and_then(|m| m.annotations)
+        .unwrap_or_default();
+
+    // A new value: the Secret changes and the pods roll.
+    assert_eq!(
+        put("/api/secrets/deployments/guest/REDIS_PASSWORD", "second")
+            .await?
+            .status(),
+        StatusCode::OK
+    );
+    let main = secrets.get("guest-secrets").await?;
+    assert_eq!(value_of(&main, "REDIS_PASSWORD").as_deref(), Some("second"));
+    poll(Duration::from_secs(60), "the pods to roll", || async {
+        let d = deployments.get("guest-web").await.ok()?;
+        let after = pod_template(&d)
+            .metadata
+            .and_then(|m| m.annotations)
+            .unwrap_or_default();
+        let rolled = after.get("k8s-scheduler.io/restartedAt").is_some()
+            && after.get("k8s-scheduler.io/restartedAt") != before.get("k8s-scheduler.io/restartedAt");
+        rolled.then_some(())
+    })
+    .await
+    .with_context(|| controller.logs())?;
+
+    // Deleting the deployment removes its deployment- and service-scoped secrets.
+    assert_eq!(
+        server
+            .send(&browser, Method::DELETE, "/api/deployments/guest")
+            .send()
+            .await?
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let list: Value = browser.get(server.url("/api/secrets")).send().await?.json().await?;
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["SHARED_TOKEN"], "{list}");
+    controller.kill();
+    Ok(())
+}

@@ -78,8 +78,15 @@ fn default_identity() -> String {
     format!("{host}-{}", std::process::id())
 }
 
+/// Installs ring as the process's TLS crypto provider. The workspace also links aws-lc (through the
+/// AWS SDK), and rustls refuses to guess between two; every binary calls this first.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Runs the controller until a signal arrives or leadership is lost.
 pub async fn run(mut config: Config) -> anyhow::Result<()> {
+    install_crypto_provider();
     if config.identity.is_empty() {
         config.identity = default_identity();
     }

@@ -42,6 +42,8 @@ pub fn kubeconfig_path() -> PathBuf {
 ///
 /// Fails with a message saying what to do when there is no cluster: tests must not skip silently.
 pub async fn client() -> Result<Client> {
+    // Two crypto providers are linked in the workspace (ring, aws-lc); pick ring, like the binaries.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let path = kubeconfig_path();
     let kubeconfig = Kubeconfig::read_from(&path).with_context(|| {
         format!(

@@ -48,7 +48,13 @@ impl AwsStore {
 
     /// A store in `region`, at `endpoint` when given, with static credentials when given.
     pub async fn new(region: &str, endpoint: Option<&str>, static_credentials: Option<(&str, &str)>) -> AwsStore {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_string()));
+        use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .http_client(http);
         if let Some(e) = endpoint {
             loader = loader.endpoint_url(e.trim_end_matches('/'));
         }
