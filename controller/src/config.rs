@@ -74,6 +74,20 @@ pub struct Config {
     #[arg(long, env = "INGRESS_TLS_SECRET", default_value = "", value_parser = parse_optional_name)]
     pub ingress_tls_secret: String,
 
+    /// The HTTP server's ServiceAccount, `namespace/name`: each sandbox namespace gets a RoleBinding
+    /// granting it SERVER_SECRETS_CLUSTER_ROLE there (it writes the apps' Secrets), so the server
+    /// can touch Secrets in sandbox namespaces and nowhere else. Empty: no RoleBinding.
+    #[arg(long, env = "SERVER_SERVICE_ACCOUNT", default_value = "", value_parser = parse_service_account)]
+    pub server_service_account: String,
+
+    /// ClusterRole bound to the server in each sandbox namespace.
+    #[arg(
+        long,
+        env = "SERVER_SECRETS_CLUSTER_ROLE",
+        default_value = "k8s-scheduler-server-secrets"
+    )]
+    pub server_secrets_cluster_role: String,
+
     /// cert-manager ClusterIssuer named in the Ingress annotation; empty: no annotation.
     #[arg(long, env = "CERT_MANAGER_ISSUER", default_value = "", value_parser = parse_optional_name)]
     pub cert_manager_issuer: String,
@@ -105,6 +119,16 @@ impl Config {
     /// A configuration for unit tests.
     pub fn for_tests() -> Self {
         Config::try_parse_from(["controller", "--deployment-domain", "example.com"]).expect("test config")
+    }
+}
+
+fn parse_service_account(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    match s.split_once('/') {
+        Some((ns, name)) if crds::is_dns_label(ns, 63) && crds::is_dns_label(name, 253) => Ok(s.to_string()),
+        _ => Err("expected namespace/name of a ServiceAccount, e.g. k8s-scheduler/k8s-scheduler-server".into()),
     }
 }
 

@@ -271,6 +271,31 @@ fn restarted_at_is_copied_onto_the_pods() {
 }
 
 #[test]
+fn the_server_may_write_secrets_only_in_sandbox_namespaces() {
+    let sb: UserSandbox = fixture("sandbox-alice.yaml");
+    let mut config = Config::for_tests();
+    assert!(build::sandbox::build(&sb, &config).server_role_binding.is_none());
+    config.server_service_account = "platform/k8s-scheduler-server".into();
+    let rb = build::sandbox::build(&sb, &config)
+        .server_role_binding
+        .expect("a RoleBinding");
+    assert_eq!(rb.metadata.namespace.as_deref(), Some(sb.spec.namespace.as_str()));
+    assert_eq!(
+        (rb.role_ref.kind.as_str(), rb.role_ref.name.as_str()),
+        ("ClusterRole", "k8s-scheduler-server-secrets")
+    );
+    let subject = &rb.subjects.unwrap()[0];
+    assert_eq!(
+        (
+            subject.kind.as_str(),
+            subject.name.as_str(),
+            subject.namespace.as_deref()
+        ),
+        ("ServiceAccount", "k8s-scheduler-server", Some("platform"))
+    );
+}
+
+#[test]
 fn sandbox_children_from_plan() {
     let sb: UserSandbox = fixture("sandbox-alice.yaml");
     let mut config = Config::for_tests();

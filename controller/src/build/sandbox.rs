@@ -40,7 +40,12 @@ pub struct SandboxChildren {
     pub network_policies: Vec<NetworkPolicy>,
     /// The default ServiceAccount, without token automount.
     pub service_account: ServiceAccount,
+    /// Lets the HTTP server write the apps' Secrets here (when SERVER_SERVICE_ACCOUNT is set).
+    pub server_role_binding: Option<k8s_openapi::api::rbac::v1::RoleBinding>,
 }
+
+/// Name of the RoleBinding that lets the HTTP server write Secrets in a sandbox namespace.
+pub const SERVER_ROLE_BINDING: &str = "k8s-scheduler-server";
 
 fn labels(sandbox: &str) -> Value {
     json!({ MANAGED_BY: MANAGER, SANDBOX_LABEL: sandbox })
@@ -157,12 +162,26 @@ pub fn build(sb: &UserSandbox, config: &Config) -> SandboxChildren {
         "metadata": { "name": "default", "namespace": ns },
         "automountServiceAccountToken": false,
     }));
+    let server_role_binding = config.server_service_account.split_once('/').map(|(sa_ns, sa)| {
+        typed(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta(SERVER_ROLE_BINDING),
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": config.server_secrets_cluster_role,
+            },
+            "subjects": [{ "kind": "ServiceAccount", "name": sa, "namespace": sa_ns }],
+        }))
+    });
     SandboxChildren {
         namespace,
         quota,
         limit_range,
         network_policies,
         service_account,
+        server_role_binding,
     }
 }
 

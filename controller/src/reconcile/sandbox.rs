@@ -94,6 +94,9 @@ async fn reconcile_inner(sb: &UserSandbox, ctx: &Context) -> Result<Action, Erro
     )
     .await?;
     ctx.apply(KIND, &children.service_account).await?;
+    if let Some(rb) = &children.server_role_binding {
+        ctx.apply(KIND, rb).await?;
+    }
 
     let status = UserSandboxStatus {
         namespace: Some(ns_name.clone()),
