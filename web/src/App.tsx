@@ -1,6 +1,7 @@
-import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import { QueryCache, QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import { ApiError } from "./api/client";
 import { BrowserRouter, Route, Routes } from "react-router";
-import { shouldRetry } from "./api/hooks";
+import { keys, shouldRetry } from "./api/hooks";
 import { LiveUpdates } from "./api/live";
 import { Layout } from "./components/Layout";
 import { RequireAuth } from "./components/RequireAuth";
@@ -18,12 +19,21 @@ import { Templates } from "./pages/Templates";
 import { Tokens } from "./pages/Tokens";
 
 export function makeQueryClient() {
-  return new QueryClient({
+  const client: QueryClient = new QueryClient({
+    // A 401 anywhere means the session ended: asking /api/me again sends the page to /signin.
+    queryCache: new QueryCache({
+      onError: (e, q) => {
+        if (e instanceof ApiError && e.status === 401 && q.queryKey[0] !== keys.me[0]) {
+          void client.invalidateQueries({ queryKey: keys.me });
+        }
+      },
+    }),
     defaultOptions: {
       queries: { retry: shouldRetry, staleTime: 5_000, refetchOnWindowFocus: true },
       mutations: { retry: false },
     },
   });
+  return client;
 }
 
 /** The routes; kept apart from the router so that tests can use a memory router. */

@@ -56,12 +56,14 @@ describe("status rendering", () => {
     expect(readiness({ services: [{ name: "web", replicas: 2, readyReplicas: 2 }] })).toBe("1/1 service ready");
   });
 
-  it("colours conditions: Degraded=True is bad, Ready=True is good", () => {
+  it("colours conditions: Degraded=True is bad, Ready=True is good, Progressing is neutral", () => {
     expect(conditionTone(c("Ready", "True"))).toBe("ok");
     expect(conditionTone(c("Ready", "False"))).toBe("error");
     expect(conditionTone(c("Degraded", "False"))).toBe("ok");
     expect(conditionTone(c("Degraded", "True"))).toBe("error");
-    expect(conditionTone(c("Progressing", "False"))).toBe("warn");
+    expect(conditionTone(c("Progressing", "True"))).toBe("progress");
+    expect(conditionTone(c("Progressing", "False"))).toBe("muted");
+    expect(conditionTone(c("Valid", "False"))).toBe("warn");
     expect(conditionTone(c("Ready", "Unknown"))).toBe("muted");
   });
 });

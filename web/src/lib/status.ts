@@ -62,9 +62,11 @@ export function statusOf(d: StatusInput): StatusView {
   return { label: d.phase || "Unknown", tone: "muted", detail: explain(d.reason, d.message) };
 }
 
-/** Colour of a condition row: True is good for Ready/Progressing, bad for Degraded. */
+/** Colour of a condition's status: True is good for Ready, bad for Degraded. */
 export function conditionTone(c: Condition): Tone {
   if (c.status === "Unknown") return "muted";
+  // Progressing is neither good nor bad: True while a change rolls out, False once done.
+  if (c.type === "Progressing") return c.status === "True" ? "progress" : "muted";
   const good = c.type === "Degraded" ? c.status === "False" : c.status === "True";
   if (good) return "ok";
   return c.type === "Degraded" || c.type === "Ready" ? "error" : "warn";

@@ -20,13 +20,15 @@ export function TemplateDetail() {
         <Link to="/templates">Templates</Link> <span aria-hidden="true">/</span> <span aria-current="page">{tpl.name}</span>
       </nav>
       <PageHeader title={tpl.displayName || tpl.name} subtitle={tpl.description}>
-        <Link
-          className="btn btn-primary"
-          to={`/templates/${encodeURIComponent(tpl.name)}/deploy`}
-          aria-disabled={tpl.valid === false || undefined}
-        >
-          Deploy
-        </Link>
+        {tpl.valid === false ? (
+          <button type="button" className="btn btn-primary" disabled title="This template is not valid">
+            Deploy
+          </button>
+        ) : (
+          <Link className="btn btn-primary" to={`/templates/${encodeURIComponent(tpl.name)}/deploy`}>
+            Deploy
+          </Link>
+        )}
       </PageHeader>
       <p className="tags">
         {tpl.category && <Badge tone="muted">{tpl.category}</Badge>}
