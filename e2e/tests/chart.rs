@@ -1,17 +1,24 @@
-//! The Helm chart: lint, rendering with each option, server-side dry-run, the values schema, and
-//! the operator's RBAC proved by running the controller with the chart ServiceAccount's token.
+//! The Helm chart: lint, rendering with each option, server-side dry-run, the values schema, the
+//! server's ConfigMap against the configuration reference, the migration hook, and the RBAC of
+//! both components proved with their ServiceAccounts' tokens: the controller and the HTTP server
+//! run against the cluster with them.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use crds::{Template, UserDeployment};
-use e2e::operator::{ControllerProcess, TestSandbox, create_deployment, is_ready_condition, kubectl};
+use e2e::operator::{
+    ControllerProcess, TestSandbox, create_deployment, ensure_crds, is_ready_condition, kubectl, workspace_binary,
+};
 use e2e::{unique_name, wait_for, with_namespace};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
+use serde_yaml::Value;
 
 /// Kubernetes version `helm template` renders for (the chart requires >= 1.30).
 const KUBE_VERSION: &str = "v1.36.3";
@@ -92,6 +99,162 @@ fn without_kind(rendered: &str, kind: &str) -> String {
         .join("\n---")
 }
 
+/// The rendered documents, parsed (comment-only documents dropped).
+fn documents(rendered: &str) -> Result<Vec<Value>> {
+    let mut docs = vec![];
+    for d in rendered.split("\n---") {
+        let v: Value = serde_yaml::from_str(d).with_context(|| format!("rendered YAML does not parse:\n{d}"))?;
+        if !v.is_null() {
+            docs.push(v);
+        }
+    }
+    Ok(docs)
+}
+
+/// The document of `kind` named `name`, if rendered.
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+    docs.iter()
+        .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
+}
+
+fn get<'a>(docs: &'a [Value], kind: &str, name: &str) -> Result<&'a Value> {
+    find(docs, kind, name).with_context(|| format!("no {kind} {name} rendered"))
+}
+
+/// The env of the operator Deployment `name` (literal values only).
+fn operator_env(docs: &[Value], name: &str) -> Result<BTreeMap<String, String>> {
+    let env = get(docs, "Deployment", name)?["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .context("env")?;
+    Ok(env
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?.to_string(), e["value"].as_str()?.to_string())))
+        .collect())
+}
+
+/// A ClusterRole's rules as (API group, resource, verbs): one group and one resource per rule, no
+/// resourceNames, nonResourceURLs or wildcards.
+fn rules_of(role: &Value) -> Result<Vec<(String, String, Vec<String>)>> {
+    let mut got = vec![];
+    for rule in role["rules"].as_sequence().context("rules")? {
+        let keys: Vec<&str> = rule
+            .as_mapping()
+            .context("rule")?
+            .keys()
+            .filter_map(|k| k.as_str())
+            .collect();
+        ensure!(
+            keys == ["apiGroups", "resources", "verbs"],
+            "only apiGroups, resources, verbs: {keys:?}"
+        );
+        let strings = |field: &str| -> Result<Vec<String>> {
+            let v: Vec<String> = serde_yaml::from_value(rule[field].clone())?;
+            ensure!(!v.iter().any(|s| s.contains('*')), "no wildcards: {v:?}");
+            Ok(v)
+        };
+        let (groups, resources, verbs) = (strings("apiGroups")?, strings("resources")?, strings("verbs")?);
+        ensure!(
+            groups.len() == 1 && resources.len() == 1,
+            "one group and resource per rule: {rule:?}"
+        );
+        got.push((groups[0].clone(), resources[0].clone(), verbs));
+    }
+    Ok(got)
+}
+
+fn rules(list: &[(&str, &str, &[&str])]) -> Vec<(String, String, Vec<String>)> {
+    list.iter()
+        .map(|(g, r, v)| (g.to_string(), r.to_string(), v.iter().map(|s| s.to_string()).collect()))
+        .collect()
+}
+
+/// The server's ConfigMap data as strings (every value must be a string).
+fn config_data(docs: &[Value]) -> Result<BTreeMap<String, String>> {
+    let data = get(docs, "ConfigMap", SERVER_CONFIG)?["data"]
+        .as_mapping()
+        .context("the ConfigMap has data")?;
+    data.iter()
+        .map(|(k, v)| {
+            let k = k.as_str().context("string key")?.to_string();
+            let v = v
+                .as_str()
+                .with_context(|| format!("{k} is a string: {v:?}"))?
+                .to_string();
+            Ok((k, v))
+        })
+        .collect()
+}
+
+/// `kubectl apply` of these documents into `ns`.
+fn apply_documents(ns: &str, docs: &[&Value]) -> Result<()> {
+    let yaml = docs
+        .iter()
+        .map(serde_yaml::to_string)
+        .collect::<Result<Vec<_>, _>>()?
+        .join("---\n");
+    let (ok, out) = kubectl_stdin(&["apply", "-n", ns, "-f", "-"], &yaml)?;
+    ensure!(ok, "kubectl apply: {out}");
+    Ok(())
+}
+
+/// The documents of the RBAC kinds whose names start with `prefix`.
+fn rbac_documents<'a>(docs: &'a [Value], prefix: &str) -> Vec<&'a Value> {
+    docs.iter()
+        .filter(|d| {
+            [
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+            ]
+            .contains(&d["kind"].as_str().unwrap_or_default())
+                && d["metadata"]["name"].as_str().is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect()
+}
+
+/// A kubeconfig authenticating as ServiceAccount `sa` of `ns` (a one-hour token).
+fn service_account_kubeconfig(sa: &str, ns: &str) -> Result<PathBuf> {
+    let (ok, token) = output({
+        let mut c = kubectl();
+        c.args(["create", "token", sa, "-n", ns, "--duration=1h"]);
+        c
+    })?;
+    ensure!(ok, "kubectl create token: {token}");
+    token_kubeconfig(token.trim())
+}
+
+/// Deletes the cluster-scoped ClusterRole and ClusterRoleBinding named `name` (test cleanup).
+fn delete_cluster_rbac(name: &str) {
+    for kind in ["clusterrole", "clusterrolebinding"] {
+        let _ = kubectl().args(["delete", kind, name, "--ignore-not-found"]).output();
+    }
+}
+
+/// `kubectl auth can-i` with the kubeconfig of a ServiceAccount: true for "yes".
+fn can_i(kubeconfig: &std::path::Path, args: &[&str]) -> Result<bool> {
+    let out = Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["auth", "can-i"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match stdout.split_whitespace().next() {
+        Some("yes") => Ok(true),
+        Some("no") => Ok(false),
+        other => bail!(
+            "kubectl auth can-i {args:?}: {other:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// Name of the server's ConfigMap (fixed by the configuration reference).
+const SERVER_CONFIG: &str = "k8s-scheduler-server-config";
+
 #[test]
 fn helm_lint_passes() -> Result<()> {
     let mut cmd = helm();
@@ -107,6 +270,13 @@ fn schema_rejects_wrong_types() -> Result<()> {
         ("operator.replicas=two", "replicas"),
         ("operator.leaderElection.enabled=maybe", "enabled"),
         ("operator.concurrency=0", "concurrency"),
+        ("session.backend=bogus", "backend"),
+        ("secrets.backend=s3", "backend"),
+        ("server.replicas=two", "replicas"),
+        ("session.duration=a day", "duration"),
+        ("kubernetes.namespaceTemplate=sandbox", "namespaceTemplate"),
+        ("vault.address=vault:8200", "address"),
+        ("server.ingress.enabeld=true", "enabeld"),
     ] {
         let mut cmd = helm();
         cmd.args(["template", "x", &chart(), "--kube-version", KUBE_VERSION, "--set", set]);
@@ -117,10 +287,51 @@ fn schema_rejects_wrong_types() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn memory_sessions_need_a_single_replica() -> Result<()> {
+    let mut cmd = helm();
+    cmd.args([
+        "template",
+        "x",
+        &chart(),
+        "--kube-version",
+        KUBE_VERSION,
+        "--set",
+        "session.backend=memory",
+    ]);
+    let (ok, out) = output(cmd)?;
+    ensure!(
+        !ok && out.contains("server.replicas=1"),
+        "memory sessions with 2 replicas: {out}"
+    );
+    render("x", "ns", &["session.backend=memory", "server.replicas=1"])?;
+    let mut cmd = helm();
+    cmd.args([
+        "template",
+        "x",
+        &chart(),
+        "--kube-version",
+        KUBE_VERSION,
+        "--set",
+        "secrets.backend=aws",
+    ]);
+    let (ok, out) = output(cmd)?;
+    ensure!(!ok && out.contains("secrets.awsRegion"), "aws without a region: {out}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn every_option_renders_and_passes_server_dry_run() -> Result<()> {
     with_namespace(|_client, ns| async move {
-        let options: [&[&str]; 6] = [
+        // Pod Security "restricted" warns (at the workload level) about any pod template of the
+        // chart that would not run in a restricted namespace.
+        let (ok, out) = output({
+            let mut c = kubectl();
+            c.args(["label", "namespace", &ns, "pod-security.kubernetes.io/warn=restricted"]);
+            c
+        })?;
+        ensure!(ok, "labelling the namespace: {out}");
+        let options: [&[&str]; 12] = [
             &[],
             &["operator.leaderElection.enabled=false", "operator.replicas=1"],
             &[
@@ -130,6 +341,7 @@ async fn every_option_renders_and_passes_server_dry_run() -> Result<()> {
             &[
                 "networkPolicy.enabled=false",
                 "operator.podDisruptionBudget.enabled=false",
+                "server.podDisruptionBudget.enabled=false",
             ],
             &[
                 "operator.ingress.certManagerIssuer=letsencrypt",
@@ -139,26 +351,379 @@ async fn every_option_renders_and_passes_server_dry_run() -> Result<()> {
                 "metrics.serviceMonitor.enabled=true",
                 "operator.disableNetworkPolicies=true",
             ],
+            &[
+                "server.ingress.enabled=true",
+                "server.ingress.className=traefik",
+                "server.ingress.host=portal.acme.io",
+                "server.ingress.tlsSecret=portal-tls",
+                "server.ingress.certManagerIssuer=letsencrypt",
+                "server.ingress.annotations.nginx\\.ingress\\.kubernetes\\.io/proxy-buffering=off",
+            ],
+            &["vault.agentInject.enabled=false", "server.migrations.enabled=false"],
+            &[
+                "secrets.backend=aws",
+                "secrets.awsRegion=eu-west-1",
+                "session.backend=redis",
+                "server.image.tag=0.2.0",
+                "server.image.pullPolicy=Always",
+            ],
+            &[
+                "secrets.backend=database",
+                "session.backend=memory",
+                "server.replicas=1",
+                "session.cookieSecure=false",
+                "session.duration=168h",
+                "kubernetes.namespaceTemplate=tenant-%s",
+                "kubernetes.reconcileInterval=1m",
+            ],
+            &[
+                "server.email.provider=smtp",
+                "server.email.smtp.host=smtp.acme.io",
+                "server.email.smtp.username=apikey",
+                "server.billing.enabled=true",
+                "server.reactUI=false",
+                "server.existingSecret=my-server-secrets",
+                "server.extraEnv[0].name=RUST_LOG",
+                "server.extraEnv[0].value=debug",
+            ],
+            &[
+                "networkPolicy.serverAllowFrom[0].namespaceSelector.matchLabels.team=monitoring",
+                "server.nodeSelector.pool=system",
+                "server.tolerations[0].key=dedicated",
+                "server.tolerations[0].operator=Exists",
+                "server.migrations.ttlSecondsAfterFinished=60",
+            ],
         ];
         for sets in options {
             let release = unique_name("r");
             let rendered = render(&release, &ns, sets)?;
+            let docs = documents(&rendered)?;
+            get(&docs, "Deployment", &format!("{release}-operator"))?;
+            get(&docs, "Deployment", &format!("{release}-server"))?;
+            get(&docs, "ConfigMap", SERVER_CONFIG)?;
+            let has = |set: &str| sets.contains(&set);
             ensure!(
-                rendered.contains("kind: Deployment"),
-                "{sets:?}: no operator Deployment"
+                find(&docs, "ServiceMonitor", &format!("{release}-operator")).is_some()
+                    == has("metrics.serviceMonitor.enabled=true"),
+                "{sets:?}: ServiceMonitor"
             );
-            if sets.contains(&"metrics.serviceMonitor.enabled=true") {
-                ensure!(rendered.contains("kind: ServiceMonitor"), "ServiceMonitor rendered");
-            }
+            ensure!(
+                find(&docs, "Ingress", &format!("{release}-server")).is_some() == has("server.ingress.enabled=true"),
+                "{sets:?}: server Ingress"
+            );
+            ensure!(
+                find(&docs, "Job", &format!("{release}-server-migrate")).is_some()
+                    != has("server.migrations.enabled=false"),
+                "{sets:?}: migration Job"
+            );
+            ensure!(
+                find(&docs, "NetworkPolicy", &format!("{release}-server")).is_some()
+                    != has("networkPolicy.enabled=false"),
+                "{sets:?}: server NetworkPolicy"
+            );
+            ensure!(
+                find(&docs, "PodDisruptionBudget", &format!("{release}-server")).is_some()
+                    != has("server.podDisruptionBudget.enabled=false"),
+                "{sets:?}: server PodDisruptionBudget"
+            );
             let (ok, out) = kubectl_stdin(
                 &["apply", "--dry-run=server", "-n", &ns, "-f", "-"],
                 &without_kind(&rendered, "ServiceMonitor"),
             )?;
             ensure!(ok, "{sets:?}: server dry-run failed: {out}");
+            ensure!(
+                !out.contains("PodSecurity"),
+                "{sets:?}: a pod template breaks Pod Security \"restricted\": {out}"
+            );
         }
         Ok(())
     })
     .await
+}
+
+#[test]
+fn server_configmap_has_the_keys_of_the_configuration_reference() -> Result<()> {
+    let docs = documents(&render("r", "platform", &["domain=acme.io", "session.backend=redis"])?)?;
+    let data = config_data(&docs)?;
+    // The "ConfigMap (Helm)" section of the configuration reference, for these values.
+    let reference = [
+        ("BASE_URL", "https://app.acme.io"),
+        ("DEPLOYMENT_DOMAIN", "acme.io"),
+        ("GOOGLE_REDIRECT_URL", "https://app.acme.io/oauth2/callback"),
+        ("KUBERNETES_ENABLED", "true"),
+        ("KUBERNETES_NAMESPACE", "sandbox-%s"),
+        ("SESSION_BACKEND", "redis"),
+        ("SESSION_DURATION", "24h"),
+        ("COOKIE_SECURE", "true"),
+        ("SECRETS_BACKEND", "vault"),
+        ("VAULT_ADDR", "http://vault.vault.svc.cluster.local:8200"),
+        ("VAULT_MOUNT_PATH", "secret"),
+    ];
+    // Further non-secret settings of the chart.
+    let extra = [
+        ("VAULT_TOKEN_FILE", "/vault/secrets/token"),
+        ("REACT_UI", "true"),
+        ("SERVER_ADDR", ":8081"),
+        ("PLATFORM_NAMESPACE", "platform"),
+        ("KUBERNETES_RECONCILE_INTERVAL", "30s"),
+        ("BILLING_ENABLED", "false"),
+        ("SMTP_PORT", "587"),
+    ];
+    for (key, want) in reference.iter().chain(&extra) {
+        ensure!(
+            data.get(*key).map(String::as_str) == Some(*want),
+            "{key}: want {want:?}, got {:?}",
+            data.get(*key)
+        );
+    }
+    ensure!(
+        data.len() == reference.len() + extra.len(),
+        "no other keys: {:?}",
+        data.keys()
+    );
+    let cm = get(&docs, "ConfigMap", SERVER_CONFIG)?;
+    ensure!(
+        cm["metadata"]["namespace"].as_str() == Some("platform"),
+        "in the release namespace"
+    );
+
+    // Every value follows its setting.
+    let docs = documents(&render(
+        "r",
+        "platform",
+        &[
+            "domain=apps.example.org",
+            "server.ingress.host=portal.example.org",
+            "kubernetes.namespaceTemplate=tenant-%s",
+            "session.duration=168h",
+            "session.cookieSecure=false",
+            "secrets.backend=aws",
+            "secrets.awsRegion=us-east-1",
+            "vault.address=https://vault.example.org:8200",
+            "vault.mountPath=kv",
+            "server.reactUI=false",
+            "server.email.provider=smtp",
+            "server.email.smtp.host=smtp.example.org",
+            "server.email.smtp.port=2525",
+            "server.email.smtp.username=mailer",
+        ],
+    )?)?;
+    let data = config_data(&docs)?;
+    for (key, want) in [
+        ("BASE_URL", Some("https://portal.example.org")),
+        (
+            "GOOGLE_REDIRECT_URL",
+            Some("https://portal.example.org/oauth2/callback"),
+        ),
+        ("DEPLOYMENT_DOMAIN", Some("apps.example.org")),
+        ("KUBERNETES_NAMESPACE", Some("tenant-%s")),
+        ("SESSION_BACKEND", Some("postgres")),
+        ("SESSION_DURATION", Some("168h")),
+        ("COOKIE_SECURE", Some("false")),
+        ("SECRETS_BACKEND", Some("aws")),
+        ("AWS_REGION", Some("us-east-1")),
+        ("VAULT_ADDR", Some("https://vault.example.org:8200")),
+        ("VAULT_MOUNT_PATH", Some("kv")),
+        ("VAULT_TOKEN_FILE", None),
+        ("REACT_UI", Some("false")),
+        ("EMAIL_PROVIDER", Some("smtp")),
+        ("SMTP_HOST", Some("smtp.example.org")),
+        ("SMTP_PORT", Some("2525")),
+        ("SMTP_USERNAME", Some("mailer")),
+    ] {
+        ensure!(
+            data.get(key).map(String::as_str) == want,
+            "{key}: want {want:?}, got {:?}",
+            data.get(key)
+        );
+    }
+    // Secrets never go into the ConfigMap.
+    for key in [
+        "GOOGLE_CLIENT_ID",
+        "GOOGLE_CLIENT_SECRET",
+        "DATABASE_DSN",
+        "SECRETS_ENCRYPTION_KEY",
+        "REDIS_ADDR",
+        "VAULT_TOKEN",
+        "STRIPE_API_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "SMTP_PASSWORD",
+        "SENDGRID_API_KEY",
+        "ANTHROPIC_API_KEY",
+    ] {
+        ensure!(!data.contains_key(key), "{key} is a secret, not ConfigMap data");
+    }
+
+    // The server reads the ConfigMap and the Secret (optional, named by server.existingSecret).
+    let docs = documents(&render("r", "platform", &["server.existingSecret=mine"])?)?;
+    let deployment = get(&docs, "Deployment", "r-server")?;
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let env_from = serde_json::to_value(&container["envFrom"])?;
+    ensure!(
+        env_from
+            == json!([
+                { "configMapRef": { "name": SERVER_CONFIG } },
+                { "secretRef": { "name": "mine", "optional": true } },
+            ]),
+        "envFrom: {env_from}"
+    );
+    ensure!(
+        container["image"].as_str() == Some("ghcr.io/k8s-scheduler/apiserver:0.1.0"),
+        "image tag = appVersion"
+    );
+    ensure!(
+        deployment["spec"]["replicas"].as_i64() == Some(2),
+        "2 replicas by default"
+    );
+    ensure!(
+        serde_json::to_value(&container["ports"])?
+            == json!([{ "name": "http", "containerPort": 8081, "protocol": "TCP" }]),
+        "port 8081 named http"
+    );
+    ensure!(
+        container["livenessProbe"]["httpGet"]["path"].as_str() == Some("/health"),
+        "liveness /health"
+    );
+    ensure!(
+        container["readinessProbe"]["httpGet"]["path"].as_str() == Some("/readyz"),
+        "readiness /readyz"
+    );
+    let service = get(&docs, "Service", "r-server")?;
+    ensure!(
+        serde_json::to_value(&service["spec"]["ports"])?
+            == json!([{ "name": "http", "port": 80, "targetPort": "http", "protocol": "TCP" }]),
+        "Service 80 -> http"
+    );
+    Ok(())
+}
+
+/// The pod template of a Deployment or Job is Pod Security "restricted".
+fn ensure_restricted(pod: &Value, what: &str) -> Result<()> {
+    let psc = &pod["securityContext"];
+    ensure!(psc["runAsNonRoot"].as_bool() == Some(true), "{what}: runAsNonRoot");
+    ensure!(
+        psc["seccompProfile"]["type"].as_str() == Some("RuntimeDefault"),
+        "{what}: seccomp RuntimeDefault"
+    );
+    for c in pod["containers"].as_sequence().context("containers")? {
+        let sc = &c["securityContext"];
+        ensure!(
+            sc["allowPrivilegeEscalation"].as_bool() == Some(false),
+            "{what}: allowPrivilegeEscalation"
+        );
+        ensure!(
+            sc["readOnlyRootFilesystem"].as_bool() == Some(true),
+            "{what}: readOnlyRootFilesystem"
+        );
+        ensure!(
+            serde_json::to_value(&sc["capabilities"]["drop"])? == json!(["ALL"]),
+            "{what}: capabilities drop ALL"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn migration_job_is_a_hook_running_migrate_only() -> Result<()> {
+    let docs = documents(&render("r", "platform", &["domain=acme.io"])?)?;
+    let job = get(&docs, "Job", "r-server-migrate")?;
+    let annotations = &job["metadata"]["annotations"];
+    ensure!(
+        annotations["helm.sh/hook"].as_str() == Some("pre-install,pre-upgrade"),
+        "hook: {annotations:?}"
+    );
+    ensure!(
+        annotations["helm.sh/hook-delete-policy"].as_str() == Some("before-hook-creation,hook-succeeded"),
+        "hook-delete-policy: {annotations:?}"
+    );
+    ensure!(job["spec"]["backoffLimit"].as_i64() == Some(3), "backoffLimit 3");
+    ensure!(
+        job["spec"]["ttlSecondsAfterFinished"].as_i64().is_some(),
+        "ttlSecondsAfterFinished"
+    );
+    let pod = &job["spec"]["template"]["spec"];
+    ensure_restricted(pod, "migration Job")?;
+    ensure!(pod["restartPolicy"].as_str() == Some("Never"), "restartPolicy Never");
+    ensure!(
+        pod["automountServiceAccountToken"].as_bool() == Some(false),
+        "no API token"
+    );
+    ensure!(
+        job["spec"]["template"]["metadata"]["annotations"].is_null(),
+        "no Vault Agent sidecar: it would keep the Job running"
+    );
+    let container = &pod["containers"][0];
+    ensure!(
+        container["image"].as_str()
+            == get(&docs, "Deployment", "r-server")?["spec"]["template"]["spec"]["containers"][0]["image"].as_str(),
+        "the server's image"
+    );
+    ensure!(
+        serde_json::to_value(&container["args"])? == json!(["--migrate-only"]),
+        "runs apiserver --migrate-only: {:?}",
+        container["args"]
+    );
+    // The ConfigMap's data as env (the hook runs before the ConfigMap exists), the Secret as envFrom.
+    let env: BTreeMap<String, String> = container["env"]
+        .as_sequence()
+        .context("env")?
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap_or_default().to_string(),
+                e["value"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    ensure!(
+        env == config_data(&docs)?,
+        "the Job's env is the ConfigMap's data: {env:?}"
+    );
+    ensure!(
+        serde_json::to_value(&container["envFrom"])?
+            == json!([{ "secretRef": { "name": "k8s-scheduler-server", "optional": true } }]),
+        "DATABASE_DSN from the Secret"
+    );
+
+    let docs = documents(&render("r", "platform", &["server.migrations.enabled=false"])?)?;
+    ensure!(find(&docs, "Job", "r-server-migrate").is_none(), "no Job when disabled");
+    Ok(())
+}
+
+#[test]
+fn vault_agent_annotations_by_default_and_not_when_disabled() -> Result<()> {
+    let pod_annotations = |sets: &[&str]| -> Result<(Value, BTreeMap<String, String>)> {
+        let docs = documents(&render("r", "platform", sets)?)?;
+        let pod = get(&docs, "Deployment", "r-server")?["spec"]["template"].clone();
+        ensure_restricted(&pod["spec"], "server Deployment")?;
+        Ok((pod["metadata"]["annotations"].clone(), config_data(&docs)?))
+    };
+    let (annotations, data) = pod_annotations(&["vault.agentInject.role=scheduler"])?;
+    for (key, want) in [
+        ("vault.hashicorp.com/agent-inject", "true"),
+        ("vault.hashicorp.com/role", "scheduler"),
+        ("vault.hashicorp.com/agent-inject-token", "true"),
+    ] {
+        ensure!(annotations[key].as_str() == Some(want), "{key}: {annotations:?}");
+    }
+    ensure!(
+        data.get("VAULT_TOKEN_FILE").map(String::as_str) == Some("/vault/secrets/token"),
+        "VAULT_TOKEN_FILE"
+    );
+
+    for sets in [&["vault.agentInject.enabled=false"][..], &["secrets.backend=database"]] {
+        let (annotations, data) = pod_annotations(sets)?;
+        let vault: Vec<&str> = annotations
+            .as_mapping()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, _)| k.as_str())
+            .filter(|k| k.starts_with("vault.hashicorp.com/"))
+            .collect();
+        ensure!(vault.is_empty(), "{sets:?}: no Vault annotations: {vault:?}");
+        ensure!(!data.contains_key("VAULT_TOKEN_FILE"), "{sets:?}: no VAULT_TOKEN_FILE");
+    }
+    Ok(())
 }
 
 /// Writes a kubeconfig that authenticates with `token` against the cluster under test.
@@ -181,27 +746,22 @@ fn token_kubeconfig(token: &str) -> Result<PathBuf> {
 async fn operator_runs_with_the_chart_rbac_and_nothing_more() -> Result<()> {
     with_namespace(|client, ns| async move {
         let release = unique_name("rbac");
-        let rendered = render(&release, &ns, &[])?;
-        // Only the RBAC documents: the operator itself runs here as a process.
-        let rbac: Vec<&str> = rendered
-            .split("\n---")
-            .filter(|d| {
-                ["kind: ServiceAccount", "kind: ClusterRole", "kind: ClusterRoleBinding", "kind: Role", "kind: RoleBinding"]
-                    .iter()
-                    .any(|k| d.lines().any(|l| l.trim() == *k))
-            })
-            .collect();
-        ensure!(rbac.len() == 5, "ServiceAccount, ClusterRole(+Binding), Role(+Binding): {}", rbac.len());
-        let (ok, out) = kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], &rbac.join("\n---"))?;
-        ensure!(ok, "applying the chart RBAC: {out}");
+        let docs = documents(&render(&release, &ns, &[])?)?;
+        // Only the operator's RBAC documents: the operator itself runs here as a process.
         let sa = format!("{release}-operator");
-        let (ok, token) = output({
-            let mut c = kubectl();
-            c.args(["create", "token", &sa, "-n", &ns, "--duration=1h"]);
-            c
-        })?;
-        ensure!(ok, "kubectl create token: {token}");
-        let kubeconfig = token_kubeconfig(token.trim())?;
+        let rbac = rbac_documents(&docs, &sa);
+        ensure!(rbac.len() == 5, "ServiceAccount, ClusterRole(+Binding), Role(+Binding): {}", rbac.len());
+        apply_documents(&ns, &rbac)?;
+        // The ClusterRole the operator binds to the server in each sandbox namespace.
+        let secrets_role = format!("{release}-server-secrets");
+        apply_documents(&ns, &[get(&docs, "ClusterRole", &secrets_role)?])?;
+        let operator_env = operator_env(&docs, &sa)?;
+        ensure!(
+            operator_env.get("SERVER_SERVICE_ACCOUNT") == Some(&format!("{ns}/{release}-server"))
+                && operator_env.get("SERVER_SECRETS_CLUSTER_ROLE") == Some(&secrets_role),
+            "the operator binds the server's ServiceAccount to {secrets_role}: {operator_env:?}"
+        );
+        let kubeconfig = service_account_kubeconfig(&sa, &ns)?;
 
         // Something the operator must not do: read Secrets.
         let (ok, out) = output({
@@ -219,6 +779,8 @@ async fn operator_runs_with_the_chart_rbac_and_nothing_more() -> Result<()> {
             ("LEASE_NAMESPACE", ns.clone()),
             ("LEASE_NAME", sa.clone()),
             ("CLUSTER_SECRET_STORE", String::new()),
+            ("SERVER_SERVICE_ACCOUNT", operator_env["SERVER_SERVICE_ACCOUNT"].clone()),
+            ("SERVER_SECRETS_CLUSTER_ROLE", secrets_role.clone()),
         ]);
         let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut ctrl = ControllerProcess::start_with_kubeconfig(&kubeconfig, &env_ref)?;
@@ -240,6 +802,10 @@ async fn operator_runs_with_the_chart_rbac_and_nothing_more() -> Result<()> {
             create_deployment(&uds, &ud).await?;
             wait_for(&uds, "app", Duration::from_secs(90), "Ready with the chart's RBAC", is_ready_condition::<UserDeployment>)
                 .await?;
+            // The server's RoleBinding in the sandbox namespace (needs `bind` on the ClusterRole).
+            let rb: Api<RoleBinding> = Api::namespaced(client.clone(), tns);
+            let rb = rb.get("k8s-scheduler-server").await.context("the server's RoleBinding in the sandbox")?;
+            ensure!(rb.role_ref.name == secrets_role, "RoleBinding to {secrets_role}: {:?}", rb.role_ref);
             Ok::<_, anyhow::Error>(())
         }
         .await;
@@ -250,13 +816,303 @@ async fn operator_runs_with_the_chart_rbac_and_nothing_more() -> Result<()> {
         let logs = ctrl.logs();
         ctrl.kill();
         let _ = std::fs::remove_file(&kubeconfig);
-        for kind in ["clusterrole", "clusterrolebinding"] {
-            let _ = kubectl().args(["delete", kind, &sa, "--ignore-not-found"]).output();
-        }
+        delete_cluster_rbac(&sa);
+        delete_cluster_rbac(&secrets_role);
         scenario.with_context(|| format!("controller log:\n{logs}"))?;
         let denied = scenario_logs.lines().any(|l| l.contains("forbidden") && l.contains("cannot "));
         ensure!(!denied, "the operator hit an RBAC denial:\n{scenario_logs}");
         cleanup
+    })
+    .await
+}
+
+/// The server's ClusterRole, rule by rule (see templates/server-rbac.yaml).
+const SERVER_RULES: &[(&str, &str, &[&str])] = &[
+    (
+        "k8s-scheduler.io",
+        "userdeployments",
+        &["get", "list", "watch", "create", "update", "patch", "delete"],
+    ),
+    (
+        "k8s-scheduler.io",
+        "templates",
+        &["get", "list", "watch", "create", "update", "patch", "delete"],
+    ),
+    (
+        "k8s-scheduler.io",
+        "usersandboxes",
+        &["get", "list", "watch", "create", "update", "patch"],
+    ),
+    ("", "events", &["get", "list", "watch"]),
+];
+
+/// The ClusterRole the operator binds to the server in each sandbox namespace.
+const SERVER_SECRETS_RULES: &[(&str, &str, &[&str])] =
+    &[("", "secrets", &["create", "update", "patch", "delete", "get"])];
+
+#[tokio::test]
+async fn server_rbac_grants_exactly_the_listed_rules() -> Result<()> {
+    with_namespace(|_client, ns| async move {
+        let release = unique_name("srv");
+        let sa = format!("{release}-server");
+        let secrets_role = format!("{sa}-secrets");
+        let docs = documents(&render(&release, &ns, &[])?)?;
+
+        // The rendered rules are exactly the lists.
+        let got = rules_of(get(&docs, "ClusterRole", &sa)?)?;
+        let want = rules(SERVER_RULES);
+        ensure!(got == want, "server ClusterRole rules:\n got {got:?}\nwant {want:?}");
+        let got = rules_of(get(&docs, "ClusterRole", &secrets_role)?)?;
+        let want = rules(SERVER_SECRETS_RULES);
+        ensure!(
+            got == want,
+            "server-secrets ClusterRole rules:\n got {got:?}\nwant {want:?}"
+        );
+
+        // Only the first is bound cluster-wide; the operator binds the second per sandbox.
+        let rbac = rbac_documents(&docs, &sa);
+        ensure!(
+            rbac.len() == 4,
+            "ServiceAccount, ClusterRole(+Binding), server-secrets ClusterRole: {}",
+            rbac.len()
+        );
+        let bindings: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["kind"].as_str().is_some_and(|k| k.ends_with("RoleBinding")))
+            .filter(|d| {
+                d["subjects"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .any(|s| s["name"].as_str() == Some(&sa))
+            })
+            .collect();
+        ensure!(
+            bindings.len() == 1,
+            "one binding of the server's ServiceAccount: {bindings:?}"
+        );
+        ensure!(
+            bindings[0]["kind"].as_str() == Some("ClusterRoleBinding")
+                && bindings[0]["roleRef"]["name"].as_str() == Some(&sa)
+                && serde_json::to_value(&bindings[0]["subjects"])?
+                    == json!([{ "kind": "ServiceAccount", "name": sa, "namespace": ns }]),
+            "the ClusterRoleBinding of {sa}: {:?}",
+            bindings[0]
+        );
+        ensure!(
+            get(&docs, "Deployment", &sa)?["spec"]["template"]["spec"]["serviceAccountName"].as_str() == Some(&sa),
+            "the server runs as its own ServiceAccount"
+        );
+
+        // What the API server makes of it, asked with the ServiceAccount's own token.
+        apply_documents(&ns, &rbac)?;
+        let checks = async {
+            let kubeconfig = service_account_kubeconfig(&sa, &ns)?;
+            // The test namespace plays a sandbox namespace: the RoleBinding the operator makes there.
+            let role_binding = json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": { "name": "k8s-scheduler-server", "namespace": ns },
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": secrets_role },
+                "subjects": [{ "kind": "ServiceAccount", "name": sa, "namespace": ns }],
+            });
+            let (ok, out) = kubectl_stdin(&["apply", "-f", "-"], &serde_json::to_string(&role_binding)?)?;
+            ensure!(ok, "the sandbox's RoleBinding: {out}");
+            let other_ns = "sandbox-someone-else";
+            let result = (|| {
+                for args in [
+                    &["create", "userdeployments.k8s-scheduler.io", "-n", other_ns][..],
+                    &["delete", "userdeployments.k8s-scheduler.io", "-n", other_ns],
+                    &["watch", "userdeployments.k8s-scheduler.io", "--all-namespaces"],
+                    &["create", "templates.k8s-scheduler.io", "-n", other_ns],
+                    &["create", "usersandboxes.k8s-scheduler.io"],
+                    &["watch", "usersandboxes.k8s-scheduler.io"],
+                    &["list", "events", "-n", other_ns],
+                    &["create", "secrets", "-n", &ns],
+                    &["get", "secrets", "-n", &ns],
+                    &["delete", "secrets", "-n", &ns],
+                ] {
+                    ensure!(can_i(&kubeconfig, args)?, "the server may {args:?}");
+                }
+                for args in [
+                    &["list", "pods", "-n", other_ns][..],
+                    &["list", "pods", "--all-namespaces"],
+                    &["create", "namespaces"],
+                    &["create", "deployments.apps", "-n", other_ns],
+                    &["delete", "usersandboxes.k8s-scheduler.io"],
+                    &[
+                        "update",
+                        "userdeployments.k8s-scheduler.io",
+                        "--subresource=status",
+                        "-n",
+                        other_ns,
+                    ],
+                    &["create", "events", "-n", other_ns],
+                    &["create", "clusterrolebindings.rbac.authorization.k8s.io"],
+                    // Secrets: only in the sandbox namespace that binds it, and never listed.
+                    &["list", "secrets", "-n", &ns],
+                    &["create", "secrets", "-n", other_ns],
+                    &["get", "secrets", "-n", "kube-system"],
+                ] {
+                    ensure!(!can_i(&kubeconfig, args)?, "the server must not {args:?}");
+                }
+                Ok(())
+            })();
+            let _ = std::fs::remove_file(&kubeconfig);
+            result
+        }
+        .await;
+        delete_cluster_rbac(&sa);
+        delete_cluster_rbac(&secrets_role);
+        checks
+    })
+    .await
+}
+
+/// The apiserver binary as a child process; killed when dropped.
+struct ServerProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// The apiserver binary with exactly `env` (and PATH), output to a log file.
+fn apiserver(env: &BTreeMap<String, String>, args: &[&str]) -> Result<(Command, PathBuf)> {
+    let log = std::env::temp_dir().join(format!("{}.log", unique_name("apiserver")));
+    let file = std::fs::File::create(&log)?;
+    let mut cmd = Command::new(workspace_binary("apiserver")?);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file);
+    Ok((cmd, log))
+}
+
+#[tokio::test]
+async fn server_runs_with_the_chart_config_and_rbac() -> Result<()> {
+    with_namespace(|client, ns| async move {
+        ensure_crds(&client).await?;
+        let release = unique_name("srv");
+        let sa = format!("{release}-server");
+        // The database secrets backend: the Vault token file of the default exists only in a pod.
+        let docs = documents(&render(&release, &ns, &["domain=acme.io", "secrets.backend=database"])?)?;
+        let config = config_data(&docs)?;
+        ensure!(
+            config["SESSION_BACKEND"] == "postgres",
+            "sessions in PostgreSQL by default"
+        );
+        let db = e2e::services::fresh_postgres().await?;
+        // What the Secret holds.
+        let secret: BTreeMap<String, String> = [
+            ("DATABASE_DSN", db.url.as_str()),
+            ("GOOGLE_CLIENT_ID", "chart-test.apps.googleusercontent.com"),
+            ("GOOGLE_CLIENT_SECRET", "chart-test-secret"),
+            ("SECRETS_ENCRYPTION_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+
+        // The migration Job's container: its env and the Secret, `--migrate-only`.
+        let job =
+            &get(&docs, "Job", &format!("{release}-server-migrate"))?["spec"]["template"]["spec"]["containers"][0];
+        let mut env: BTreeMap<String, String> = job["env"]
+            .as_sequence()
+            .context("env")?
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap_or_default().into(),
+                    e["value"].as_str().unwrap_or_default().into(),
+                )
+            })
+            .collect();
+        env.extend(secret.clone());
+        let args: Vec<String> = serde_yaml::from_value(job["args"].clone())?;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (mut cmd, log) = apiserver(&env, &args)?;
+        let status = cmd.status()?;
+        let migrate_log = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        ensure!(
+            status.success(),
+            "apiserver --migrate-only with the Job's env: {migrate_log}"
+        );
+
+        // The server: the ConfigMap and the Secret as env, the ServiceAccount's token, the
+        // chart's RBAC. Only the listen address differs (a free loopback port).
+        let rbac = rbac_documents(&docs, &sa);
+        apply_documents(&ns, &rbac)?;
+        let outcome = async {
+            let kubeconfig = service_account_kubeconfig(&sa, &ns)?;
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let mut env = config.clone();
+            env.extend(secret.clone());
+            env.insert("SERVER_ADDR".into(), format!("127.0.0.1:{port}"));
+            env.insert("KUBECONFIG_PATH".into(), kubeconfig.display().to_string());
+            let (mut cmd, log) = apiserver(&env, &[])?;
+            let server = ServerProcess {
+                child: cmd.spawn()?,
+                log,
+            };
+            let result = async {
+                let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+                let base = format!("http://127.0.0.1:{port}");
+                let deadline = Instant::now() + Duration::from_secs(90);
+                let mut last = String::new();
+                loop {
+                    if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+                        let status = r.status();
+                        last = format!("{status}: {}", r.text().await.unwrap_or_default());
+                        if status.is_success() {
+                            break;
+                        }
+                    }
+                    ensure!(Instant::now() < deadline, "/readyz not ok within 90 s (last: {last})");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                let health = http.get(format!("{base}/health")).send().await?;
+                ensure!(health.status().is_success(), "/health: {}", health.status());
+                let flags: serde_json::Value = http.get(format!("{base}/api/config")).send().await?.json().await?;
+                ensure!(flags["kubernetesEnabled"] == json!(true), "KUBERNETES_ENABLED: {flags}");
+                ensure!(
+                    flags["deploymentDomain"] == json!("acme.io"),
+                    "DEPLOYMENT_DOMAIN: {flags}"
+                );
+                ensure!(flags["baseUrl"] == json!("https://app.acme.io"), "BASE_URL: {flags}");
+                ensure!(flags["reactUi"] == json!(true), "REACT_UI: {flags}");
+                ensure!(flags["devMode"] == json!(false), "not DEV_MODE: {flags}");
+                Ok(())
+            }
+            .await;
+            let logs = server.logs();
+            drop(server);
+            let _ = std::fs::remove_file(&kubeconfig);
+            result.with_context(|| format!("server log:\n{logs}"))?;
+            ensure!(
+                !logs.contains("forbidden"),
+                "the server hit an RBAC denial with the chart's ClusterRole:\n{logs}"
+            );
+            Ok(())
+        }
+        .await;
+        delete_cluster_rbac(&sa);
+        outcome
     })
     .await
 }

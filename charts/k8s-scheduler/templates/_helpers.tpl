@@ -15,3 +15,35 @@ app.kubernetes.io/component: operator
 {{- end -}}
 
 {{- define "k8s-scheduler.operator.fullname" -}}{{ .Release.Name }}-operator{{- end -}}
+
+{{- define "k8s-scheduler.server.selector" -}}
+app.kubernetes.io/name: k8s-scheduler
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: server
+{{- end -}}
+
+{{- define "k8s-scheduler.server.fullname" -}}{{ .Release.Name }}-server{{- end -}}
+
+{{/* The server's public host: the Ingress host, and the host of BASE_URL and GOOGLE_REDIRECT_URL. */}}
+{{- define "k8s-scheduler.server.host" -}}{{ .Values.server.ingress.host | default (printf "app.%s" .Values.domain) }}{{- end -}}
+
+{{- define "k8s-scheduler.server.image" -}}"{{ .Values.server.image.repository }}:{{ .Values.server.image.tag | default .Chart.AppVersion }}"{{- end -}}
+
+{{/* Pod and container security of the server and its migration Job: Pod Security "restricted". */}}
+{{- define "k8s-scheduler.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile: { type: RuntimeDefault }
+{{- end -}}
+
+{{- define "k8s-scheduler.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities: { drop: ["ALL"] }
+{{- end -}}
+
+{{/* Whether the server pods get a Vault Agent sidecar that keeps /vault/secrets/token fresh. */}}
+{{- define "k8s-scheduler.server.vaultAgent" -}}
+{{- if and .Values.vault.agentInject.enabled (eq .Values.secrets.backend "vault") }}true{{ end -}}
+{{- end -}}
