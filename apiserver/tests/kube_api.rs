@@ -591,7 +591,7 @@ async fn secret_flow(run: &Run) -> Result<()> {
             .metadata
             .and_then(|m| m.annotations)
             .unwrap_or_default();
-        let rolled = after.get("k8s-scheduler.io/restartedAt").is_some()
+        let rolled = after.contains_key("k8s-scheduler.io/restartedAt")
             && after.get("k8s-scheduler.io/restartedAt") != before.get("k8s-scheduler.io/restartedAt");
         rolled.then_some(())
     })
