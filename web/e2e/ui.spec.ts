@@ -4,7 +4,17 @@ import { expect, test, type Page } from "@playwright/test";
 import path from "node:path";
 
 const shots = process.env.SCREENSHOT_DIR ?? path.join(import.meta.dirname, "..", "test-results", "screenshots");
-const shot = (page: Page, name: string) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+// Toasts of earlier steps would cover the page: left out of the pictures.
+async function shot(page: Page, name: string) {
+  // From the top (the sticky header would land mid-page otherwise), transitions finished.
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({
+    path: path.join(shots, `${name}.png`),
+    fullPage: true,
+    animations: "disabled",
+    style: ".toasts { display: none; }",
+  });
+}
 
 test.describe.configure({ mode: "serial" });
 
@@ -16,7 +26,11 @@ test("sign in, deploy the guestbook with its secret, watch it become Ready, YAML
   const problems: string[] = [];
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("console", (m) => {
-    if (m.type() === "error") problems.push(`console: ${m.text()}`);
+    // Expected 404s (a free deployment name, a deployment just deleted) are logged by the browser.
+    if (m.type() === "error" && !m.text().includes("status of 404")) problems.push(`console: ${m.text()}`);
+  });
+  page.on("response", (r) => {
+    if (r.status() >= 500) problems.push(`${r.status()} from ${r.request().method()} ${r.url()}`);
   });
 
   // Sign in: DEV_MODE signs in straight away and says so.

@@ -71,6 +71,7 @@ export function Layout() {
         </div>
       </header>
       <nav id="sidebar" className={`sidebar${menuOpen ? " open" : ""}`} aria-label="Main">
+        <div className="sidebar-inner">
         <ul>
           {NAV.map((n) => (
             <li key={n.to}>
@@ -94,6 +95,7 @@ export function Layout() {
             </li>
           ))}
         </ul>
+        </div>
       </nav>
       <main id="main" className="content" tabIndex={-1}>
         <Outlet />
@@ -111,7 +113,7 @@ export function PageHeader({ title, children, subtitle }: { title: React.ReactNo
     <div className="page-header">
       <div>
         <h1>{title}</h1>
-        {subtitle && <p className="subtitle">{subtitle}</p>}
+        {subtitle && <div className="subtitle">{subtitle}</div>}
       </div>
       {children && <div className="page-actions">{children}</div>}
     </div>

@@ -49,14 +49,14 @@ export function DeploymentDetail() {
       <PageHeader
         title={dep.name}
         subtitle={
-          <>
+          <span className="subtitle-row">
             <StatusBadge deployment={dep} withDetail />
             {dep.url && (
               <a className="url" href={dep.url} target="_blank" rel="noreferrer">
                 {dep.url}
               </a>
             )}
-          </>
+          </span>
         }
       >
         <button
