@@ -1097,7 +1097,7 @@ async fn server_runs_with_the_chart_config_and_rbac() -> Result<()> {
                 ensure!(flags["baseUrl"] == json!("https://app.acme.io"), "BASE_URL: {flags}");
                 ensure!(flags["reactUi"] == json!(true), "REACT_UI: {flags}");
                 ensure!(flags["devMode"] == json!(false), "not DEV_MODE: {flags}");
-                Ok(())
+                api_flow_with_chart_rbac(&http, &base, &db.url, &client, &release, &ns).await
             }
             .await;
             let logs = server.logs();
@@ -1115,4 +1115,105 @@ async fn server_runs_with_the_chart_config_and_rbac() -> Result<()> {
         outcome
     })
     .await
+}
+
+/// The API scenario of a signed-in user through the server running with the chart's RBAC: the
+/// first request creates the user's UserSandbox; a deployment is created, listed, given a secret
+/// (delivered as a Secret in the sandbox namespace, through the RoleBinding the operator makes
+/// there) and deleted. What the controller does is stood in for by the test (namespace,
+/// RoleBinding), since the operator's own RBAC is proved by `operator_runs_with_the_chart_rbac...`.
+async fn api_flow_with_chart_rbac(
+    http: &reqwest::Client,
+    base: &str,
+    db_url: &str,
+    client: &kube::Client,
+    release: &str,
+    release_ns: &str,
+) -> Result<()> {
+    use sha2::Digest;
+    let user = unique_name("chart");
+    let token = format!("kst_{}", unique_name("token"));
+    let hash: String = sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let pool = sqlx::PgPool::connect(db_url).await?;
+    sqlx::query("INSERT INTO users (id, subject, email, name, created_at) VALUES ($1, $2, $3, $1, 0)")
+        .bind(&user)
+        .bind(format!("test|{user}"))
+        .bind(format!("{user}@example.com"))
+        .execute(&pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO api_tokens (id, user_id, name, token_hash, scopes, created_at) VALUES ($1, $2, 't', $3, $4, 0)",
+    )
+    .bind(unique_name("t"))
+    .bind(&user)
+    .bind(&hash)
+    .bind("deployments:read deployments:write templates:read secrets:read secrets:write")
+    .execute(&pool)
+    .await?;
+    let sandbox_ns = format!("sandbox-{user}");
+    let outcome = async {
+        let me: serde_json::Value = http.get(format!("{base}/api/me")).bearer_auth(&token).send().await?.json().await?;
+        ensure!(me["sandbox"]["namespace"] == json!(sandbox_ns), "{me}");
+        let sandboxes: Api<crds::UserSandbox> = Api::all(client.clone());
+        ensure!(sandboxes.get_opt(&sandbox_ns).await?.is_some(), "the server created the UserSandbox");
+        // The controller's part: the namespace and the server's RoleBinding in it.
+        let ns: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(json!({ "metadata": { "name": sandbox_ns, "labels": { e2e::cluster::TEST_NAMESPACE_LABEL: "true" } } }))?;
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
+        let rb: RoleBinding = serde_json::from_value(json!({
+            "metadata": { "name": "k8s-scheduler-server", "namespace": sandbox_ns },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": format!("{release}-server-secrets") },
+            "subjects": [{ "kind": "ServiceAccount", "name": format!("{release}-server"), "namespace": release_ns }],
+        }))?;
+        Api::<RoleBinding>::namespaced(client.clone(), &sandbox_ns).create(&PostParams::default(), &rb).await?;
+        let send = |method: reqwest::Method, path: &str, body: serde_json::Value| {
+            let mut r = http.request(method, format!("{base}{path}")).bearer_auth(&token);
+            if !body.is_null() {
+                r = r.json(&body);
+            }
+            r.send()
+        };
+        // A template the user owns (private, in the sandbox namespace).
+        let mut t: Template = serde_yaml::from_str(include_str!("../../examples/20-template-hello-web.yaml"))?;
+        t.metadata.namespace = Some(sandbox_ns.clone());
+        t.spec.visibility = crds::TemplateVisibility::Private;
+        Api::<Template>::namespaced(client.clone(), &sandbox_ns).create(&PostParams::default(), &t).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let list: serde_json::Value = send(reqwest::Method::GET, "/api/templates", serde_json::Value::Null).await?.json().await?;
+            if list.as_array().is_some_and(|l| l.iter().any(|t| t["name"] == "hello-web")) {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "the template never reached the server's cache: {list}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let created = send(reqwest::Method::POST, "/api/deployments", json!({ "template": "hello-web", "name": "web" })).await?;
+        let status = created.status();
+        ensure!(status == reqwest::StatusCode::CREATED, "create: {status} {}", created.text().await?);
+        let uds: Api<UserDeployment> = Api::namespaced(client.clone(), &sandbox_ns);
+        ensure!(uds.get_opt("web").await?.is_some(), "the UserDeployment exists");
+        let got = send(reqwest::Method::GET, "/api/deployments/web", serde_json::Value::Null).await?;
+        ensure!(got.status().is_success(), "get: {}", got.status());
+        // A secret: stored (database backend) and delivered as a Secret in the sandbox namespace.
+        let put = send(reqwest::Method::PUT, "/api/secrets/deployments/web/API_KEY", json!({ "value": "v1" })).await?;
+        let status = put.status();
+        ensure!(status == reqwest::StatusCode::CREATED, "secret: {status} {}", put.text().await?);
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &sandbox_ns);
+        let delivered = secrets.get_opt("web-secrets").await?.context("the Secret web-secrets was delivered")?;
+        ensure!(delivered.data.as_ref().is_some_and(|d| d.contains_key("API_KEY")), "API_KEY in web-secrets");
+        let del = send(reqwest::Method::DELETE, "/api/deployments/web", serde_json::Value::Null).await?;
+        ensure!(del.status() == reqwest::StatusCode::NO_CONTENT, "delete: {}", del.status());
+        Ok(())
+    }
+    .await;
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .delete(&sandbox_ns, &Default::default())
+        .await;
+    let _ = Api::<crds::UserSandbox>::all(client.clone())
+        .delete(&sandbox_ns, &Default::default())
+        .await;
+    outcome
 }

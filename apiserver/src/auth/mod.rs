@@ -150,6 +150,8 @@ impl FromRequestParts<AppState> for Principal {
             let (user, scopes) =
                 found.ok_or_else(|| ApiError::Unauthorized("the API token is unknown or revoked".into()))?;
             let scopes = scopes.iter().filter_map(|s| Scope::parse(s)).collect();
+            // Normally a cache hit; recreates the sandbox if it was removed since sign-in.
+            state.platform.ensure_sandbox(&user).await?;
             return Ok(Principal {
                 user,
                 scopes: Some(scopes),
@@ -164,6 +166,7 @@ impl FromRequestParts<AppState> for Principal {
             if let Some(id) = user_id
                 && let Some(user) = state.db.user_by_id(&id).await?
             {
+                state.platform.ensure_sandbox(&user).await?;
                 return Ok(Principal {
                     user,
                     scopes: None,
