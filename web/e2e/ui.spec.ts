@@ -5,15 +5,15 @@ import path from "node:path";
 
 const shots = process.env.SCREENSHOT_DIR ?? path.join(import.meta.dirname, "..", "test-results", "screenshots");
 // Toasts of earlier steps would cover the page: left out of the pictures.
-async function shot(page: Page, name: string) {
+// With DOCS_SCREENSHOT_DIR set, a few pages are also saved there (the viewport only) for the README.
+const docs = process.env.DOCS_SCREENSHOT_DIR;
+
+async function shot(page: Page, name: string, doc?: string) {
   // From the top (the sticky header would land mid-page otherwise), transitions finished.
   await page.evaluate(() => window.scrollTo(0, 0));
-  await page.screenshot({
-    path: path.join(shots, `${name}.png`),
-    fullPage: true,
-    animations: "disabled",
-    style: ".toasts { display: none; }",
-  });
+  const opts = { animations: "disabled", style: ".toasts { display: none; }" } as const;
+  await page.screenshot({ ...opts, path: path.join(shots, `${name}.png`), fullPage: true });
+  if (docs && doc) await page.screenshot({ ...opts, path: path.join(docs, `${doc}.png`) });
 }
 
 test.describe.configure({ mode: "serial" });
@@ -100,7 +100,7 @@ test("sign in, deploy the guestbook with its secret, watch it become Ready, YAML
   await expect(page.getByTestId("service-redis")).toContainText("1/1 ready");
   await expect(page.getByRole("link", { name: new RegExp(`https://dev-${name}\\.`) }).first()).toBeVisible();
   await expect(page.getByText("REDIS_PASSWORD ✓")).toBeVisible();
-  await shot(page, "05-deployment-ready");
+  await shot(page, "05-deployment-ready", "deployment");
 
   // View as YAML, with a copy button; the secret is referenced by name only.
   await page.getByRole("button", { name: "View as YAML" }).click();
@@ -137,7 +137,7 @@ test("sign in, deploy the guestbook with its secret, watch it become Ready, YAML
   await shot(page, "08-deployments");
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Dashboard", exact: true }).click();
   await expect(page.getByTestId("quota")).toContainText("1 of 1 deployment used");
-  await shot(page, "09-dashboard");
+  await shot(page, "09-dashboard", "dashboard");
 
   // Delete, with confirmation: it leaves the list without a reload.
   await page.getByRole("link", { name }).first().click();
@@ -192,7 +192,7 @@ test("works at 360 px, with the keyboard, in the dark theme", async ({ browser }
   expect(overflow).toBeLessThanOrEqual(0);
   const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
   expect(bg).not.toBe("rgb(246, 247, 251)");
-  await shot(page, "13-mobile-dark-templates");
+  await shot(page, "13-mobile-dark-templates", "mobile-dark");
 
   // The first Tab stop skips to the content; the menu opens from the keyboard.
   await page.keyboard.press("Tab");

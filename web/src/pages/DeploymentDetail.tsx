@@ -227,8 +227,8 @@ export function DeploymentDetail() {
           }
         >
           <p>
-            The app and everything it runs are removed from your sandbox. Its secrets stay on the Secrets page until you delete
-            them.
+            The app and everything it runs are removed from your sandbox, and so are the secrets stored for this deployment and
+            its services. Account and template secrets stay.
           </p>
         </ConfirmDialog>
       )}

@@ -36,7 +36,7 @@ export function Secrets() {
 
   return (
     <>
-      <PageHeader title="Secrets" subtitle="Values are stored encrypted and are never shown again after saving.">
+      <PageHeader title="Secrets" subtitle="Values are write-only: they are never shown again after saving.">
         <button type="button" className="btn btn-primary" onClick={() => setEditing("new")}>
           New secret
         </button>
