@@ -8,6 +8,9 @@ const api = process.env.API_URL ?? "http://127.0.0.1:8081";
 const apiOrigin = process.env.API_ORIGIN ?? "http://localhost:8081";
 const devPort = Number(process.env.PORT ?? 5173);
 
+// The origins of this dev server's own pages.
+const devOrigins = ["localhost", "127.0.0.1", "[::1]"].map((h) => `http://${h}:${devPort}`);
+
 // Paths the server owns; everything else is the single-page app.
 const serverPaths = ["/api", "/login", "/logout", "/oauth2", "/dev", "/health", "/readyz", "/metrics"];
 
@@ -34,7 +37,7 @@ export default defineConfig({
           configure: (proxy) => {
             proxy.on("proxyReq", (req) => {
               const origin = req.getHeader("origin");
-              if (typeof origin === "string" && new URL(origin).port === String(devPort)) {
+              if (typeof origin === "string" && devOrigins.includes(origin)) {
                 req.setHeader("origin", apiOrigin);
               }
             });
