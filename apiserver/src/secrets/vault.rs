@@ -169,7 +169,12 @@ impl VaultStore {
         let descriptions = &descriptions;
         self.call(|c| async move {
             let mut opts = SetSecretMetadataRequest::builder();
-            opts.custom_metadata(descriptions.clone());
+            // Vault refuses empty custom-metadata values: keep only real descriptions.
+            let described = descriptions
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.clone(), v.clone()));
+            opts.custom_metadata(described.collect::<HashMap<_, _>>());
             kv2::set_metadata(c.as_ref(), &self.mount, path, Some(&mut opts)).await
         })
         .await?
