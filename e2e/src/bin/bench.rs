@@ -13,7 +13,13 @@
 //! re-reconciles all of them while a watch counts every write that changed an object (target:
 //! zero).
 //!
+//! `bench api [--count N]`: the HTTP server with N deployments present: list latency next to a
+//! trivial route, create latency next to a direct Kubernetes create (see [`api`]).
+//!
 //! Run it through `hack/bench`, which builds the release binaries and brings up the cluster.
+
+#[path = "bench/api.rs"]
+mod api;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -45,11 +51,15 @@ struct Args {
 fn parse_args() -> Result<Args> {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "throughput".into());
-    if mode != "throughput" && mode != "scale" {
-        bail!("unknown mode {mode:?}: use `bench throughput` or `bench scale`");
+    if !["throughput", "scale", "api"].contains(&mode.as_str()) {
+        bail!("unknown mode {mode:?}: use `bench throughput`, `bench scale` or `bench api`");
     }
     let mut a = Args {
-        count: if mode == "scale" { 10_000 } else { 2_000 },
+        count: match mode.as_str() {
+            "scale" => 10_000,
+            "api" => 1_000,
+            _ => 2_000,
+        },
         mode,
         sandboxes: 10,
         concurrency: 64,
@@ -482,9 +492,10 @@ async fn main() -> Result<()> {
     let args = parse_args()?;
     let client = e2e::client().await?;
     ensure_crds(&client).await?;
-    let run = e2e::unique_name("bench");
+    let run = e2e::unique_name(if args.mode == "api" { api::RUN_PREFIX } else { "bench" });
     let result = match args.mode.as_str() {
         "throughput" => throughput(&client, &run, &args).await,
+        "api" => api::api(&client, &run, &args).await,
         _ => scale(&client, &run, &args).await,
     };
     cleanup(&client, &run).await?;
