@@ -282,6 +282,22 @@ async fn dev_flow(run: &Run) -> Result<()> {
         .await?;
     assert_eq!(detail["phase"], "Ready");
     assert!(detail["events"].is_array());
+    // The list is served from pre-rendered views: the same fields as the detail.
+    let list: Value = poll(Duration::from_secs(10), "web Ready in the list", || async {
+        let list: Value = browser
+            .get(server.url("/api/deployments"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (list[0]["name"] == "web" && list[0]["phase"] == "Ready").then_some(list)
+    })
+    .await?;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["url"], detail["url"]);
+    assert_eq!(list[0]["conditions"], detail["conditions"]);
 
     // Restart: the pods' template changes.
     let restarted = server

@@ -3,7 +3,7 @@
 //! feeds the change stream behind `/api/events`, however many browsers listen. The watches are
 //! re-listed every KUBERNETES_RECONCILE_INTERVAL as a safety net against missed events.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,16 +40,42 @@ pub struct KubePlatform {
     templates: Store<Template>,
     sandboxes: Store<UserSandbox>,
     tx: broadcast::Sender<Change>,
+    views: Views,
+}
+
+/// The JSON view of every cached deployment, by namespace and name, rendered once per change so
+/// that listing a sandbox's deployments only joins strings (see docs/benchmarks.md, "API").
+type Views = Arc<std::sync::RwLock<HashMap<String, BTreeMap<String, Arc<str>>>>>;
+
+fn index_view(views: &Views, ud: &UserDeployment, deleted: bool) {
+    let ns = ud.namespace().unwrap_or_default();
+    let mut v = views.write().unwrap_or_else(|e| e.into_inner());
+    if deleted {
+        if let Some(m) = v.get_mut(&ns) {
+            m.remove(&ud.name_any());
+            if m.is_empty() {
+                v.remove(&ns);
+            }
+        }
+    } else if let Ok(json) = serde_json::to_string(&crate::views::DeploymentView::of(ud)) {
+        v.entry(ns).or_default().insert(ud.name_any(), Arc::from(json));
+    }
 }
 
 impl KubePlatform {
     /// Starts the three watches and waits (up to 30 s) for their first listing.
     pub async fn start(client: Client, config: Arc<Config>, metrics: Metrics) -> anyhow::Result<Arc<KubePlatform>> {
         let (tx, _) = broadcast::channel(4096);
+        let views: Views = Default::default();
         let resync = config.kubernetes_reconcile_interval;
         let deployments = spawn_cache(Api::<UserDeployment>::all(client.clone()), resync, metrics.clone(), {
             let tx = tx.clone();
-            move |ud: Arc<UserDeployment>, deleted: bool| {
+            let views = views.clone();
+            move |ud: Arc<UserDeployment>, deleted: bool, initial: bool| {
+                index_view(&views, &ud, deleted);
+                if initial {
+                    return;
+                }
                 let change = if deleted {
                     Change::Deleted {
                         namespace: ud.namespace().unwrap_or_default(),
@@ -61,8 +87,13 @@ impl KubePlatform {
                 let _ = tx.send(change);
             }
         });
-        let templates = spawn_cache(Api::<Template>::all(client.clone()), resync, metrics.clone(), |_, _| {});
-        let sandboxes = spawn_cache(Api::<UserSandbox>::all(client.clone()), resync, metrics, |_, _| {});
+        let templates = spawn_cache(
+            Api::<Template>::all(client.clone()),
+            resync,
+            metrics.clone(),
+            |_, _, _| {},
+        );
+        let sandboxes = spawn_cache(Api::<UserSandbox>::all(client.clone()), resync, metrics, |_, _, _| {});
         let synced = async {
             let _ = deployments.wait_until_ready().await;
             let _ = templates.wait_until_ready().await;
@@ -81,6 +112,7 @@ impl KubePlatform {
             templates,
             sandboxes,
             tx,
+            views,
         }))
     }
 
@@ -98,12 +130,12 @@ impl KubePlatform {
     }
 }
 
-/// Runs a watch of `api` into a cache, re-listing every `resync`; `on_change(object, deleted)`
-/// hears about every added, changed or removed object (after the first listing).
+/// Runs a watch of `api` into a cache, re-listing every `resync`; `on_change(object, deleted,
+/// initial)` hears about every added, changed or removed object (`initial`: from the first listing).
 fn spawn_cache<K, F>(api: Api<K>, resync: Duration, metrics: Metrics, mut on_change: F) -> Store<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    F: FnMut(Arc<K>, bool) + Send + 'static,
+    F: FnMut(Arc<K>, bool, bool) + Send + 'static,
 {
     let (reader, mut writer) = reflector::store::<K>();
     let store = reader.clone();
@@ -138,20 +170,20 @@ where
                             .get(&key)
                             .is_none_or(|old| old.resource_version() != o.resource_version());
                         seen.insert(key);
-                        if changed && !first {
-                            on_change(Arc::new(o.clone()), false);
+                        if changed {
+                            on_change(Arc::new(o.clone()), false, first);
                         }
                     }
                     WatchEvent::InitDone => {
                         for old in reader.state() {
                             if !seen.contains(&ObjectRef::from_obj(old.as_ref())) {
-                                on_change(old, true);
+                                on_change(old, true, false);
                             }
                         }
                         first = false;
                     }
-                    WatchEvent::Apply(o) => on_change(Arc::new(o.clone()), false),
-                    WatchEvent::Delete(o) => on_change(Arc::new(o.clone()), true),
+                    WatchEvent::Apply(o) => on_change(Arc::new(o.clone()), false, false),
+                    WatchEvent::Delete(o) => on_change(Arc::new(o.clone()), true, false),
                 }
                 writer.apply_watcher_event(&event);
             }
@@ -351,6 +383,23 @@ impl Platform for KubePlatform {
 
     fn manifests(&self, _ud: &UserDeployment) -> Option<Vec<serde_json::Value>> {
         None
+    }
+
+    fn list_json(&self, namespace: &str) -> Option<String> {
+        let v = self.views.read().unwrap_or_else(|e| e.into_inner());
+        let Some(m) = v.get(namespace) else {
+            return Some("[]".into());
+        };
+        let mut out = String::with_capacity(m.values().map(|j| j.len() + 1).sum::<usize>() + 2);
+        out.push('[');
+        for (i, j) in m.values().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(j);
+        }
+        out.push(']');
+        Some(out)
     }
 
     async fn deliver_secrets(

@@ -100,6 +100,11 @@ pub trait Platform: Send + Sync {
     async fn delete(&self, namespace: &str, name: &str) -> ApiResult<bool>;
     /// Recent events of a deployment.
     async fn events(&self, namespace: &str, name: &str) -> ApiResult<Vec<EventView>>;
+    /// The JSON array of a namespace's deployment views, pre-rendered (None: build it from
+    /// [`Platform::deployments`]).
+    fn list_json(&self, _namespace: &str) -> Option<String> {
+        None
+    }
     /// Child objects as the controller would build them (offline only).
     fn manifests(&self, ud: &UserDeployment) -> Option<Vec<serde_json::Value>>;
     /// Changes to all deployments (callers filter by namespace).
