@@ -414,6 +414,10 @@ impl Platform for KubePlatform {
             // External Secrets Operator syncs them from the same Vault/AWS paths.
             return Ok(false);
         }
+        if !roll && values.is_empty() && per_service.is_empty() {
+            // A new deployment without secret values: nothing to write (nothing to remove yet).
+            return Ok(false);
+        }
         let ns = ud.namespace().unwrap_or_default();
         let name = ud.name_any();
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
