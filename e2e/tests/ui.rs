@@ -341,12 +341,6 @@ fn playwright(base_url: &str, screenshots: &Path) -> Result<(bool, String)> {
 #[tokio::test]
 async fn playwright_scenario_against_the_server_and_the_controller() -> Result<()> {
     let run = Run::new().await?;
-    let result = scenario(&run).await;
-    run.cleanup().await;
-    result
-}
-
-async fn scenario(run: &Run) -> Result<()> {
     let ns = format!("{}-dev", run.run);
     let mut controller = e2e::operator::ControllerProcess::start(&[
         ("WATCH_NAMESPACE", &ns),
@@ -357,6 +351,17 @@ async fn scenario(run: &Run) -> Result<()> {
         ("HEALTH_PROBE_ADDR", "127.0.0.1:0"),
         ("DISABLE_NETWORK_POLICIES", "true"),
     ])?;
+    let result = scenario(&run, &ns, &controller).await;
+    // Clean up while the controller still runs: it removes the finalizers of what it owns.
+    run.cleanup().await;
+    let namespaces: Api<Namespace> = Api::all(run.client.clone());
+    let gone = e2e::wait_until_gone(&namespaces, &ns, e2e::cluster::NAMESPACE_DELETE_TIMEOUT).await;
+    controller.kill();
+    result?;
+    gone.with_context(|| format!("namespace {ns} left behind"))
+}
+
+async fn scenario(run: &Run, ns: &str, controller: &e2e::operator::ControllerProcess) -> Result<()> {
     let kubeconfig = e2e::cluster::kubeconfig_path();
     let pattern = format!("{}-%s", run.run);
     let server = ServerProcess::start(&[
@@ -391,14 +396,11 @@ async fn scenario(run: &Run) -> Result<()> {
         "expected the 2 Playwright tests to pass: {output}"
     );
     // The deployment is gone from the cluster too.
-    let uds: Api<crds::UserDeployment> = Api::namespaced(run.client.clone(), &ns);
+    let uds: Api<crds::UserDeployment> = Api::namespaced(run.client.clone(), ns);
     e2e::wait::poll(Duration::from_secs(60), "no UserDeployments left", || async {
         Ok(uds.list(&ListParams::default()).await?.items.is_empty().then_some(()))
     })
     .await?;
-    // Clean up while the controller still runs (it owns the sandbox's finalizer).
-    run.cleanup().await;
-    controller.kill();
     Ok(())
 }
 

@@ -88,12 +88,12 @@ test("sign in, deploy the guestbook with its secret, watch it become Ready, YAML
   await page.getByRole("button", { name: "Deploy", exact: true }).click();
 
   // The deployment page, updated live until Ready (no reload: a marker on window survives).
-  await expect(page).toHaveURL(new RegExp(`/deployments/${name}$`), { timeout: 60_000 });
+  await expect(page).toHaveURL(new RegExp(`/deployments/${name}$`), { timeout: 150_000 });
   expect(sent).toEqual([`PUT /api/secrets/deployments/${name}/REDIS_PASSWORD`, "POST /api/deployments"]);
   await page.evaluate(() => ((window as unknown as { __noReload: boolean }).__noReload = true));
   await expect(page.getByRole("heading", { name, level: 1 })).toBeVisible();
   const badge = page.locator(".page-header").getByTestId("status-badge");
-  await expect(badge).toHaveText("Ready", { timeout: 150_000 });
+  await expect(badge).toHaveText("Ready", { timeout: 240_000 });
   await expect(badge).toHaveClass(/badge-ok/);
   expect(await page.evaluate(() => (window as unknown as { __noReload?: boolean }).__noReload)).toBe(true);
   await expect(page.getByTestId("service-web")).toContainText("1/1 ready");
@@ -147,7 +147,7 @@ test("sign in, deploy the guestbook with its secret, watch it become Ready, YAML
   await confirm.getByLabel(/Type .* to confirm/).fill(name);
   await confirm.getByRole("button", { name: "Delete", exact: true }).click();
   await expect(page).toHaveURL(/\/deployments$/);
-  await expect(page.getByTestId(`deployment-row-${name}`)).toHaveCount(0, { timeout: 90_000 });
+  await expect(page.getByTestId(`deployment-row-${name}`)).toHaveCount(0, { timeout: 150_000 });
   await expect(page.getByText("No deployments yet")).toBeVisible();
 
   // API tokens: created (shown once), listed, revoked.

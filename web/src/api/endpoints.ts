@@ -120,6 +120,9 @@ export async function deployTemplate(req: DeployRequest): Promise<Deployment> {
         secretRefs: secrets.map((s) => s.name),
         visibility: req.visibility,
       }),
+      // A new sandbox can take a while (the quota controller counts it first): up to two minutes.
+      60,
+      2000,
     );
   } catch (e) {
     await undo();
