@@ -6,7 +6,8 @@ const root = typeof process.getuid === "function" && process.getuid() === 0;
 
 export default defineConfig({
   testDir: "e2e",
-  outputDir: "test-results/playwright",
+  // Traces and screenshots of failures; e2e/tests/ui.rs gives each run its own.
+  outputDir: process.env.PLAYWRIGHT_OUTPUT_DIR ?? "test-results/playwright",
   fullyParallel: false,
   workers: 1,
   retries: 0,

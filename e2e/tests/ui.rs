@@ -299,7 +299,8 @@ impl Run {
 }
 
 /// Runs `npx playwright test` in `web/` against `base_url`; returns its exit status and output.
-fn playwright(base_url: &str, screenshots: &Path) -> Result<(bool, String)> {
+/// Traces and pictures of failures go to `output`.
+fn playwright(base_url: &str, screenshots: &Path, output: &Path) -> Result<(bool, String)> {
     let web = web_dir();
     if !web.join("node_modules/@playwright/test").exists() {
         bail!(
@@ -316,6 +317,7 @@ fn playwright(base_url: &str, screenshots: &Path) -> Result<(bool, String)> {
         .current_dir(&web)
         .env("BASE_URL", base_url)
         .env("SCREENSHOT_DIR", screenshots)
+        .env("PLAYWRIGHT_OUTPUT_DIR", output)
         .env("CHROMIUM_PATH", &chromium)
         .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
         .env("CI", "1")
@@ -379,18 +381,21 @@ async fn scenario(run: &Run, ns: &str, controller: &e2e::operator::ControllerPro
         .map(PathBuf::from)
         .unwrap_or_else(|| web_dir().join("test-results/screenshots"));
     std::fs::create_dir_all(&screenshots)?;
+    let failures = std::env::temp_dir().join(format!("{}-playwright", run.run));
     let base = server.url.clone();
-    let dir = screenshots.clone();
-    let (ok, output) = tokio::task::spawn_blocking(move || playwright(&base, &dir)).await??;
+    let (dir, out) = (screenshots.clone(), failures.clone());
+    let (ok, output) = tokio::task::spawn_blocking(move || playwright(&base, &dir, &out)).await??;
     println!("{output}");
     println!("screenshots: {}", screenshots.display());
     if !ok {
         bail!(
-            "the Playwright suite failed (output above)\n--- server log ---\n{}\n--- controller log ---\n{}",
+            "the Playwright suite failed (output above; traces in {})\n--- server log ---\n{}\n--- controller log ---\n{}",
+            failures.display(),
             tail(&server.logs(), 80),
             tail(&controller.logs(), 80)
         );
     }
+    let _ = std::fs::remove_dir_all(&failures);
     assert!(
         output.contains("2 passed"),
         "expected the 2 Playwright tests to pass: {output}"
