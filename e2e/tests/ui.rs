@@ -304,7 +304,7 @@ fn playwright(base_url: &str, screenshots: &Path, output: &Path) -> Result<(bool
     let web = web_dir();
     if !web.join("node_modules/@playwright/test").exists() {
         bail!(
-            "{}/node_modules lacks @playwright/test: run hack/test (or `npm --prefix web ci`)",
+            "{}/node_modules lacks @playwright/test: run web/scripts/build --deps (hack/test does)",
             web.display()
         );
     }
