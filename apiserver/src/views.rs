@@ -237,6 +237,9 @@ pub struct TemplateServiceView {
     pub image: String,
     /// Container port.
     pub port: i32,
+    /// CPU and memory requests and limits, when the template sets them.
+    #[schema(value_type = Option<Object>)]
+    pub resources: Option<serde_json::Value>,
 }
 
 fn wire<T: Serialize>(v: &T) -> String {
@@ -285,6 +288,7 @@ impl TemplateView {
                     name: s.name.clone(),
                     image: s.image.clone(),
                     port: s.port,
+                    resources: s.resources.as_ref().and_then(|r| serde_json::to_value(r).ok()),
                 })
                 .collect(),
         }
