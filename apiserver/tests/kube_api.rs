@@ -193,18 +193,11 @@ async fn metric(server: &Server, name: &str) -> Result<f64> {
     Ok(line.rsplit(' ').next().unwrap_or("").parse()?)
 }
 
-#[tokio::test]
-async fn dev_user_deploys_watches_restarts_and_deletes() -> Result<()> {
-    let run = Run::new().await?;
-    let result = dev_flow(&run).await;
-    run.cleanup().await;
-    result
-}
-
-async fn dev_flow(run: &Run) -> Result<()> {
+/// The server in DEV_MODE and a controller for the dev user's sandbox of this run.
+async fn dev_server(run: &Run) -> Result<(Server, e2e::operator::ControllerProcess, reqwest::Client)> {
     let server = Server::start(|c, _| run.configure(c)).await?;
     let ns = run.ns("dev");
-    let mut controller = e2e::operator::ControllerProcess::start(&[
+    let controller = e2e::operator::ControllerProcess::start(&[
         ("SANDBOX_SELECTOR", &format!("{}={}", e2e::operator::RUN_LABEL, run.run)),
         ("WATCH_NAMESPACE", &ns),
         ("PLATFORM_NAMESPACE", &run.platform),
@@ -213,13 +206,11 @@ async fn dev_flow(run: &Run) -> Result<()> {
         ("DISABLE_NETWORK_POLICIES", "true"),
     ])?;
     let browser = server.browser();
+    Ok((server, controller, browser))
+}
 
-    // First request: the user's sandbox is created and provisioned by the controller.
-    let me: Value = browser.get(server.url("/api/me")).send().await?.json().await?;
-    assert_eq!(me["user"]["email"], "dev@localhost");
-    assert_eq!(me["sandbox"]["namespace"], ns);
-    let sb: UserSandbox = Api::<UserSandbox>::all(run.client.clone()).get(&ns).await?;
-    assert_eq!(sb.spec.owner.user_id, "dev");
+/// Waits until the caller's sandbox is provisioned (the first request created it).
+async fn wait_sandbox_ready(server: &Server, browser: &reqwest::Client) -> Result<()> {
     poll(Duration::from_secs(60), "the sandbox to be ready", || async {
         let me: Value = browser
             .get(server.url("/api/me"))
@@ -231,7 +222,28 @@ async fn dev_flow(run: &Run) -> Result<()> {
             .ok()?;
         (me["sandbox"]["ready"] == true).then_some(())
     })
-    .await?;
+    .await
+}
+
+#[tokio::test]
+async fn dev_user_deploys_watches_restarts_and_deletes() -> Result<()> {
+    let run = Run::new().await?;
+    let result = dev_flow(&run).await;
+    run.cleanup().await;
+    result
+}
+
+async fn dev_flow(run: &Run) -> Result<()> {
+    let (server, mut controller, browser) = dev_server(run).await?;
+    let ns = run.ns("dev");
+
+    // First request: the user's sandbox is created and provisioned by the controller.
+    let me: Value = browser.get(server.url("/api/me")).send().await?.json().await?;
+    assert_eq!(me["user"]["email"], "dev@localhost");
+    assert_eq!(me["sandbox"]["namespace"], ns);
+    let sb: UserSandbox = Api::<UserSandbox>::all(run.client.clone()).get(&ns).await?;
+    assert_eq!(sb.spec.owner.user_id, "dev");
+    wait_sandbox_ready(&server, &browser).await?;
 
     let templates: Value = browser.get(server.url("/api/templates")).send().await?.json().await?;
     assert!(
@@ -477,29 +489,9 @@ async fn secret_flow(run: &Run) -> Result<()> {
     Api::<Template>::namespaced(run.client.clone(), &run.platform)
         .create(&PostParams::default(), &t)
         .await?;
-    let server = Server::start(|c, _| run.configure(c)).await?;
+    let (server, mut controller, browser) = dev_server(run).await?;
     let ns = run.ns("dev");
-    let mut controller = e2e::operator::ControllerProcess::start(&[
-        ("SANDBOX_SELECTOR", &format!("{}={}", e2e::operator::RUN_LABEL, run.run)),
-        ("WATCH_NAMESPACE", &ns),
-        ("PLATFORM_NAMESPACE", &run.platform),
-        ("DEPLOYMENT_DOMAIN", "apps.test"),
-        ("LEADER_ELECT", "false"),
-        ("DISABLE_NETWORK_POLICIES", "true"),
-    ])?;
-    let browser = server.browser();
-    poll(Duration::from_secs(60), "the sandbox to be ready", || async {
-        let me: Value = browser
-            .get(server.url("/api/me"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (me["sandbox"]["ready"] == true).then_some(())
-    })
-    .await?;
+    wait_sandbox_ready(&server, &browser).await?;
     poll(
         Duration::from_secs(30),
         "the guestbook template in the catalog",

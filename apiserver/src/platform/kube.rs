@@ -144,7 +144,7 @@ where
         let mut first = true;
         loop {
             let _watch = metrics.watch_started(&kind);
-            let stream = watcher(api.clone(), watcher::Config::default()).default_backoff();
+            let stream = watcher::watcher(api.clone(), watcher::Config::default()).default_backoff();
             let mut stream = std::pin::pin!(stream);
             let deadline = tokio::time::sleep(resync);
             let mut deadline = std::pin::pin!(deadline);
@@ -190,13 +190,6 @@ where
         }
     });
     store
-}
-
-fn watcher<K>(api: Api<K>, config: watcher::Config) -> impl futures::Stream<Item = watcher::Result<WatchEvent<K>>>
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
-{
-    watcher::watcher(api, config)
 }
 
 fn namespace_missing(e: &kube::Error) -> bool {
@@ -476,7 +469,7 @@ impl Platform for KubePlatform {
             .map_err(anyhow::Error::from)?;
             let pp = kube::api::PatchParams::apply(FIELD_MANAGER).force();
             api.patch(&secret_name, &pp, &kube::api::Patch::Apply(&secret)).await?;
-            // Keys that were removed must not linger from an earlier apply by another manager.
+            // A first write is not a change of values that running pods hold.
             changed |= existing.is_some();
         }
         if changed && roll {
