@@ -6,18 +6,35 @@
 //! observed version differs from the one applied (someone else edited it), or when it is deleted
 //! or unknown (e.g. after a restart: everything is applied once, as no-ops). Deployments are
 //! compared by `metadata.generation`, so status updates do not count as edits; their rollout state
-//! is kept too, so readiness needs no extra read. Only a few small fields per child are stored,
-//! never the objects.
+//! is kept too, so readiness needs no extra read.
+//!
+//! Memory: at 10,000 UserDeployments the table holds some 40,000 children, so an entry is a few
+//! fixed-size integers: one table per kind keyed by a 64-bit hash of namespace and name, content
+//! and versions as 64-bit hashes (a collision among 10^5 keys has a probability around 10^-10).
+//! After a watch restarts (a relist), children the relist no longer shows are dropped, so a child
+//! deleted while the watch was down is applied again.
+//!
+//! The cache also counts the children of each UserDeployment (by their
+//! `k8s-scheduler.io/deployment` label), so that the first reconcile of a new UserDeployment can
+//! tell that no orphan exists without listing every child kind.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::watcher::Event;
 use kube::{Resource, ResourceExt};
 
-/// Identity of a child: kind, namespace, name.
-pub type ChildKey = (&'static str, String, String);
+/// Kinds of children tracked.
+const KINDS: [&str; 5] = ["Deployment", "Service", "ConfigMap", "Ingress", "NetworkPolicy"];
+
+/// Identity of a child: its kind's table and a hash of namespace and name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChildKey {
+    kind: usize,
+    id: u64,
+}
 
 /// Rollout state of a Deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,15 +58,15 @@ pub struct RolloutState {
 impl RolloutState {
     /// Reads the rollout state of a Deployment.
     pub fn of(d: &Deployment) -> Self {
-        let s = d.status.clone().unwrap_or_default();
+        let s = d.status.as_ref();
         RolloutState {
             desired: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
             generation: d.metadata.generation.unwrap_or(0),
-            observed_generation: s.observed_generation.unwrap_or(0),
-            replicas: s.replicas.unwrap_or(0),
-            updated: s.updated_replicas.unwrap_or(0),
-            available: s.available_replicas.unwrap_or(0),
-            ready: s.ready_replicas.unwrap_or(0),
+            observed_generation: s.and_then(|s| s.observed_generation).unwrap_or(0),
+            replicas: s.and_then(|s| s.replicas).unwrap_or(0),
+            updated: s.and_then(|s| s.updated_replicas).unwrap_or(0),
+            available: s.and_then(|s| s.available_replicas).unwrap_or(0),
+            ready: s.and_then(|s| s.ready_replicas).unwrap_or(0),
         }
     }
 
@@ -62,75 +79,157 @@ impl RolloutState {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+/// 0 stands for "none" in the hashed fields.
+#[derive(Debug, Clone, Copy, Default)]
 struct Entry {
-    applied_hash: Option<String>,
-    applied_version: Option<String>,
-    observed_version: Option<String>,
-    rollout: Option<RolloutState>,
+    applied_hash: u64,
+    applied_version: u64,
+    observed_version: u64,
+    /// Relist epoch in which the watch last listed this child (or it was applied).
+    epoch: u32,
+    /// Hash of namespace and owning UserDeployment name (0: none).
+    owner: u64,
+}
+
+#[derive(Default)]
+struct Table {
+    entries: HashMap<u64, Entry>,
+    rollouts: HashMap<u64, RolloutState>,
+    /// Children per owner.
+    owners: HashMap<u64, u32>,
+    epoch: u32,
+    /// The watch has listed this kind at least once.
+    synced: bool,
+}
+
+impl Table {
+    /// The entry of `id`, created (and counted for `owner`) when new.
+    fn entry(&mut self, id: u64, owner: u64) -> &mut Entry {
+        let owners = &mut self.owners;
+        self.entries.entry(id).or_insert_with(|| {
+            if owner != 0 {
+                *owners.entry(owner).or_default() += 1;
+            }
+            Entry {
+                owner,
+                ..Entry::default()
+            }
+        })
+    }
+
+    fn uncount(owners: &mut HashMap<u64, u32>, owner: u64) {
+        if owner == 0 {
+            return;
+        }
+        if let Some(n) = owners.get_mut(&owner) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                owners.remove(&owner);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(e) = self.entries.remove(&id) {
+            Self::uncount(&mut self.owners, e.owner);
+        }
+        self.rollouts.remove(&id);
+    }
 }
 
 /// The cache; cheap to share behind an `Arc`.
 #[derive(Default)]
 pub struct ChildCache {
-    entries: Mutex<HashMap<ChildKey, Entry>>,
+    tables: Mutex<[Table; KINDS.len()]>,
+}
+
+fn hash64(parts: &[&str]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for p in parts {
+        p.hash(&mut h);
+    }
+    // 0 means "none".
+    h.finish().max(1)
+}
+
+/// Hash of a child's desired content, as compared by [`ChildCache::unchanged`].
+pub fn content_hash(serialized: &str) -> u64 {
+    hash64(&[serialized])
 }
 
 /// The version a child is compared by: generation for Deployments, resourceVersion otherwise.
-pub fn version_of<K: Resource<DynamicType = ()>>(obj: &K) -> Option<String> {
+fn version_of<K: Resource<DynamicType = ()>>(obj: &K) -> u64 {
     if K::kind(&()) == "Deployment" {
-        obj.meta().generation.map(|g| g.to_string())
+        obj.meta().generation.map(|g| hash64(&[&g.to_string()])).unwrap_or(0)
     } else {
-        obj.resource_version()
+        obj.meta()
+            .resource_version
+            .as_deref()
+            .map(|v| hash64(&[v]))
+            .unwrap_or(0)
     }
+}
+
+fn owner_of<K: Resource<DynamicType = ()>>(obj: &K) -> u64 {
+    match obj.labels().get(crate::build::DEPLOYMENT_LABEL) {
+        Some(owner) => owner_id(obj.meta().namespace.as_deref().unwrap_or_default(), owner),
+        None => 0,
+    }
+}
+
+fn owner_id(namespace: &str, user_deployment: &str) -> u64 {
+    hash64(&[namespace, user_deployment])
 }
 
 /// The key of a child object.
 pub fn key_of<K: Resource<DynamicType = ()>>(obj: &K) -> ChildKey {
-    (kind_str::<K>(), obj.namespace().unwrap_or_default(), obj.name_any())
+    let kind = K::kind(&());
+    ChildKey {
+        kind: KINDS.iter().position(|k| *k == kind).unwrap_or(0),
+        id: hash64(&[obj.meta().namespace.as_deref().unwrap_or_default(), &obj.name_any()]),
+    }
 }
 
-fn kind_str<K: Resource<DynamicType = ()>>() -> &'static str {
-    match K::kind(&()).as_ref() {
-        "Deployment" => "Deployment",
-        "Service" => "Service",
-        "ConfigMap" => "ConfigMap",
-        "Ingress" => "Ingress",
-        "NetworkPolicy" => "NetworkPolicy",
-        _ => "Other",
-    }
+fn tracked<K: Resource<DynamicType = ()>>() -> bool {
+    KINDS.contains(&K::kind(&()).as_ref())
 }
 
 impl ChildCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ChildKey, Entry>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, [Table; KINDS.len()]> {
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether applying content `hash` to the child `key` would change nothing.
-    pub fn unchanged(&self, key: &ChildKey, hash: &str) -> bool {
-        self.lock().get(key).is_some_and(|e| {
-            e.applied_hash.as_deref() == Some(hash)
-                && e.applied_version.is_some()
-                && e.applied_version == e.observed_version
+    pub fn unchanged(&self, key: &ChildKey, hash: u64) -> bool {
+        self.lock()[key.kind].entries.get(&key.id).is_some_and(|e| {
+            e.applied_hash == hash && e.applied_version != 0 && e.applied_version == e.observed_version
         })
     }
 
     /// Records what was applied and the object the API returned.
-    pub fn applied<K: Resource<DynamicType = ()>>(&self, stored: &K, hash: &str, rollout: Option<RolloutState>) {
+    pub fn applied<K: Resource<DynamicType = ()>>(&self, stored: &K, hash: u64, rollout: Option<RolloutState>) {
+        if !tracked::<K>() {
+            return;
+        }
+        let key = key_of(stored);
         let version = version_of(stored);
-        let mut map = self.lock();
-        let e = map.entry(key_of(stored)).or_default();
-        e.applied_hash = Some(hash.to_string());
-        e.applied_version = version.clone();
+        let owner = owner_of(stored);
+        let mut tables = self.lock();
+        let table = &mut tables[key.kind];
+        let epoch = table.epoch;
+        let e = table.entry(key.id, owner);
+        e.applied_hash = hash;
+        e.applied_version = version;
         e.observed_version = version;
-        if rollout.is_some() {
-            e.rollout = rollout;
+        e.epoch = epoch;
+        if let Some(r) = rollout {
+            table.rollouts.insert(key.id, r);
         }
     }
 
     /// Rollout state of a Deployment, as last seen.
     pub fn rollout(&self, key: &ChildKey) -> Option<RolloutState> {
-        self.lock().get(key).and_then(|e| e.rollout)
+        self.lock()[key.kind].rollouts.get(&key.id).copied()
     }
 
     /// Feeds a watch event of a child kind.
@@ -139,31 +238,68 @@ impl ChildCache {
         event: &Event<K>,
         rollout: impl Fn(&K) -> Option<RolloutState>,
     ) {
+        if !tracked::<K>() {
+            return;
+        }
+        let kind = KINDS.iter().position(|k| *k == K::kind(&())).unwrap_or(0);
+        let mut tables = self.lock();
+        let table = &mut tables[kind];
         match event {
             Event::Apply(obj) | Event::InitApply(obj) => {
-                let mut map = self.lock();
-                let e = map.entry(key_of(obj)).or_default();
+                let id = key_of(obj).id;
+                let epoch = table.epoch;
+                let e = table.entry(id, owner_of(obj));
                 e.observed_version = version_of(obj);
+                e.epoch = epoch;
                 if let Some(r) = rollout(obj) {
-                    e.rollout = Some(r);
+                    table.rollouts.insert(id, r);
                 }
             }
             Event::Delete(obj) => {
-                self.lock().remove(&key_of(obj));
+                table.remove(key_of(obj).id);
             }
-            Event::Init | Event::InitDone => {}
+            // A (re)list starts: what it does not show by its end is gone.
+            Event::Init => table.epoch = table.epoch.wrapping_add(1),
+            Event::InitDone => {
+                let epoch = table.epoch;
+                let Table {
+                    entries,
+                    rollouts,
+                    owners,
+                    ..
+                } = table;
+                entries.retain(|_, e| {
+                    let keep = e.epoch == epoch;
+                    if !keep {
+                        Table::uncount(owners, e.owner);
+                    }
+                    keep
+                });
+                rollouts.retain(|id, _| entries.contains_key(id));
+                entries.shrink_to_fit();
+                rollouts.shrink_to_fit();
+                owners.shrink_to_fit();
+                table.synced = true;
+            }
         }
     }
 
-    /// Forgets every child of one UserDeployment (after its deletion).
-    pub fn forget(&self, namespace: &str, prefix: &str) {
-        self.lock()
-            .retain(|k, _| !(k.1 == namespace && k.2.starts_with(prefix)));
+    /// How many children of the UserDeployment `name` in `namespace` exist, of the kinds tracked,
+    /// or `None` while a child watch has not listed its kind yet (the count would be short).
+    pub fn count_children(&self, namespace: &str, name: &str) -> Option<usize> {
+        let owner = owner_id(namespace, name);
+        let tables = self.lock();
+        tables.iter().all(|t| t.synced).then(|| {
+            tables
+                .iter()
+                .map(|t| t.owners.get(&owner).copied().unwrap_or(0) as usize)
+                .sum()
+        })
     }
 
     /// Number of children tracked.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().iter().map(|t| t.entries.len()).sum()
     }
 
     /// Whether nothing is tracked.
@@ -194,17 +330,76 @@ mod tests {
     fn skips_only_when_nothing_changed() {
         let cache = ChildCache::default();
         let key = key_of(&svc("1"));
-        assert!(!cache.unchanged(&key, "h1"), "unknown child is applied");
-        cache.applied(&svc("5"), "h1", None);
-        assert!(cache.unchanged(&key, "h1"));
-        assert!(!cache.unchanged(&key, "h2"), "new desired content is applied");
+        assert!(!cache.unchanged(&key, 1), "unknown child is applied");
+        cache.applied(&svc("5"), 1, None);
+        assert!(cache.unchanged(&key, 1));
+        assert!(!cache.unchanged(&key, 2), "new desired content is applied");
         cache.observe(&Event::Apply(svc("5")), |_| None);
-        assert!(cache.unchanged(&key, "h1"), "our own write seen through the watch");
+        assert!(cache.unchanged(&key, 1), "our own write seen through the watch");
         cache.observe(&Event::Apply(svc("6")), |_| None);
-        assert!(!cache.unchanged(&key, "h1"), "someone else edited it");
-        cache.applied(&svc("7"), "h1", None);
+        assert!(!cache.unchanged(&key, 1), "someone else edited it");
+        cache.applied(&svc("7"), 1, None);
         cache.observe(&Event::Delete(svc("7")), |_| None);
-        assert!(!cache.unchanged(&key, "h1"), "deleted: applied again");
+        assert!(!cache.unchanged(&key, 1), "deleted: applied again");
+    }
+
+    #[test]
+    fn same_name_in_another_kind_or_namespace_is_another_child() {
+        let cache = ChildCache::default();
+        cache.applied(&svc("5"), 1, None);
+        let mut other_ns = svc("5");
+        other_ns.metadata.namespace = Some("ns2".into());
+        assert!(!cache.unchanged(&key_of(&other_ns), 1));
+        let mut d = Deployment::default();
+        d.metadata.name = Some("a-web".into());
+        d.metadata.namespace = Some("ns".into());
+        assert!(!cache.unchanged(&key_of(&d), 1));
+    }
+
+    #[test]
+    fn a_relist_drops_children_deleted_while_the_watch_was_down() {
+        let cache = ChildCache::default();
+        let mut gone = svc("5");
+        gone.metadata.name = Some("gone".into());
+        cache.applied(&svc("5"), 1, None);
+        cache.applied(&gone, 1, None);
+        cache.observe(&Event::<Service>::Init, |_| None);
+        cache.observe(&Event::InitApply(svc("5")), |_| None);
+        cache.observe(&Event::<Service>::InitDone, |_| None);
+        assert!(cache.unchanged(&key_of(&svc("5")), 1), "still listed");
+        assert!(
+            !cache.unchanged(&key_of(&gone), 1),
+            "not listed any more: applied again"
+        );
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn counts_the_children_of_each_user_deployment() {
+        let cache = ChildCache::default();
+        let labelled = |name: &str, owner: &str| {
+            let mut s = svc("1");
+            s.metadata.name = Some(name.into());
+            s.metadata.labels = Some([(crate::build::DEPLOYMENT_LABEL.to_string(), owner.to_string())].into());
+            s
+        };
+        assert_eq!(cache.count_children("ns", "a"), None, "not listed yet");
+        for kind in 0..KINDS.len() {
+            cache.lock()[kind].synced = true;
+        }
+        cache.applied(&labelled("a-web", "a"), 1, None);
+        cache.observe(&Event::Apply(labelled("a-web", "a")), |_| None);
+        cache.observe(&Event::Apply(labelled("a-old", "a")), |_| None);
+        cache.observe(&Event::Apply(labelled("b-web", "b")), |_| None);
+        assert_eq!(cache.count_children("ns", "a"), Some(2));
+        assert_eq!(cache.count_children("ns2", "a"), Some(0));
+        cache.observe(&Event::Delete(labelled("a-old", "a")), |_| None);
+        assert_eq!(cache.count_children("ns", "a"), Some(1));
+        cache.observe(&Event::<Service>::Init, |_| None);
+        cache.observe(&Event::InitApply(labelled("b-web", "b")), |_| None);
+        cache.observe(&Event::<Service>::InitDone, |_| None);
+        assert_eq!(cache.count_children("ns", "a"), Some(0), "gone in the relist");
+        assert_eq!(cache.count_children("ns", "b"), Some(1));
     }
 
     #[test]
@@ -215,12 +410,13 @@ mod tests {
         d.metadata.namespace = Some("ns".into());
         d.metadata.generation = Some(2);
         d.metadata.resource_version = Some("10".into());
-        cache.applied(&d, "h", Some(RolloutState::of(&d)));
+        cache.applied(&d, 7, Some(RolloutState::of(&d)));
         d.metadata.resource_version = Some("11".into());
         cache.observe(&Event::Apply(d.clone()), |d| Some(RolloutState::of(d)));
-        assert!(cache.unchanged(&key_of(&d), "h"), "a status update is not an edit");
+        assert!(cache.unchanged(&key_of(&d), 7), "a status update is not an edit");
         d.metadata.generation = Some(3);
         cache.observe(&Event::Apply(d.clone()), |d| Some(RolloutState::of(d)));
-        assert!(!cache.unchanged(&key_of(&d), "h"), "a spec edit is");
+        assert!(!cache.unchanged(&key_of(&d), 7), "a spec edit is");
+        assert_eq!(cache.rollout(&key_of(&d)).map(|r| r.generation), Some(3));
     }
 }

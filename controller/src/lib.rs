@@ -236,11 +236,7 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
     let (ud_store, ud_writer) = reflector::store();
     let ud_stream = watcher(uds, WatcherConfig::default().any_semantic())
         .default_backoff()
-        .modify(|ud: &mut UserDeployment| {
-            ud.managed_fields_mut().clear();
-            ud.annotations_mut()
-                .remove("kubectl.kubernetes.io/last-applied-configuration");
-        })
+        .modify(trim_user_deployment)
         .reflect(ud_writer);
     // Our own status writes do not trigger a reconcile; spec, finalizer and deletion changes do.
     let ud_stream = triggers(ud_stream, ud_predicate);
@@ -344,6 +340,14 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
     Ok(())
 }
 
+/// What the UserDeployment cache keeps of an object: everything the reconciler reads, without
+/// what only costs memory at 10,000 objects (managedFields, kubectl's last-applied copy).
+pub fn trim_user_deployment(ud: &mut UserDeployment) {
+    ud.managed_fields_mut().clear();
+    ud.annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
+}
+
 /// Turns watch events into reconcile triggers: an applied object only when `property` changed
 /// since it was last seen (so relists and status-only updates trigger nothing), every deletion.
 fn triggers<K, S>(events: S, property: fn(&K) -> Option<u64>) -> impl futures::Stream<Item = Result<K, watcher::Error>>
@@ -351,26 +355,24 @@ where
     K: Resource + Send + 'static,
     S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
 {
-    let mut seen: std::collections::HashMap<String, Option<u64>> = std::collections::HashMap::new();
+    // Keyed by a hash of the uid: 16 bytes per object at 10,000 objects, not a copy of the uid.
+    let mut seen: std::collections::HashMap<u64, Option<u64>> = std::collections::HashMap::new();
+    let key = |o: &K| {
+        let m = o.meta();
+        hash_of(&(&m.uid, &m.namespace, &m.name)).unwrap_or_default()
+    };
     events.flat_map(move |ev| {
         let out: Vec<Result<K, watcher::Error>> = match ev {
             Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                let key = o
-                    .meta()
-                    .uid
-                    .clone()
-                    .unwrap_or_else(|| format!("{:?}/{:?}", o.meta().namespace, o.meta().name));
                 let value = property(&o);
-                if seen.insert(key, value) == Some(value) {
+                if seen.insert(key(&o), value) == Some(value) {
                     vec![]
                 } else {
                     vec![Ok(o)]
                 }
             }
             Ok(watcher::Event::Delete(o)) => {
-                if let Some(uid) = &o.meta().uid {
-                    seen.remove(uid);
-                }
+                seen.remove(&key(&o));
                 vec![Ok(o)]
             }
             Ok(watcher::Event::Init | watcher::Event::InitDone) => vec![],

@@ -54,6 +54,14 @@ async fn reconcile_with_finalizer(ud: Arc<UserDeployment>, ctx: &Context) -> Res
     .await
     .map_err(|e| match e {
         kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        // The finalizer patch tests the finalizer list it read from the cache: a 422 means the
+        // cache was behind, like a conflict.
+        kube::runtime::finalizer::Error::AddFinalizer(kube::Error::Api(s))
+        | kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(s))
+            if s.code == 422 =>
+        {
+            Error::StaleCache
+        }
         kube::runtime::finalizer::Error::AddFinalizer(e) | kube::runtime::finalizer::Error::RemoveFinalizer(e) => {
             Error::Kube(e)
         }
@@ -167,7 +175,7 @@ async fn apply(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
     }
 
     let previous = ud.status.clone().unwrap_or_default();
-    if previous.children_hash.as_deref() != Some(hash.as_str()) {
+    if previous.children_hash.as_deref() != Some(hash.as_str()) && may_have_orphans(ud, ctx, &children) {
         prune(ud, ctx, &children).await?;
     }
 
@@ -183,6 +191,27 @@ async fn apply(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
     let ready = rollouts.iter().all(RolloutState::available);
     write_ready_status(ud, ctx, &vd, services, ready, hash).await?;
     Ok(Action::requeue(if ready { RESYNC } else { PROGRESS_RECHECK }))
+}
+
+/// Whether children no longer desired may exist, so that [`prune`] must list every child kind.
+/// A spec change may always leave some. A new UserDeployment (no status yet) can only have
+/// children from an earlier, interrupted reconcile: the child watches count them, and when they
+/// count exactly the children just applied there is nothing to prune (six LIST calls saved per
+/// new UserDeployment).
+fn may_have_orphans(ud: &UserDeployment, ctx: &Context, c: &DeploymentChildren) -> bool {
+    let first = ud.status.as_ref().is_none_or(|s| s.children_hash.is_none());
+    if !first {
+        return true;
+    }
+    let desired = c.deployments.len()
+        + c.services.len()
+        + c.config_maps.len()
+        + c.ingress.iter().count()
+        + c.network_policy.iter().count();
+    let ns = ud.namespace().unwrap_or_default();
+    ctx.children
+        .count_children(&ns, &ud.name_any())
+        .is_none_or(|n| n > desired)
 }
 
 fn child_names(c: &DeploymentChildren) -> Vec<String> {
@@ -288,7 +317,7 @@ async fn cleanup(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
     // Secret written by the HTTP server is owned by the UserDeployment: both go with their owner,
     // so the controller needs no rights on Secrets at all.
     prune_external_secrets(ctx, &ns, &sel, &[]).await?;
-    ctx.children.forget(&ns, &ud.name_any());
+    // The child watches see the deletions and drop the children from the child cache.
     tracing::info!(namespace = %ns, name = %ud.name_any(), "children removed");
     Ok(Action::await_change())
 }

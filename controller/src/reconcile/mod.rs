@@ -39,6 +39,9 @@ pub enum Error {
     /// This replica is not the leader (any more); nothing was written.
     #[error("not the leader: refusing to write")]
     NotLeader,
+    /// A patch tested a value the cache had and the object had moved on; retried shortly.
+    #[error("the cached object was out of date; retrying")]
+    StaleCache,
     /// The finalizer helper failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
@@ -53,6 +56,7 @@ impl Error {
             Error::Kube(kube::Error::Api(s)) if s.code == 403 => "forbidden",
             Error::Kube(_) => "api",
             Error::NotLeader => "not_leader",
+            Error::StaleCache => "conflict",
             Error::Finalizer(_) => "finalizer",
         }
     }
@@ -141,16 +145,16 @@ impl Context {
         K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned + 'static,
         K::Scope: ApiScope,
     {
-        let hash = crate::build::fnv_hash(&[&serde_json::to_string(obj).unwrap_or_default()]);
+        let hash = crate::child_cache::content_hash(&serde_json::to_string(obj).unwrap_or_default());
         let key = crate::child_cache::key_of(obj);
-        if self.children.unchanged(&key, &hash) {
+        if self.children.unchanged(&key, hash) {
             return Ok(None);
         }
         let stored = self.apply(parent_kind, obj).await?;
         let rollout = (&stored as &dyn std::any::Any)
             .downcast_ref::<k8s_openapi::api::apps::v1::Deployment>()
             .map(crate::child_cache::RolloutState::of);
-        self.children.applied(&stored, &hash, rollout);
+        self.children.applied(&stored, hash, rollout);
         Ok(Some(stored))
     }
 
@@ -255,6 +259,7 @@ impl Context {
         match error {
             Error::NotLeader => Action::requeue(Duration::from_secs(5)),
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => Action::requeue(Duration::from_millis(200)),
+            Error::StaleCache => Action::requeue(Duration::from_millis(200)),
             _ => {
                 tracing::warn!(kind, name, error = %error, category = error.category(), "reconcile failed; retrying");
                 Action::requeue(Duration::from_secs(5))

@@ -13,6 +13,11 @@
 //! re-reconciles all of them while a watch counts every write that changed an object (target:
 //! zero).
 //!
+//! `bench rss [--count N]`: a development loop for the controller's memory. The first run creates
+//! N suspended UserDeployments and keeps them (label `run=rss-N`); every run then starts a fresh
+//! controller, waits until it has reconciled all of them and prints its RSS. `bench rss --clean 1`
+//! deletes them.
+//!
 //! `bench api [--count N]`: the HTTP server with N deployments present: list latency next to a
 //! trivial route, create latency next to a direct Kubernetes create (see [`api`]).
 //!
@@ -36,6 +41,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -46,23 +52,29 @@ struct Args {
     count: usize,
     sandboxes: usize,
     concurrency: usize,
+    clean: bool,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = std::env::args().skip(1);
-    let mode = args.next().unwrap_or_else(|| "throughput".into());
-    if !["throughput", "scale", "api"].contains(&mode.as_str()) {
-        bail!("unknown mode {mode:?}: use `bench throughput`, `bench scale` or `bench api`");
+    let mut args = std::env::args().skip(1).peekable();
+    // The mode is optional: `bench --count 500` is `bench throughput --count 500`.
+    let mode = match args.peek() {
+        Some(a) if !a.starts_with("--") => args.next().unwrap_or_default(),
+        _ => "throughput".into(),
+    };
+    if !["throughput", "scale", "rss", "api"].contains(&mode.as_str()) {
+        bail!("unknown mode {mode:?}: use `bench throughput`, `bench scale`, `bench rss` or `bench api`");
     }
     let mut a = Args {
         count: match mode.as_str() {
-            "scale" => 10_000,
+            "scale" | "rss" => 10_000,
             "api" => 1_000,
             _ => 2_000,
         },
         mode,
         sandboxes: 10,
         concurrency: 64,
+        clean: false,
     };
     while let Some(flag) = args.next() {
         let value = args.next().with_context(|| format!("{flag} needs a value"))?;
@@ -71,7 +83,8 @@ fn parse_args() -> Result<Args> {
             "--count" => a.count = n,
             "--sandboxes" => a.sandboxes = n.max(1),
             "--concurrency" => a.concurrency = n.max(1),
-            other => bail!("unknown flag {other}; flags: --count N --sandboxes K --concurrency C"),
+            "--clean" => a.clean = n != 0,
+            other => bail!("unknown flag {other}; flags: --count N --sandboxes K --concurrency C --clean 1"),
         }
     }
     Ok(a)
@@ -131,6 +144,7 @@ where
     Ok(())
 }
 
+/// A plain namespace labelled with the run.
 async fn create_namespace(client: &Client, name: &str, run: &str) -> Result<()> {
     let ns: Namespace = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Namespace",
@@ -142,72 +156,143 @@ async fn create_namespace(client: &Client, name: &str, run: &str) -> Result<()> 
     Ok(())
 }
 
-/// Counts Deployments with label `run` that are Available, until `want`; returns elapsed time.
-async fn wait_available(client: &Client, selector: &str, want: usize, started: Instant) -> Result<Duration> {
-    let api: Api<Deployment> = Api::all(client.clone());
-    let mut last = usize::MAX;
-    loop {
-        let mut available = 0;
-        let mut lp = ListParams::default().labels(selector).limit(500);
-        loop {
-            let list = api.list(&lp).await?;
-            available += list
-                .items
-                .iter()
-                .filter(|d| {
-                    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                    d.status
-                        .as_ref()
-                        .is_some_and(|s| s.available_replicas.unwrap_or(0) >= want)
-                })
-                .count();
-            match list.metadata.continue_ {
-                Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
-                _ => break,
+/// Follows objects of kind `K` with one watch (a poll of thousands of objects every half second
+/// would itself load the apiserver) until `want` of them satisfy `done`; returns the elapsed time.
+async fn wait_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    keep: impl Fn(&K) -> bool,
+    done: impl Fn(&K) -> bool,
+    want: usize,
+    what: &str,
+    started: Instant,
+) -> Result<Duration>
+where
+    K: Resource + Clone + std::fmt::Debug + DeserializeOwned + Send + 'static,
+{
+    let mut state: std::collections::HashMap<(String, String), bool> = std::collections::HashMap::new();
+    let mut count = 0usize;
+    let mut last_print = Instant::now();
+    let stream = watcher(api, config).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let observe =
+        |obj: &K, present: bool, state: &mut std::collections::HashMap<(String, String), bool>, count: &mut usize| {
+            let key = (obj.namespace().unwrap_or_default(), obj.name_any());
+            let now = present && keep(obj) && done(obj);
+            let before = if present {
+                state.insert(key, now)
+            } else {
+                state.remove(&key)
+            };
+            match (before.unwrap_or(false), now) {
+                (false, true) => *count += 1,
+                (true, false) => *count -= 1,
+                _ => {}
             }
-        }
-        if available != last {
-            progress(format!("  {available}/{want} Deployments available"));
-            last = available;
-        }
-        if available >= want {
+        };
+    loop {
+        if count >= want {
+            progress(format!("  {count}/{want} {what}"));
             return Ok(started.elapsed());
         }
-        if started.elapsed() > Duration::from_secs(1800) {
-            bail!("only {available}/{want} Deployments became available in 30 minutes");
+        if last_print.elapsed() > Duration::from_secs(5) {
+            progress(format!("  {count}/{want} {what}"));
+            last_print = Instant::now();
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let next = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
+        match next {
+            Err(_) => {}
+            Ok(None) => bail!("the watch of {what} ended"),
+            Ok(Some(Err(e))) => progress(format!("  watch error (retrying): {e}")),
+            Ok(Some(Ok(ev))) => match ev {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => observe(&o, true, &mut state, &mut count),
+                watcher::Event::Delete(o) => observe(&o, false, &mut state, &mut count),
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            },
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("only {count}/{want} {what} in 30 minutes");
+        }
     }
 }
 
+/// Counts Deployments with label `selector` that are Available, until `want`.
+async fn wait_available(client: &Client, selector: &str, want: usize, started: Instant) -> Result<Duration> {
+    wait_watch(
+        Api::<Deployment>::all(client.clone()),
+        watcher::Config::default().labels(selector),
+        |_| true,
+        |d: &Deployment| {
+            let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            d.status
+                .as_ref()
+                .is_some_and(|s| s.available_replicas.unwrap_or(0) >= want)
+        },
+        want,
+        "Deployments available",
+        started,
+    )
+    .await
+}
+
+/// Counts UserDeployments in `namespaces` with `Ready=True`, until `want`.
 async fn wait_ready(client: &Client, namespaces: &[String], want: usize, started: Instant) -> Result<Duration> {
-    let mut last = usize::MAX;
-    loop {
-        let mut ready = 0;
-        for ns in namespaces {
-            let api: Api<UserDeployment> = Api::namespaced(client.clone(), ns);
-            let mut lp = ListParams::default().limit(500);
-            loop {
-                let list = api.list(&lp).await?;
-                ready += list.items.iter().filter(|u| is_ready_condition(Some(*u))).count();
-                match list.metadata.continue_ {
-                    Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
-                    _ => break,
-                }
-            }
-        }
-        if ready != last {
-            progress(format!("  {ready}/{want} UserDeployments Ready"));
-            last = ready;
-        }
-        if ready >= want {
-            return Ok(started.elapsed());
-        }
-        if started.elapsed() > Duration::from_secs(1800) {
-            bail!("only {ready}/{want} UserDeployments became Ready in 30 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let namespaces: std::collections::HashSet<String> = namespaces.iter().cloned().collect();
+    wait_watch(
+        Api::<UserDeployment>::all(client.clone()),
+        watcher::Config::default(),
+        move |u: &UserDeployment| u.namespace().is_some_and(|ns| namespaces.contains(&ns)),
+        |u| is_ready_condition(Some(u)),
+        want,
+        "UserDeployments Ready",
+        started,
+    )
+    .await
+}
+
+/// A namespace set up exactly like a benchmark sandbox (Pod Security labels, the same quota,
+/// limit range, network policies and service account), made by applying the sandbox children
+/// directly, so that the raw ceiling pays the same admission and quota costs as the controller.
+async fn create_sandbox_namespace(client: &Client, ns: &str, run: &str, per_sandbox: usize) -> Result<()> {
+    let mut sb = sandbox_object(ns, run, ns, "raw", per_sandbox)?;
+    sb.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
+    let children = controller::build::sandbox::build(&sb, &Config::for_tests());
+    let mut namespace = children.namespace;
+    namespace.metadata.owner_references = None;
+    namespace
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert(RUN_LABEL.into(), run.into());
+    Api::<Namespace>::all(client.clone())
+        .patch(ns, &PatchParams::apply("bench-raw").force(), &Patch::Apply(&namespace))
+        .await?;
+    let mut quota = children.quota;
+    quota.metadata.owner_references = None;
+    apply(client, &quota).await?;
+    let mut limits = children.limit_range;
+    limits.metadata.owner_references = None;
+    apply(client, &limits).await?;
+    for mut np in children.network_policies {
+        np.metadata.owner_references = None;
+        apply(client, &np).await?;
     }
+    let mut sa = children.service_account;
+    sa.metadata.owner_references = None;
+    apply(client, &sa).await?;
+    // Pods are refused until the quota's usage is known (as in a sandbox that is Ready).
+    let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> = Api::namespaced(client.clone(), ns);
+    e2e::wait_for(
+        &quotas,
+        &quota.name_any(),
+        Duration::from_secs(120),
+        "quota usage known",
+        |q: Option<&k8s_openapi::api::core::v1::ResourceQuota>| {
+            q.and_then(|q| q.status.as_ref()).is_some_and(|s| s.used.is_some())
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// The raw ceiling: children applied directly, at concurrency `c`.
@@ -215,9 +300,10 @@ async fn raw_run(client: &Client, run: &str, count: usize, sandboxes: usize, c: 
     let config = Config::for_tests();
     let namespaces: Vec<String> = (0..sandboxes).map(|i| format!("raw-{run}-c{c}-{i}")).collect();
     for ns in &namespaces {
-        create_namespace(client, ns, run).await?;
+        create_sandbox_namespace(client, ns, run, count / sandboxes + 1).await?;
     }
     let t = template("x");
+    progress(format!("  raw c={c}: applying"));
     let writes = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     stream::iter(0..count)
@@ -383,6 +469,16 @@ fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// The UserSandbox of the benchmark: enterprise plan, quota sized for `per_sandbox` apps.
+fn sandbox_object(name: &str, run: &str, ns: &str, user: &str, per_sandbox: usize) -> Result<crds::UserSandbox> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserSandbox",
+        "metadata": { "name": name, "labels": { RUN_LABEL: run } },
+        "spec": { "owner": { "userId": user }, "plan": "enterprise", "namespace": ns,
+            "quotaOverrides": { "deployments": per_sandbox + 10, "pods": per_sandbox + 10, "cpu": "1000", "memory": "1000Gi" } },
+    }))?)
+}
+
 /// Creates `k` sandboxes labelled `run`, waits until Ready; returns their namespaces.
 async fn create_sandboxes(client: &Client, run: &str, k: usize, per_sandbox: usize) -> Result<Vec<String>> {
     let api: Api<crds::UserSandbox> = Api::all(client.clone());
@@ -390,12 +486,7 @@ async fn create_sandboxes(client: &Client, run: &str, k: usize, per_sandbox: usi
     for i in 0..k {
         let name = format!("bench-{run}-{i}");
         let ns = format!("sandbox-bench-{run}-{i}");
-        let sb: crds::UserSandbox = serde_json::from_value(json!({
-            "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserSandbox",
-            "metadata": { "name": name, "labels": { RUN_LABEL: run } },
-            "spec": { "owner": { "userId": format!("b{i}") }, "plan": "enterprise", "namespace": ns,
-                "quotaOverrides": { "deployments": per_sandbox + 10, "pods": per_sandbox + 10, "cpu": "1000", "memory": "1000Gi" } },
-        }))?;
+        let sb = sandbox_object(&name, run, &ns, &format!("b{i}"), per_sandbox)?;
         api.create(&PostParams::default(), &sb).await?;
         namespaces.push(ns);
     }
@@ -437,6 +528,34 @@ async fn create_uds(client: &Client, namespaces: &[String], count: usize, c: usi
         .try_collect::<Vec<_>>()
         .await?;
     Ok(())
+}
+
+/// Waits until no namespace is being deleted: the clean-up of an earlier run (thousands of
+/// objects) would otherwise compete with this one for the same two cores.
+async fn wait_for_terminating_namespaces(client: &Client) -> Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let started = Instant::now();
+    loop {
+        let terminating = api
+            .list_metadata(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter(|n| n.metadata.deletion_timestamp.is_some())
+            .count();
+        if terminating == 0 {
+            return Ok(());
+        }
+        progress(format!(
+            "  waiting for {terminating} namespaces of an earlier run to finish deleting"
+        ));
+        if started.elapsed() > Duration::from_secs(1200) {
+            bail!(
+                "{terminating} namespaces still terminating after 20 minutes; see logs/kube-controller-manager.log next to the kubeconfig that `hack/cluster paths` names"
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }
 
 /// Deletes the namespaces matching `selector` and waits until they are gone.
@@ -493,9 +612,12 @@ async fn main() -> Result<()> {
     let client = e2e::client().await?;
     ensure_crds(&client).await?;
     let run = e2e::unique_name(if args.mode == "api" { api::RUN_PREFIX } else { "bench" });
+    wait_for_terminating_namespaces(&client).await?;
     let result = match args.mode.as_str() {
         "throughput" => throughput(&client, &run, &args).await,
         "api" => api::api(&client, &run, &args).await,
+        // Keeps its objects between runs on purpose.
+        "rss" => return rss(&client, &args).await,
         _ => scale(&client, &run, &args).await,
     };
     cleanup(&client, &run).await?;
@@ -510,12 +632,14 @@ async fn throughput(client: &Client, run: &str, a: &Args) -> Result<()> {
     let mut best: Option<(usize, Duration)> = None;
     let mut raw_rows = vec![];
     for c in [a.concurrency / 2, a.concurrency].into_iter().filter(|c| *c > 0) {
+        let cpu_before = cpu_seconds();
         let (elapsed, _) = raw_run(client, run, n, a.sandboxes, c).await?;
+        let cpu = cpu_used(&cpu_before, &cpu_seconds());
         progress(format!(
             "  raw c={c}: all available after {:.1}s",
             elapsed.as_secs_f64()
         ));
-        raw_rows.push((c, elapsed));
+        raw_rows.push((c, elapsed, cpu));
         // Remove this run's objects so that the next phase starts from the same cluster.
         delete_namespaces(client, &format!("{RUN_LABEL}={run}")).await?;
         if best.is_none_or(|(_, b)| elapsed < b) {
@@ -523,6 +647,11 @@ async fn throughput(client: &Client, run: &str, a: &Args) -> Result<()> {
         }
     }
     let (best_c, raw) = best.context("no raw run")?;
+    let raw_cpu = raw_rows
+        .iter()
+        .find(|r| r.0 == best_c)
+        .map(|r| r.2.clone())
+        .unwrap_or_default();
 
     progress(format!("controller: {n} UserDeployments in {} sandboxes", a.sandboxes));
     let port = free_port()?;
@@ -530,9 +659,11 @@ async fn throughput(client: &Client, run: &str, a: &Args) -> Result<()> {
     let namespaces = create_sandboxes(client, run, a.sandboxes, n / a.sandboxes + 1).await?;
     let before = ctrl.scrape().await.unwrap_or_default();
     let writes_before = metric_sum(&before, "k8s_scheduler_controller_api_writes_total", "UserDeployment");
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     create_uds(client, &namespaces, n, best_c, false).await?;
     let elapsed = wait_ready(client, &namespaces, n, started).await?;
+    let ctrl_cpu = cpu_used(&cpu_before, &cpu_seconds());
     let metrics = ctrl.scrape().await?;
     let writes = metric_sum(&metrics, "k8s_scheduler_controller_api_writes_total", "UserDeployment") - writes_before;
     let filter = "kind=\"UserDeployment\"";
@@ -558,7 +689,7 @@ async fn throughput(client: &Client, run: &str, a: &Args) -> Result<()> {
     println!();
     println!("| measure | value |");
     println!("|---|---|");
-    for (c, e) in &raw_rows {
+    for (c, e, _) in &raw_rows {
         println!(
             "| raw ceiling, concurrency {c}: all Deployments Available | {:.1} s ({:.1} apps/s) |",
             e.as_secs_f64(),
@@ -586,7 +717,141 @@ async fn throughput(client: &Client, run: &str, a: &Args) -> Result<()> {
         writes / n as f64
     );
     println!("| controller peak RSS | {:.1} MiB |", peak as f64 / 1024.0);
+    println!();
+    println!("CPU seconds used during each phase, by process (both phases share the same 2 cores):");
+    println!();
+    println!("| process | raw ceiling (concurrency {best_c}) | controller run |");
+    println!("|---|---|---|");
+    let mut names: Vec<&String> = raw_cpu.keys().chain(ctrl_cpu.keys()).collect();
+    names.sort();
+    names.dedup();
+    let (mut raw_total, mut ctrl_total) = (0.0, 0.0);
+    for name in names {
+        let (r, c) = (
+            raw_cpu.get(name).copied().unwrap_or(0.0),
+            ctrl_cpu.get(name).copied().unwrap_or(0.0),
+        );
+        raw_total += r;
+        ctrl_total += c;
+        println!("| {name} | {r:.1} | {c:.1} |");
+    }
+    println!("| total | {raw_total:.1} | {ctrl_total:.1} |");
     Ok(())
+}
+
+/// Waits until a (fresh) controller has reconciled `n` UserDeployments.
+async fn wait_reconciled(ctrl: &ControllerProc, n: usize, started: Instant) -> Result<()> {
+    let mut last = 0.0;
+    loop {
+        let m = ctrl.scrape().await.unwrap_or_default();
+        let done = metric_sum(
+            &m,
+            "k8s_scheduler_controller_reconciles_total",
+            "kind=\"UserDeployment\"",
+        );
+        if done != last {
+            progress(format!("  {done} of {n} reconciled"));
+            last = done;
+        }
+        if done >= n as f64 {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            bail!("only {done}/{n} reconciled in 15 minutes; see the controller log named above");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The memory development loop: N suspended UserDeployments kept between runs, a fresh
+/// controller's RSS once it has reconciled them all.
+async fn rss(client: &Client, a: &Args) -> Result<()> {
+    let n = a.count;
+    let run = format!("rss-{n}");
+    if a.clean {
+        return cleanup(client, &run).await;
+    }
+    let sel = format!("{RUN_LABEL}={run}");
+    let sandboxes: Api<crds::UserSandbox> = Api::all(client.clone());
+    let existing = sandboxes.list(&ListParams::default().labels(&sel)).await?.items;
+    let port = free_port()?;
+    let namespaces: Vec<String> = if existing.len() == a.sandboxes {
+        progress(format!("reusing {n} UserDeployments of run {run}"));
+        existing.iter().map(|s| s.spec.namespace.clone()).collect()
+    } else {
+        if !existing.is_empty() {
+            bail!(
+                "run {run} exists with {} sandboxes; delete it with `bench rss --count {n} --clean 1`",
+                existing.len()
+            );
+        }
+        progress(format!("creating {n} suspended UserDeployments (kept for later runs)"));
+        let ctrl = ControllerProc::start(&run, port, a.concurrency)?;
+        let namespaces = create_sandboxes(client, &run, a.sandboxes, n / a.sandboxes + 1).await?;
+        let started = Instant::now();
+        create_uds(client, &namespaces, n, a.concurrency, true).await?;
+        wait_ready(client, &namespaces, n, started).await?;
+        ctrl.stop();
+        namespaces
+    };
+    let started = Instant::now();
+    let ctrl = ControllerProc::start(&run, free_port()?, a.concurrency)?;
+    wait_reconciled(&ctrl, n, started).await?;
+    let reconciled = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rss_settled = ctrl.rss_kib();
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let rss_later = ctrl.rss_kib();
+    let peak = ctrl.rss_peak_kib();
+    ctrl.stop();
+    println!("## rss: {n} UserDeployments in {} namespaces", namespaces.len());
+    println!();
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| all reconciled after start | {:.1} s |", reconciled.as_secs_f64());
+    println!("| RSS 5 s later | {:.1} MiB |", rss_settled as f64 / 1024.0);
+    println!(
+        "| RSS 30 s later | {:.1} MiB (target ≤ 60 MiB at 10,000) |",
+        rss_later as f64 / 1024.0
+    );
+    println!("| peak RSS | {:.1} MiB |", peak as f64 / 1024.0);
+    Ok(())
+}
+
+/// CPU seconds (user + system) used so far by each process of the benchmark's world, by name.
+fn cpu_seconds() -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ... utime stime: fields 14 and 15; comm may contain spaces.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let name = match comm {
+            "etcd" | "kube-apiserver" | "kube-scheduler" | "kwok" | "controller" | "bench" => comm,
+            "kube-controller" => "kube-controller-manager",
+            _ => continue,
+        };
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        *out.entry(name.to_string()).or_default() += ticks / 100.0;
+    }
+    out
+}
+
+/// CPU seconds used per process between two [`cpu_seconds`] snapshots.
+fn cpu_used(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), (v - before.get(k).copied().unwrap_or(0.0)).max(0.0)))
+        .collect()
 }
 
 async fn scale(client: &Client, run: &str, a: &Args) -> Result<()> {
@@ -657,27 +922,7 @@ async fn scale(client: &Client, run: &str, a: &Args) -> Result<()> {
 
     let restarted = Instant::now();
     let ctrl = ControllerProc::start(run, port, a.concurrency)?;
-    // Done when the new process has reconciled every UserDeployment once.
-    let mut last = 0.0;
-    loop {
-        let m = ctrl.scrape().await.unwrap_or_default();
-        let done = metric_sum(
-            &m,
-            "k8s_scheduler_controller_reconciles_total",
-            "kind=\"UserDeployment\"",
-        );
-        if done != last {
-            progress(format!("  restart: {done} of {n} re-reconciled"));
-            last = done;
-        }
-        if done >= n as f64 {
-            break;
-        }
-        if restarted.elapsed() > Duration::from_secs(900) {
-            bail!("restart: only {done}/{n} reconciled in 15 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_reconciled(&ctrl, n, restarted).await?;
     let restart_time = restarted.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let restart_rss = ctrl.rss_peak_kib();
