@@ -112,7 +112,7 @@ impl DeploymentView {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default(),
-            parameters: spec.parameters.clone(),
+            parameters: spec.parameters.clone().into(),
             secret_refs: spec.secret_refs.clone(),
             image_overrides: spec.image_overrides.clone(),
             replicas: spec.replicas,

@@ -87,25 +87,30 @@ struct Entry {
     observed_version: u64,
     /// Relist epoch in which the watch last listed this child (or it was applied).
     epoch: u32,
-    /// Hash of namespace and owning UserDeployment name (0: none).
-    owner: u64,
+    /// Hash of namespace and owning UserDeployment name (0: none). 32 bits: a collision only
+    /// makes two owners' counts larger, which costs a needless prune, never a missed one.
+    owner: u32,
 }
 
 #[derive(Default)]
 struct Table {
     entries: HashMap<u64, Entry>,
     rollouts: HashMap<u64, RolloutState>,
-    /// Children per owner.
-    owners: HashMap<u64, u32>,
     epoch: u32,
     /// The watch has listed this kind at least once.
     synced: bool,
 }
 
+/// The tables of every kind, and the number of children per owner (all kinds together).
+#[derive(Default)]
+struct Tables {
+    kinds: [Table; KINDS.len()],
+    owners: HashMap<u32, u32>,
+}
+
 impl Table {
     /// The entry of `id`, created (and counted for `owner`) when new.
-    fn entry(&mut self, id: u64, owner: u64) -> &mut Entry {
-        let owners = &mut self.owners;
+    fn entry<'a>(&'a mut self, owners: &mut HashMap<u32, u32>, id: u64, owner: u32) -> &'a mut Entry {
         self.entries.entry(id).or_insert_with(|| {
             if owner != 0 {
                 *owners.entry(owner).or_default() += 1;
@@ -117,7 +122,7 @@ impl Table {
         })
     }
 
-    fn uncount(owners: &mut HashMap<u64, u32>, owner: u64) {
+    fn uncount(owners: &mut HashMap<u32, u32>, owner: u32) {
         if owner == 0 {
             return;
         }
@@ -129,9 +134,9 @@ impl Table {
         }
     }
 
-    fn remove(&mut self, id: u64) {
+    fn remove(&mut self, owners: &mut HashMap<u32, u32>, id: u64) {
         if let Some(e) = self.entries.remove(&id) {
-            Self::uncount(&mut self.owners, e.owner);
+            Self::uncount(owners, e.owner);
         }
         self.rollouts.remove(&id);
     }
@@ -140,7 +145,7 @@ impl Table {
 /// The cache; cheap to share behind an `Arc`.
 #[derive(Default)]
 pub struct ChildCache {
-    tables: Mutex<[Table; KINDS.len()]>,
+    tables: Mutex<Tables>,
 }
 
 fn hash64(parts: &[&str]) -> u64 {
@@ -170,15 +175,15 @@ fn version_of<K: Resource<DynamicType = ()>>(obj: &K) -> u64 {
     }
 }
 
-fn owner_of<K: Resource<DynamicType = ()>>(obj: &K) -> u64 {
+fn owner_of<K: Resource<DynamicType = ()>>(obj: &K) -> u32 {
     match obj.labels().get(crate::build::DEPLOYMENT_LABEL) {
         Some(owner) => owner_id(obj.meta().namespace.as_deref().unwrap_or_default(), owner),
         None => 0,
     }
 }
 
-fn owner_id(namespace: &str, user_deployment: &str) -> u64 {
-    hash64(&[namespace, user_deployment])
+fn owner_id(namespace: &str, user_deployment: &str) -> u32 {
+    (hash64(&[namespace, user_deployment]) >> 32).max(1) as u32
 }
 
 /// The key of a child object.
@@ -195,13 +200,13 @@ fn tracked<K: Resource<DynamicType = ()>>() -> bool {
 }
 
 impl ChildCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, [Table; KINDS.len()]> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
         self.tables.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether applying content `hash` to the child `key` would change nothing.
     pub fn unchanged(&self, key: &ChildKey, hash: u64) -> bool {
-        self.lock()[key.kind].entries.get(&key.id).is_some_and(|e| {
+        self.lock().kinds[key.kind].entries.get(&key.id).is_some_and(|e| {
             e.applied_hash == hash && e.applied_version != 0 && e.applied_version == e.observed_version
         })
     }
@@ -215,9 +220,10 @@ impl ChildCache {
         let version = version_of(stored);
         let owner = owner_of(stored);
         let mut tables = self.lock();
-        let table = &mut tables[key.kind];
+        let Tables { kinds, owners } = &mut *tables;
+        let table = &mut kinds[key.kind];
         let epoch = table.epoch;
-        let e = table.entry(key.id, owner);
+        let e = table.entry(owners, key.id, owner);
         e.applied_hash = hash;
         e.applied_version = version;
         e.observed_version = version;
@@ -229,7 +235,7 @@ impl ChildCache {
 
     /// Rollout state of a Deployment, as last seen.
     pub fn rollout(&self, key: &ChildKey) -> Option<RolloutState> {
-        self.lock()[key.kind].rollouts.get(&key.id).copied()
+        self.lock().kinds[key.kind].rollouts.get(&key.id).copied()
     }
 
     /// Feeds a watch event of a child kind.
@@ -243,12 +249,13 @@ impl ChildCache {
         }
         let kind = KINDS.iter().position(|k| *k == K::kind(&())).unwrap_or(0);
         let mut tables = self.lock();
-        let table = &mut tables[kind];
+        let Tables { kinds, owners } = &mut *tables;
+        let table = &mut kinds[kind];
         match event {
             Event::Apply(obj) | Event::InitApply(obj) => {
                 let id = key_of(obj).id;
                 let epoch = table.epoch;
-                let e = table.entry(id, owner_of(obj));
+                let e = table.entry(owners, id, owner_of(obj));
                 e.observed_version = version_of(obj);
                 e.epoch = epoch;
                 if let Some(r) = rollout(obj) {
@@ -256,18 +263,13 @@ impl ChildCache {
                 }
             }
             Event::Delete(obj) => {
-                table.remove(key_of(obj).id);
+                table.remove(owners, key_of(obj).id);
             }
             // A (re)list starts: what it does not show by its end is gone.
             Event::Init => table.epoch = table.epoch.wrapping_add(1),
             Event::InitDone => {
                 let epoch = table.epoch;
-                let Table {
-                    entries,
-                    rollouts,
-                    owners,
-                    ..
-                } = table;
+                let Table { entries, rollouts, .. } = table;
                 entries.retain(|_, e| {
                     let keep = e.epoch == epoch;
                     if !keep {
@@ -289,17 +291,16 @@ impl ChildCache {
     pub fn count_children(&self, namespace: &str, name: &str) -> Option<usize> {
         let owner = owner_id(namespace, name);
         let tables = self.lock();
-        tables.iter().all(|t| t.synced).then(|| {
-            tables
-                .iter()
-                .map(|t| t.owners.get(&owner).copied().unwrap_or(0) as usize)
-                .sum()
-        })
+        tables
+            .kinds
+            .iter()
+            .all(|t| t.synced)
+            .then(|| tables.owners.get(&owner).copied().unwrap_or(0) as usize)
     }
 
     /// Number of children tracked.
     pub fn len(&self) -> usize {
-        self.lock().iter().map(|t| t.entries.len()).sum()
+        self.lock().kinds.iter().map(|t| t.entries.len()).sum()
     }
 
     /// Whether nothing is tracked.
@@ -385,7 +386,7 @@ mod tests {
         };
         assert_eq!(cache.count_children("ns", "a"), None, "not listed yet");
         for kind in 0..KINDS.len() {
-            cache.lock()[kind].synced = true;
+            cache.lock().kinds[kind].synced = true;
         }
         cache.applied(&labelled("a-web", "a"), 1, None);
         cache.observe(&Event::Apply(labelled("a-web", "a")), |_| None);

@@ -105,6 +105,13 @@ pub struct Config {
     #[arg(long, env = "CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
 
+    /// Fill the UserDeployment and child caches with streaming lists (watch with
+    /// `sendInitialEvents`, Kubernetes 1.32+ by default): objects arrive one at a time instead of
+    /// in pages of hundreds, which keeps the memory peak of a start or relist low. `false` for
+    /// clusters without the WatchList feature: paged lists of 100.
+    #[arg(long, env = "WATCH_STREAMING_LISTS", default_value_t = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub streaming_lists: bool,
+
     /// Kubeconfig file; default: in-cluster configuration or `KUBECONFIG`.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,

@@ -184,7 +184,7 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
     let (sandbox_store, sandbox_writer) = reflector::store();
     let sandbox_stream = watcher(sandboxes.clone(), sandbox_watch())
         .default_backoff()
-        .modify(|sb: &mut UserSandbox| sb.managed_fields_mut().clear())
+        .modify(|sb: &mut UserSandbox| sb.metadata.managed_fields = None)
         .reflect(sandbox_writer);
     let sandbox_stream = triggers(sandbox_stream, spec_predicate::<UserSandbox>);
     let quotas = triggers(
@@ -234,7 +234,7 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
     // UserDeployments: cached without managedFields, to keep memory low at scale.
     let uds: Api<UserDeployment> = namespaced_api(&client, &wns);
     let (ud_store, ud_writer) = reflector::store();
-    let ud_stream = watcher(uds, WatcherConfig::default().any_semantic())
+    let ud_stream = watcher(uds, list_config(&config, WatcherConfig::default()))
         .default_backoff()
         .modify(trim_user_deployment)
         .reflect(ud_writer);
@@ -244,15 +244,20 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
     let by_template = ud_store.clone();
     let platform_ns = config.platform_namespace.clone();
     let by_sandbox = ud_store.clone();
+    let resync = futures::stream::unfold((), |()| async {
+        tokio::time::sleep(deployment::RESYNC).await;
+        Some(((), ()))
+    });
     let ud_ctrl = Controller::for_stream(ud_stream, ud_store.clone())
         .with_config(ctrl_config)
-        .owns_stream(child_events::<Deployment>(&client, &wns, &children, |d| {
+        .reconcile_all_on(resync)
+        .owns_stream(child_events::<Deployment>(&client, &config, &children, |d| {
             Some(RolloutState::of(d))
         }))
-        .owns_stream(child_meta_events::<Service>(&client, &wns, &children))
-        .owns_stream(child_meta_events::<Ingress>(&client, &wns, &children))
-        .owns_stream(child_meta_events::<ConfigMap>(&client, &wns, &children))
-        .owns_stream(child_meta_events::<NetworkPolicy>(&client, &wns, &children))
+        .owns_stream(child_meta_events::<Service>(&client, &config, &children))
+        .owns_stream(child_meta_events::<Ingress>(&client, &config, &children))
+        .owns_stream(child_meta_events::<ConfigMap>(&client, &config, &children))
+        .owns_stream(child_meta_events::<NetworkPolicy>(&client, &config, &children))
         .watches(
             templates,
             WatcherConfig::default().any_semantic(),
@@ -343,7 +348,8 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
 /// What the UserDeployment cache keeps of an object: everything the reconciler reads, without
 /// what only costs memory at 10,000 objects (managedFields, kubectl's last-applied copy).
 pub fn trim_user_deployment(ud: &mut UserDeployment) {
-    ud.managed_fields_mut().clear();
+    // `None`, not `clear()`: a cleared Vec keeps its buffer.
+    ud.metadata.managed_fields = None;
     ud.annotations_mut()
         .remove("kubectl.kubernetes.io/last-applied-configuration");
 }
@@ -407,7 +413,7 @@ fn ud_predicate(ud: &UserDeployment) -> Option<u64> {
 /// Full watch of a child kind feeding the child cache (objects are not kept), as owner triggers.
 fn child_events<K>(
     client: &Client,
-    wns: &str,
+    config: &Config,
     cache: &Arc<ChildCache>,
     rollout: fn(&K) -> Option<RolloutState>,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
@@ -421,19 +427,22 @@ where
         + 'static,
 {
     let cache = cache.clone();
-    watcher(namespaced_api::<K>(client, wns), managed())
-        .default_backoff()
-        .map_ok(move |ev| {
-            cache.observe(&ev, rollout);
-            ev
-        })
-        .touched_objects()
+    watcher(
+        namespaced_api::<K>(client, &config.watch_namespace),
+        list_config(config, managed()),
+    )
+    .default_backoff()
+    .map_ok(move |ev| {
+        cache.observe(&ev, rollout);
+        ev
+    })
+    .touched_objects()
 }
 
 /// Metadata-only watch of a child kind feeding the child cache, as owner triggers.
 fn child_meta_events<K>(
     client: &Client,
-    wns: &str,
+    config: &Config,
     cache: &Arc<ChildCache>,
 ) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
 where
@@ -445,7 +454,16 @@ where
         + Sync
         + 'static,
 {
-    child_events::<PartialObjectMeta<K>>(client, wns, cache, |_| None)
+    child_events::<PartialObjectMeta<K>>(client, config, cache, |_| None)
+}
+
+/// How the large caches (UserDeployments, children) are filled: streaming lists, or small pages.
+fn list_config(config: &Config, watch: WatcherConfig) -> WatcherConfig {
+    if config.streaming_lists {
+        watch.streaming_lists()
+    } else {
+        watch.any_semantic().page_size(100)
+    }
 }
 
 fn managed() -> WatcherConfig {

@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use crate::string_map::StringMap;
 use crate::template::ServiceSpec;
 
 /// One app instance: a Template (or inline services) plus parameter values. The controller runs
@@ -42,10 +43,10 @@ pub struct UserDeploymentSpec {
     pub services: Option<Vec<ServiceSpec>>,
     /// Parameter values by name; they become environment variables. Never put secret values
     /// here: use `secretRefs`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "StringMap::is_empty")]
     #[schemars(extend("maxProperties" = 100), inner(length(max = 4096)))]
     #[x_kube(validation = kube::core::Rule::new("self.all(k, k.matches('^[A-Z_][A-Z0-9_]*$'))").message("parameter names must be environment variable names like DATABASE_URL"))]
-    pub parameters: BTreeMap<String, String>,
+    pub parameters: StringMap,
     /// Names of stored secrets (never values) whose keys become environment variables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]

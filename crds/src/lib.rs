@@ -14,11 +14,13 @@ pub mod conditions;
 pub mod deployment;
 pub mod plan;
 pub mod sandbox;
+pub mod string_map;
 pub mod template;
 
 pub use deployment::{DeploymentPhase, UserDeployment, UserDeploymentSpec, UserDeploymentStatus, Visibility};
 pub use plan::{Plan, PlanLimits};
 pub use sandbox::{MemberRole, SandboxMember, SandboxOwner, UserSandbox, UserSandboxSpec, UserSandboxStatus};
+pub use string_map::StringMap;
 pub use template::{
     ConfigFile, ParameterType, ResourceList, ServiceResources, ServiceSpec, Template, TemplateIngress,
     TemplateParameter, TemplateSpec, TemplateStatus, TemplateVisibility,

@@ -217,7 +217,7 @@ pub async fn update(
     let current = find(&state, &p, &name).await?;
     let mut spec = current.spec.clone();
     if let Some(v) = body.parameters {
-        spec.parameters = v;
+        spec.parameters = v.into();
     }
     if let Some(v) = body.secret_refs {
         spec.secret_refs = v;

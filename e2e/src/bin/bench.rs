@@ -13,6 +13,11 @@
 //! re-reconciles all of them while a watch counts every write that changed an object (target:
 //! zero).
 //!
+//! `bench latency [--count N] [--rate R]`: create→Ready latency with an unsaturated, paced load
+//! (R apps per second, default 4): the children applied directly (until the Deployment is
+//! Available) against UserDeployments through the controller (until `Ready`); it prints p50,
+//! p90 and p99 of both and the controller's overhead (target: ≤ 250 ms at p99).
+//!
 //! `bench rss [--count N]`: a development loop for the controller's memory. The first run creates
 //! N suspended UserDeployments and keeps them (label `run=rss-N`); every run then starts a fresh
 //! controller, waits until it has reconciled all of them and prints its RSS. `bench rss --clean 1`
@@ -53,6 +58,7 @@ struct Args {
     sandboxes: usize,
     concurrency: usize,
     clean: bool,
+    rate: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -62,19 +68,23 @@ fn parse_args() -> Result<Args> {
         Some(a) if !a.starts_with("--") => args.next().unwrap_or_default(),
         _ => "throughput".into(),
     };
-    if !["throughput", "scale", "rss", "api"].contains(&mode.as_str()) {
-        bail!("unknown mode {mode:?}: use `bench throughput`, `bench scale`, `bench rss` or `bench api`");
+    if !["throughput", "latency", "scale", "rss", "api"].contains(&mode.as_str()) {
+        bail!(
+            "unknown mode {mode:?}: use `bench throughput`, `bench latency`, `bench scale`, `bench rss` or `bench api`"
+        );
     }
     let mut a = Args {
         count: match mode.as_str() {
             "scale" | "rss" => 10_000,
             "api" => 1_000,
+            "latency" => 300,
             _ => 2_000,
         },
         mode,
         sandboxes: 10,
         concurrency: 64,
         clean: false,
+        rate: 4,
     };
     while let Some(flag) = args.next() {
         let value = args.next().with_context(|| format!("{flag} needs a value"))?;
@@ -84,7 +94,8 @@ fn parse_args() -> Result<Args> {
             "--sandboxes" => a.sandboxes = n.max(1),
             "--concurrency" => a.concurrency = n.max(1),
             "--clean" => a.clean = n != 0,
-            other => bail!("unknown flag {other}; flags: --count N --sandboxes K --concurrency C --clean 1"),
+            "--rate" => a.rate = n.max(1),
+            other => bail!("unknown flag {other}; flags: --count N --sandboxes K --concurrency C --rate R --clean 1"),
         }
     }
     Ok(a)
@@ -295,6 +306,44 @@ async fn create_sandbox_namespace(client: &Client, ns: &str, run: &str, per_sand
     Ok(())
 }
 
+/// Applies the children of app `i` directly (what the controller would write for a
+/// UserDeployment `app-<i>` of the benchmark template), labelling the Deployment `run_label`.
+async fn apply_raw_app(
+    client: &Client,
+    config: &Config,
+    t: &Template,
+    ns: &str,
+    i: usize,
+    run_label: &str,
+) -> Result<()> {
+    let mut ud = user_deployment(&format!("app-{i}"), ns, false);
+    ud.metadata.uid = Some(format!("00000000-0000-0000-0000-{i:012}"));
+    let vd = validate_deployment(&ud, Some(&t.spec), "bench", config).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut children = controller::build::deployment::build(&vd, config);
+    // No owner: the UserDeployment does not exist in this mode.
+    for d in &mut children.deployments {
+        d.metadata.owner_references = None;
+        d.metadata
+            .labels
+            .get_or_insert_default()
+            .insert(RUN_LABEL.into(), run_label.into());
+        apply(client, d).await?;
+    }
+    for s in &mut children.services {
+        s.metadata.owner_references = None;
+        apply(client, s).await?;
+    }
+    if let Some(mut np) = children.network_policy {
+        np.metadata.owner_references = None;
+        apply(client, &np).await?;
+    }
+    if let Some(mut ing) = children.ingress {
+        ing.metadata.owner_references = None;
+        apply(client, &ing).await?;
+    }
+    Ok(())
+}
+
 /// The raw ceiling: children applied directly, at concurrency `c`.
 async fn raw_run(client: &Client, run: &str, count: usize, sandboxes: usize, c: usize) -> Result<(Duration, usize)> {
     let config = Config::for_tests();
@@ -311,32 +360,7 @@ async fn raw_run(client: &Client, run: &str, count: usize, sandboxes: usize, c: 
             let ns = namespaces[i % namespaces.len()].clone();
             let (client, config, t, writes) = (client.clone(), config.clone(), t.clone(), writes.clone());
             async move {
-                let mut ud = user_deployment(&format!("app-{i}"), &ns, false);
-                ud.metadata.uid = Some(format!("00000000-0000-0000-0000-{i:012}"));
-                let vd =
-                    validate_deployment(&ud, Some(&t.spec), "bench", &config).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                let mut children = controller::build::deployment::build(&vd, &config);
-                // No owner: the UserDeployment does not exist in this mode.
-                for d in &mut children.deployments {
-                    d.metadata.owner_references = None;
-                    d.metadata
-                        .labels
-                        .get_or_insert_default()
-                        .insert(RUN_LABEL.into(), format!("{run}-raw-{c}"));
-                    apply(&client, d).await?;
-                }
-                for s in &mut children.services {
-                    s.metadata.owner_references = None;
-                    apply(&client, s).await?;
-                }
-                if let Some(mut np) = children.network_policy {
-                    np.metadata.owner_references = None;
-                    apply(&client, &np).await?;
-                }
-                if let Some(mut ing) = children.ingress {
-                    ing.metadata.owner_references = None;
-                    apply(&client, &ing).await?;
-                }
+                apply_raw_app(&client, &config, &t, &ns, i, &format!("{run}-raw-{c}")).await?;
                 writes.fetch_add(4, Ordering::Relaxed);
                 Ok::<_, anyhow::Error>(())
             }
@@ -615,6 +639,7 @@ async fn main() -> Result<()> {
     wait_for_terminating_namespaces(&client).await?;
     let result = match args.mode.as_str() {
         "throughput" => throughput(&client, &run, &args).await,
+        "latency" => latency(&client, &run, &args).await,
         "api" => api::api(&client, &run, &args).await,
         // Keeps its objects between runs on purpose.
         "rss" => return rss(&client, &args).await,
@@ -736,6 +761,169 @@ async fn throughput(client: &Client, run: &str, a: &Args) -> Result<()> {
         println!("| {name} | {r:.1} | {c:.1} |");
     }
     println!("| total | {raw_total:.1} | {ctrl_total:.1} |");
+    Ok(())
+}
+
+/// Starts `n` apps at `rate` per second (`start(i)`), while one watch of `api` records when each
+/// object `key(i)` first satisfies `done`; returns each app's start→done time in milliseconds.
+async fn paced<K, F, Fut>(
+    api: Api<K>,
+    config: watcher::Config,
+    done: fn(&K) -> bool,
+    key: impl Fn(usize) -> String,
+    n: usize,
+    rate: usize,
+    start: F,
+) -> Result<Vec<f64>>
+where
+    K: Resource + Clone + std::fmt::Debug + DeserializeOwned + Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    use std::collections::HashMap;
+    let reached: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
+    let (synced_tx, synced_rx) = tokio::sync::oneshot::channel::<()>();
+    let watch = {
+        let reached = reached.clone();
+        tokio::spawn(async move {
+            let mut synced = Some(synced_tx);
+            let stream = watcher(api, config).default_backoff();
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) if done(&o) => {
+                        reached.lock().unwrap().entry(o.name_any()).or_insert_with(Instant::now);
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(tx) = synced.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
+    synced_rx.await.context("the readiness watch did not start")?;
+    let mut started = HashMap::new();
+    let mut tasks = vec![];
+    let t0 = Instant::now();
+    for i in 0..n {
+        tokio::time::sleep_until((t0 + Duration::from_secs_f64(i as f64 / rate as f64)).into()).await;
+        started.insert(key(i), Instant::now());
+        tasks.push(tokio::spawn(start(i)));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let count = started
+            .keys()
+            .filter(|k| reached.lock().unwrap().contains_key(*k))
+            .count();
+        if count == n {
+            break;
+        }
+        if Instant::now() > deadline {
+            watch.abort();
+            bail!("only {count}/{n} apps were done 5 minutes after the last start");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    watch.abort();
+    let reached = reached.lock().unwrap();
+    Ok(started
+        .iter()
+        .map(|(k, t)| reached[k].saturating_duration_since(*t).as_secs_f64() * 1000.0)
+        .collect())
+}
+
+/// Nearest-rank quantile of `v` (sorted in place).
+fn quantile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+async fn latency(client: &Client, run: &str, a: &Args) -> Result<()> {
+    let (n, rate) = (a.count, a.rate);
+    progress(format!("latency: {n} apps at {rate}/s, children applied directly"));
+    let raw_ns = format!("raw-{run}-latency");
+    create_sandbox_namespace(client, &raw_ns, run, n + 1).await?;
+    let config = Config::for_tests();
+    let t = template("x");
+    let label = format!("{run}-raw-latency");
+    let mut raw = paced(
+        Api::<Deployment>::namespaced(client.clone(), &raw_ns),
+        watcher::Config::default().labels(&format!("{RUN_LABEL}={label}")),
+        |d: &Deployment| {
+            let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            d.status
+                .as_ref()
+                .is_some_and(|s| s.available_replicas.unwrap_or(0) >= want)
+        },
+        |i| format!("app-{i}-web"),
+        n,
+        rate,
+        |i| {
+            let (client, config, t, ns, label) =
+                (client.clone(), config.clone(), t.clone(), raw_ns.clone(), label.clone());
+            async move { apply_raw_app(&client, &config, &t, &ns, i, &label).await }
+        },
+    )
+    .await?;
+    delete_namespaces(client, &format!("{RUN_LABEL}={run}")).await?;
+
+    progress(format!(
+        "latency: {n} UserDeployments at {rate}/s through the controller"
+    ));
+    let ctrl = ControllerProc::start(run, free_port()?, a.concurrency)?;
+    let namespaces = create_sandboxes(client, run, 1, n + 1).await?;
+    let ns = namespaces[0].clone();
+    let mut ctl = paced(
+        Api::<UserDeployment>::namespaced(client.clone(), &ns),
+        watcher::Config::default(),
+        |u: &UserDeployment| is_ready_condition(Some(u)),
+        |i| format!("app-{i}"),
+        n,
+        rate,
+        |i| {
+            let (client, ns) = (client.clone(), ns.clone());
+            async move {
+                let api: Api<UserDeployment> = Api::namespaced(client, &ns);
+                create_deployment(&api, &user_deployment(&format!("app-{i}"), &ns, false))
+                    .await
+                    .map(|_| ())
+            }
+        },
+    )
+    .await?;
+    ctrl.stop();
+
+    println!("## latency: {n} apps at {rate} per second, one sandbox");
+    println!();
+    println!("| create→ready | p50 | p90 | p99 |");
+    println!("|---|---|---|---|");
+    let q = |v: &mut Vec<f64>| [quantile(v, 0.5), quantile(v, 0.9), quantile(v, 0.99)];
+    let (r, c) = (q(&mut raw), q(&mut ctl));
+    println!(
+        "| children applied directly → Deployment Available | {:.0} ms | {:.0} ms | {:.0} ms |",
+        r[0], r[1], r[2]
+    );
+    println!(
+        "| UserDeployment created → Ready | {:.0} ms | {:.0} ms | {:.0} ms |",
+        c[0], c[1], c[2]
+    );
+    println!(
+        "| **controller overhead** | {:.0} ms | {:.0} ms | **{:.0} ms** (target ≤ 250 ms at p99) |",
+        c[0] - r[0],
+        c[1] - r[1],
+        c[2] - r[2]
+    );
     Ok(())
 }
 
