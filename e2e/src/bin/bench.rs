@@ -293,15 +293,25 @@ async fn create_sandbox_namespace(client: &Client, ns: &str, run: &str, per_sand
     let mut sa = children.service_account;
     sa.metadata.owner_references = None;
     apply(client, &sa).await?;
-    // Pods are refused until the quota's usage is known (as in a sandbox that is Ready).
+    wait_quota_known(client, ns, &quota.name_any()).await
+}
+
+/// Waits until the quota `name` in `ns` reports usage for every resource it limits: until then
+/// the apiserver refuses objects it counts ("status unknown for quota"), and a retried create
+/// would be measured as latency.
+async fn wait_quota_known(client: &Client, ns: &str, name: &str) -> Result<()> {
     let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> = Api::namespaced(client.clone(), ns);
     e2e::wait_for(
         &quotas,
-        &quota.name_any(),
+        name,
         Duration::from_secs(120),
-        "quota usage known",
+        "quota usage known for every limited resource",
         |q: Option<&k8s_openapi::api::core::v1::ResourceQuota>| {
-            q.and_then(|q| q.status.as_ref()).is_some_and(|s| s.used.is_some())
+            q.and_then(|q| q.status.as_ref())
+                .is_some_and(|s| match (&s.hard, &s.used) {
+                    (Some(hard), Some(used)) => hard.keys().all(|k| used.contains_key(k)),
+                    _ => false,
+                })
         },
     )
     .await?;
@@ -530,6 +540,7 @@ async fn create_sandboxes(client: &Client, run: &str, k: usize, per_sandbox: usi
         Api::<Template>::namespaced(client.clone(), ns)
             .create(&PostParams::default(), &template(ns))
             .await?;
+        wait_quota_known(client, ns, controller::build::sandbox::QUOTA_NAME).await?;
     }
     Ok(namespaces)
 }
