@@ -916,7 +916,14 @@ async fn latency(client: &Client, run: &str, a: &Args) -> Result<()> {
         },
     )
     .await?;
+    let metrics = ctrl.scrape().await.unwrap_or_default();
     ctrl.stop();
+    // Failed reconciles by category (conflicts and stale caches are retried after 200 ms).
+    let errors: Vec<String> = metrics
+        .lines()
+        .filter(|l| l.starts_with("k8s_scheduler_controller_reconcile_errors_total{") && l.contains("UserDeployment"))
+        .map(str::to_string)
+        .collect();
 
     println!("## latency: {n} apps at {rate} per second, one sandbox");
     println!();
@@ -937,6 +944,15 @@ async fn latency(client: &Client, run: &str, a: &Args) -> Result<()> {
         c[0] - r[0],
         c[1] - r[1],
         c[2] - r[2]
+    );
+    println!();
+    println!(
+        "Failed UserDeployment reconciles during the controller phase: {}",
+        if errors.is_empty() {
+            "none".to_string()
+        } else {
+            errors.join("; ")
+        }
     );
     Ok(())
 }
