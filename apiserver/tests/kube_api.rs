@@ -12,7 +12,7 @@ use crds::{Template, UserDeployment, UserSandbox};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -88,20 +88,8 @@ impl Run {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         if let Ok(list) = namespaces.list(&lp).await {
             for ns in list {
-                // No controller runs any more to remove its cleanup finalizer: without this the
-                // namespace would stay Terminating on the shared local cluster for good.
-                let uds: Api<UserDeployment> = Api::namespaced(self.client.clone(), &ns.name_any());
-                if let Ok(items) = uds.list_metadata(&ListParams::default()).await {
-                    for ud in items {
-                        let _ = uds
-                            .patch_metadata(
-                                &ud.name_any(),
-                                &PatchParams::default(),
-                                &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
-                            )
-                            .await;
-                    }
-                }
+                // No controller runs any more to remove its cleanup finalizer.
+                e2e::operator::drop_deployment_finalizers(&self.client, &ns.name_any()).await;
                 let _ = namespaces.delete(&ns.name_any(), &DeleteParams::background()).await;
             }
         }

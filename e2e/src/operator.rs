@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use crds::{UserDeployment, UserSandbox};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::conditions;
 use kube::{Api, Client, ResourceExt};
 
@@ -242,6 +242,25 @@ pub fn condition_of<K: serde::Serialize>(obj: Option<&K>, type_: &str) -> Option
             c["reason"].as_str().unwrap_or_default().to_string(),
         )
     })
+}
+
+/// Removes the controller's cleanup finalizer from every UserDeployment in `namespace` (best
+/// effort), for clean-ups that run when no controller does: otherwise a deleted namespace stays
+/// Terminating on the shared local cluster for good.
+pub async fn drop_deployment_finalizers(client: &Client, namespace: &str) {
+    let uds: Api<UserDeployment> = Api::namespaced(client.clone(), namespace);
+    let Ok(items) = uds.list_metadata(&ListParams::default()).await else {
+        return;
+    };
+    for ud in items {
+        let _ = uds
+            .patch_metadata(
+                &ud.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "metadata": { "finalizers": null } })),
+            )
+            .await;
+    }
 }
 
 /// Creates a UserDeployment, retrying while the namespace's quota is still being computed

@@ -619,16 +619,7 @@ async fn cleanup(client: &Client, run: &str) -> Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     // Without a controller running, finalizers would hold the deployments: remove them first.
     for sb in sandboxes.list(&ListParams::default().labels(&sel)).await?.items {
-        let uds: Api<UserDeployment> = Api::namespaced(client.clone(), &sb.spec.namespace);
-        for ud in uds.list_metadata(&ListParams::default()).await?.items {
-            let _ = uds
-                .patch_metadata(
-                    &ud.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
-                )
-                .await;
-        }
+        e2e::operator::drop_deployment_finalizers(client, &sb.spec.namespace).await;
         let _ = sandboxes.delete(&sb.name_any(), &DeleteParams::background()).await;
         let _ = namespaces.delete(&sb.spec.namespace, &DeleteParams::background()).await;
     }
