@@ -61,10 +61,12 @@ pub async fn client(config: &Config) -> anyhow::Result<Client> {
             .await
             .context("no Kubernetes configuration: set KUBECONFIG or --kubeconfig, or run in a cluster")?,
     };
-    let mut kube_config = kube_config;
-    // Reconciling thousands of objects needs more than client-go's default 5 QPS; the apiserver's
-    // own priority and fairness protects it.
-    kube_config.read_timeout = Some(std::time::Duration::from_secs(60));
+    // No client-side read timeout (kube's default): a watch that sees no event for that long (a
+    // quiet UserSandbox or Template watch) would fail with a timeout, and while the watcher backs
+    // off after that error the controller's trigger stream stalls, delaying every new
+    // UserDeployment by a second or more (`hack/bench latency` found it: the slowest apps were
+    // always the ones created 60 s after start). Watches have their own idle timeout in
+    // kube-runtime, and the apiserver ends them after `timeoutSeconds`.
     Ok(Client::try_from(kube_config)?)
 }
 

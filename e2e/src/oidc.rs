@@ -15,7 +15,7 @@
 //!
 //! The provider process is killed when the [`OidcProvider`] is dropped.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -62,8 +62,10 @@ impl std::fmt::Debug for OidcProvider {
 
 /// `hack/oidc` of the workspace (the parent of this crate's directory).
 fn oidc_dir() -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().unwrap_or(manifest_dir).join("hack").join("oidc")
+    // The running checkout (cargo sets this for tests), not the one that compiled this first.
+    let dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()));
+    dir.parent().unwrap_or(&dir).join("hack").join("oidc")
 }
 
 fn snippet(text: &str) -> &str {

@@ -11,7 +11,9 @@ use anyhow::{Context, Result, bail};
 use crds::{UserDeployment, UserSandbox};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::runtime::conditions;
 use kube::{Api, Client, ResourceExt};
 
@@ -37,6 +39,43 @@ pub async fn ensure_crds(client: &Client) -> Result<()> {
             conditions::is_crd_established(),
         )
         .await?;
+    }
+    ensure_finalizer_policy(client).await
+}
+
+/// The chart's MutatingAdmissionPolicy that adds the UserDeployment cleanup finalizer at create.
+const FINALIZER_POLICY: &str = include_str!("../../charts/k8s-scheduler/files/userdeployment-finalizer-policy.yaml");
+
+/// Installs the finalizer policy (the chart's file) and binds it to sandbox namespaces, as the
+/// chart does without `operator.watchNamespace`.
+pub async fn ensure_finalizer_policy(client: &Client) -> Result<()> {
+    let gvk = |kind: &str| GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
+    let policy: DynamicObject =
+        serde_yaml::from_str(FINALIZER_POLICY).context("parsing userdeployment-finalizer-policy.yaml")?;
+    let binding: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingAdmissionPolicyBinding",
+        "metadata": { "name": policy.name_any() },
+        "spec": {
+            "policyName": policy.name_any(),
+            "matchResources": { "namespaceSelector": { "matchExpressions": [
+                { "key": controller::build::SANDBOX_LABEL, "operator": "Exists" },
+            ] } },
+        },
+    }))?;
+    for (obj, kind, plural) in [
+        (&policy, "MutatingAdmissionPolicy", "mutatingadmissionpolicies"),
+        (
+            &binding,
+            "MutatingAdmissionPolicyBinding",
+            "mutatingadmissionpolicybindings",
+        ),
+    ] {
+        let api: Api<DynamicObject> =
+            Api::all_with(client.clone(), &ApiResource::from_gvk_with_plural(&gvk(kind), plural));
+        api.patch(&obj.name_any(), &PatchParams::apply("e2e").force(), &Patch::Apply(obj))
+            .await
+            .with_context(|| format!("installing {kind} {} (needs Kubernetes 1.36+)", obj.name_any()))?;
     }
     Ok(())
 }

@@ -24,7 +24,10 @@ use serde_yaml::Value;
 const KUBE_VERSION: &str = "v1.36.3";
 
 fn chart() -> String {
-    format!("{}/../charts/k8s-scheduler", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/../charts/k8s-scheduler",
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string())
+    )
 }
 
 fn helm() -> Command {
@@ -435,6 +438,98 @@ async fn every_option_renders_and_passes_server_dry_run() -> Result<()> {
                 !out.contains("PodSecurity"),
                 "{sets:?}: a pod template breaks Pod Security \"restricted\": {out}"
             );
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// The UserDeployment finalizer policy: rendered only where the cluster serves
+/// MutatingAdmissionPolicy v1 (helm learns that from discovery on install; `--api-versions` here),
+/// bound to sandbox namespaces, and to `operator.watchNamespace` alone when that is set; accepted
+/// by the apiserver in a server dry-run.
+#[tokio::test]
+async fn finalizer_policy_renders_where_the_api_exists() -> Result<()> {
+    with_namespace(|_client, ns| async move {
+        const POLICY: &str = "k8s-scheduler-userdeployment-finalizer";
+        let docs = documents(&render("r", &ns, &[])?)?;
+        ensure!(
+            find(&docs, "MutatingAdmissionPolicy", POLICY).is_none(),
+            "no policy may render without the API"
+        );
+        for (sets, want) in [
+            (&[][..], vec![("k8s-scheduler.io/sandbox", "Exists", None)]),
+            (
+                &["operator.watchNamespace=apps"][..],
+                vec![
+                    ("k8s-scheduler.io/sandbox", "Exists", None),
+                    ("kubernetes.io/metadata.name", "In", Some("apps")),
+                ],
+            ),
+            (&["operator.finalizerPolicy=false"][..], vec![]),
+        ] {
+            let mut cmd = helm();
+            cmd.args([
+                "template",
+                "r",
+                &chart(),
+                "--namespace",
+                &ns,
+                "--kube-version",
+                KUBE_VERSION,
+            ]);
+            cmd.args([
+                "--api-versions",
+                "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy",
+            ]);
+            for s in sets {
+                cmd.args(["--set", s]);
+            }
+            let (ok, rendered) = output(cmd)?;
+            ensure!(ok, "helm template {sets:?}: {rendered}");
+            let docs = documents(&rendered)?;
+            if want.is_empty() {
+                ensure!(
+                    find(&docs, "MutatingAdmissionPolicy", POLICY).is_none()
+                        && find(&docs, "MutatingAdmissionPolicyBinding", POLICY).is_none(),
+                    "{sets:?}: the policy must not render"
+                );
+                continue;
+            }
+            let policy = get(&docs, "MutatingAdmissionPolicy", POLICY)?;
+            let rule = &policy["spec"]["matchConstraints"]["resourceRules"][0];
+            ensure!(
+                rule["resources"][0] == "userdeployments" && rule["operations"][0] == "CREATE",
+                "{sets:?}: the policy must match UserDeployment creates: {rule:?}"
+            );
+            let binding = get(&docs, "MutatingAdmissionPolicyBinding", POLICY)?;
+            let exprs = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+                .as_sequence()
+                .context("binding without matchExpressions")?;
+            let got: Vec<(String, String, Option<String>)> = exprs
+                .iter()
+                .map(|e| {
+                    (
+                        e["key"].as_str().unwrap_or_default().to_string(),
+                        e["operator"].as_str().unwrap_or_default().to_string(),
+                        e["values"][0].as_str().map(str::to_string),
+                    )
+                })
+                .collect();
+            let want: Vec<(String, String, Option<String>)> = want
+                .iter()
+                .map(|(k, o, v)| (k.to_string(), o.to_string(), v.map(str::to_string)))
+                .collect();
+            ensure!(got == want, "{sets:?}: binding selector {got:?}, want {want:?}");
+            let (ok, out) = kubectl_stdin(
+                &["apply", "--dry-run=server", "-f", "-"],
+                &format!(
+                    "{}---\n{}",
+                    serde_yaml::to_string(policy)?,
+                    serde_yaml::to_string(binding)?
+                ),
+            )?;
+            ensure!(ok, "{sets:?}: server dry-run of the policy failed: {out}");
         }
         Ok(())
     })

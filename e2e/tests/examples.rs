@@ -11,7 +11,10 @@ use kube::Api;
 use kube::api::ListParams;
 
 fn examples_dir() -> String {
-    format!("{}/../examples", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/../examples",
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string())
+    )
 }
 
 fn run(args: &[&str]) -> Result<String> {

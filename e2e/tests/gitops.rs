@@ -4,7 +4,10 @@
 use anyhow::{Context, Result, ensure};
 
 fn gitops_dir() -> String {
-    format!("{}/../examples/gitops", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/../examples/gitops",
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string())
+    )
 }
 
 #[test]

@@ -221,7 +221,36 @@ async fn two_service_deployment_lifecycle() -> Result<()> {
             .create(&PostParams::default(), &two_service_template(ns))
             .await?;
         let uds: Api<UserDeployment> = Api::namespaced(client.clone(), ns);
-        create_deployment(&uds, &blog_deployment("blog", "Hello", json!({}))).await?;
+        // The chart's MutatingAdmissionPolicy adds the cleanup finalizer at admission (a dry-run
+        // create shows it; the policy can take a moment to be active after its first install).
+        let finalizer = controller::reconcile::DEPLOYMENT_FINALIZER;
+        let dry_run = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        let (mut admitted, mut admitted_error) = (None, None);
+        for _ in 0..40 {
+            // (A quota whose usage is not known yet refuses creates for a moment, too.)
+            match uds.create(&dry_run, &blog_deployment("blog", "Hello", json!({}))).await {
+                Ok(probe) if probe.finalizers().iter().any(|f| f == finalizer) => {
+                    admitted = Some(probe);
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => admitted_error = Some(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        ensure!(
+            admitted.is_some(),
+            "the finalizer policy never added {finalizer} at admission (last error: {admitted_error:?})"
+        );
+        let created = create_deployment(&uds, &blog_deployment("blog", "Hello", json!({}))).await?;
+        ensure!(
+            created.finalizers() == [finalizer.to_string()],
+            "created with finalizers {:?}, want [{finalizer}] from admission",
+            created.finalizers()
+        );
         let ud = ready(&uds, "blog").await?;
         let status = ud.status.clone().unwrap();
         assert_eq!(

@@ -24,7 +24,8 @@ use serde_json::{Value, json};
 
 /// `web/` of this repository.
 fn web_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../web")
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()))
+        .join("../web")
 }
 
 fn free_port() -> Result<u16> {

@@ -32,6 +32,11 @@ pub const RESYNC: Duration = Duration::from_secs(3600);
 /// How soon a UserDeployment that is still rolling out is looked at again (a safety net: the
 /// Deployment watch normally triggers sooner).
 const PROGRESS_RECHECK: Duration = Duration::from_secs(30);
+/// How long a new UserDeployment's first status waits for its rollout after the children were
+/// first applied: an app that starts within it gets `Ready` as its first status, one write
+/// instead of two (`Provisioning`, then `Ready`). One that does not gets `Provisioning` then.
+/// Until the first status, the app reads as Pending (no status).
+pub const FIRST_STATUS_GRACE: Duration = Duration::from_secs(3);
 
 /// Reconciles one UserDeployment.
 pub async fn reconcile(ud: Arc<UserDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -191,6 +196,13 @@ async fn apply(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
         })
         .collect();
     let ready = rollouts.iter().all(RolloutState::available);
+    if !ready
+        && ud.status.is_none()
+        && let Some(wait) = first_status_wait(ctx, &ud_key(ud))
+    {
+        // The Deployment watch triggers a reconcile as soon as the rollout is done.
+        return Ok(Action::requeue(wait));
+    }
     write_ready_status(ud, ctx, &vd, services, ready, hash).await?;
     Ok(if ready {
         Action::await_change()
@@ -218,6 +230,18 @@ fn may_have_orphans(ud: &UserDeployment, ctx: &Context, c: &DeploymentChildren) 
     ctx.children
         .count_children(&ns, &ud.name_any())
         .is_none_or(|n| n > desired)
+}
+
+fn ud_key(ud: &UserDeployment) -> String {
+    format!("{}/{}", ud.namespace().unwrap_or_default(), ud.name_any())
+}
+
+/// How much longer the first status of a new UserDeployment may wait ([`FIRST_STATUS_GRACE`]
+/// from its first apply); `None` once the grace is over.
+fn first_status_wait(ctx: &Context, key: &str) -> Option<Duration> {
+    let mut pending = ctx.first_status.lock().unwrap_or_else(|e| e.into_inner());
+    let since = *pending.entry(key.to_string()).or_insert_with(std::time::Instant::now);
+    FIRST_STATUS_GRACE.checked_sub(since.elapsed()).filter(|d| !d.is_zero())
 }
 
 fn child_names(c: &DeploymentChildren) -> Vec<String> {
@@ -429,6 +453,10 @@ fn status_changed(a: &UserDeploymentStatus, b: &UserDeploymentStatus) -> bool {
 
 async fn patch_status(ud: &UserDeployment, ctx: &Context, status: &UserDeploymentStatus) -> Result<(), Error> {
     ctx.ensure_leader()?;
+    ctx.first_status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&ud_key(ud));
     let api: Api<UserDeployment> = Api::namespaced(ctx.client.clone(), &ud.namespace().unwrap_or_default());
     ctx.metrics.writes.get_or_create(&Metrics::kind(KIND)).inc();
     // The status is replaced whole (conditions are a list), so `null` clears an absent url.

@@ -80,6 +80,10 @@ pub struct Context {
     pub templates: Store<Template>,
     /// What was last applied to each child.
     pub children: Arc<ChildCache>,
+    /// New UserDeployments whose children are applied and whose first status waits (see
+    /// `deployment::FIRST_STATUS_GRACE`), with when they were first applied. Entries live for a
+    /// few seconds: removed with the first status write.
+    pub first_status: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Context {
@@ -107,6 +111,7 @@ impl Context {
             sandboxes,
             templates,
             children,
+            first_status: Default::default(),
         })
     }
 

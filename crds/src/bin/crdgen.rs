@@ -16,7 +16,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/k8s-scheduler/crds");
+    // `cargo run` sets CARGO_MANIFEST_DIR for the process: prefer it to the value compiled in,
+    // which names whichever checkout built the binary first when several share a target dir.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    let dir = Path::new(&manifest_dir).join("../charts/k8s-scheduler/crds");
     let mut stale = Vec::new();
     for crd in crds::all_crds() {
         let name = crd.metadata.name.clone().unwrap_or_default();
