@@ -4,9 +4,12 @@
 //!
 //! 1. raw ceiling: the same child objects the controller would write, applied directly with
 //!    server-side apply at the best of several concurrencies, until every Deployment is Available;
-//! 2. the controller: N UserDeployments created at once, until every one is Ready.
+//! 2. the controller: N UserDeployments created at once, until every one is Ready;
+//! 3. the raw ceiling again at the best concurrency: the cluster slows down over a run, so the
+//!    controller is compared with the mean of the ceiling before and after it.
 //!
-//! It prints time, throughput, ratio, reconcile p50/p99, peak RSS and API writes per deployment.
+//! It prints time, throughput, ratio, reconcile p50/p99, peak RSS, API writes per deployment, CPU
+//! seconds per process and the apiserver's requests and watch events per app, by phase.
 //!
 //! `bench scale [--count N]`: N suspended UserDeployments (no pods: the cluster's own controllers
 //! are not the bottleneck), the controller's RSS once all are Ready, then a restart that
@@ -15,8 +18,10 @@
 //!
 //! `bench latency [--count N] [--rate R]`: create→Ready latency with an unsaturated, paced load
 //! (R apps per second, default 4): the children applied directly (until the Deployment is
-//! Available) against UserDeployments through the controller (until `Ready`); it prints p50,
-//! p90 and p99 of both and the controller's overhead (target: ≤ 250 ms at p99).
+//! Available) against UserDeployments through the controller (until `Ready`). Each app's time is
+//! split into pick-up (until its Deployment is seen), rollout (until Available) and report (until
+//! `Ready`); the controller's overhead is pick-up + report against the direct pick-up (target:
+//! ≤ 250 ms at p99). `BENCH_CONTROLLER_LOG` sets the controller's RUST_LOG for a timeline.
 //!
 //! `bench rss [--count N]`: a development loop for the controller's memory. The first run creates
 //! N suspended UserDeployments and keeps them (label `run=rss-N`); every run then starts a fresh
