@@ -125,7 +125,7 @@ pub async fn create(
         None => generated_name(&body.template),
     };
     if let Some(limit) = sandbox.deployment_limit {
-        let count = state.platform.deployments(&ns).await?.len();
+        let count = state.platform.count_deployments(&ns).await?;
         if count >= limit as usize {
             let plan = serde_json::to_value(sandbox.plan)
                 .ok()

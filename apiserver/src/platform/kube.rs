@@ -291,6 +291,17 @@ impl Platform for KubePlatform {
         Ok(out)
     }
 
+    async fn count_deployments(&self, namespace: &str) -> ApiResult<usize> {
+        // A consistent (quorum) list of names only: the watch cache can lag a create made a
+        // moment ago. The sandbox's ResourceQuota (count/userdeployments) is the hard limit.
+        let api: Api<UserDeployment> = Api::namespaced(self.client.clone(), namespace);
+        let list = api
+            .list_metadata(&ListParams::default())
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("counting deployments in {namespace}: {e}")))?;
+        Ok(list.items.len())
+    }
+
     async fn deployment(&self, namespace: &str, name: &str) -> ApiResult<Option<Arc<UserDeployment>>> {
         if let Some(d) = self.deployments.get(&ObjectRef::new(name).within(namespace)) {
             return Ok(Some(d));

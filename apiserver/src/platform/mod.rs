@@ -86,6 +86,12 @@ pub trait Platform: Send + Sync {
     fn templates(&self, namespace: &str) -> Vec<Arc<Template>>;
     /// Deployments of a namespace, by name.
     async fn deployments(&self, namespace: &str) -> ApiResult<Vec<Arc<UserDeployment>>>;
+    /// How many deployments a namespace has now, for the plan's limit on creates: read through
+    /// to the source of truth, so a create right after another one counts it (a watch cache may
+    /// not have seen it yet).
+    async fn count_deployments(&self, namespace: &str) -> ApiResult<usize> {
+        Ok(self.deployments(namespace).await?.len())
+    }
     /// One deployment.
     async fn deployment(&self, namespace: &str, name: &str) -> ApiResult<Option<Arc<UserDeployment>>>;
     /// Creates a deployment (already validated); 409 when the name is taken.
