@@ -21,4 +21,13 @@ pub mod services;
 pub mod wait;
 
 pub use cluster::{client, unique_name, with_namespace};
+
+/// `rel` inside the repository this test runs from. Cargo sets CARGO_MANIFEST_DIR when it runs a
+/// test; the value compiled in names whichever checkout built the binary first when several
+/// checkouts share a target dir (CI clones do), so it is only the fallback.
+pub fn repo_path(rel: &str) -> std::path::PathBuf {
+    let crate_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    let crate_dir = std::path::PathBuf::from(crate_dir);
+    crate_dir.parent().unwrap_or(&crate_dir).join(rel)
+}
 pub use wait::{wait_for, wait_until_gone};

@@ -62,10 +62,7 @@ impl std::fmt::Debug for OidcProvider {
 
 /// `hack/oidc` of the workspace (the parent of this crate's directory).
 fn oidc_dir() -> PathBuf {
-    // The running checkout (cargo sets this for tests), not the one that compiled this first.
-    let dir =
-        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()));
-    dir.parent().unwrap_or(&dir).join("hack").join("oidc")
+    crate::repo_path("hack/oidc")
 }
 
 fn snippet(text: &str) -> &str {

@@ -24,10 +24,7 @@ use serde_yaml::Value;
 const KUBE_VERSION: &str = "v1.36.3";
 
 fn chart() -> String {
-    format!(
-        "{}/../charts/k8s-scheduler",
-        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string())
-    )
+    e2e::repo_path("charts/k8s-scheduler").display().to_string()
 }
 
 fn helm() -> Command {

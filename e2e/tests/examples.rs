@@ -11,10 +11,7 @@ use kube::Api;
 use kube::api::ListParams;
 
 fn examples_dir() -> String {
-    format!(
-        "{}/../examples",
-        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string())
-    )
+    e2e::repo_path("examples").display().to_string()
 }
 
 fn run(args: &[&str]) -> Result<String> {

@@ -4,10 +4,7 @@
 use anyhow::{Context, Result, ensure};
 
 fn gitops_dir() -> String {
-    format!(
-        "{}/../examples/gitops",
-        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string())
-    )
+    e2e::repo_path("examples/gitops").display().to_string()
 }
 
 #[test]

@@ -24,8 +24,7 @@ use serde_json::{Value, json};
 
 /// `web/` of this repository.
 fn web_dir() -> PathBuf {
-    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()))
-        .join("../web")
+    e2e::repo_path("web")
 }
 
 fn free_port() -> Result<u16> {
