@@ -187,11 +187,44 @@ async fn sandbox_provisions_a_restricted_namespace() -> Result<()> {
             "apiVersion": "v1", "kind": "Service", "metadata": { "name": "np" },
             "spec": { "type": "NodePort", "ports": [{ "port": 80 }] },
         }))?;
-        let err = Api::<Service>::namespaced(client, ns)
+        let err = Api::<Service>::namespaced(client.clone(), ns)
             .create(&PostParams::default(), &svc)
             .await
             .expect_err("NodePort");
         assert!(err.to_string().contains("services.nodeports"), "{err}");
+
+        // The quota is a watched child (metadata only): an edit of its spec by someone else, and
+        // its deletion, are undone promptly.
+        let quotas = Api::<ResourceQuota>::namespaced(client, ns);
+        let nodeports = |q: Option<&ResourceQuota>| {
+            q.and_then(|q| q.spec.as_ref()?.hard.as_ref()?.get("services.nodeports").cloned())
+                .map(|v| v.0)
+        };
+        quotas
+            .patch(
+                "sandbox-quota",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": { "hard": { "services.nodeports": "5" } } })),
+            )
+            .await?;
+        wait_for(
+            &quotas,
+            "sandbox-quota",
+            TIMEOUT,
+            "edited quota restored",
+            move |q: Option<&ResourceQuota>| nodeports(q).as_deref() == Some("0"),
+        )
+        .await?;
+        let uid = quotas.get("sandbox-quota").await?.uid();
+        quotas.delete("sandbox-quota", &DeleteParams::default()).await?;
+        wait_for(
+            &quotas,
+            "sandbox-quota",
+            TIMEOUT,
+            "deleted quota recreated",
+            move |q: Option<&ResourceQuota>| q.is_some_and(|q| q.uid() != uid) && nodeports(q).as_deref() == Some("0"),
+        )
+        .await?;
         Ok(())
     })
     .await

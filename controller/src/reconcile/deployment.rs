@@ -198,6 +198,7 @@ async fn apply(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
     let ready = rollouts.iter().all(RolloutState::available);
     if !ready
         && ud.status.is_none()
+        && unseen_write(ctx, ud).is_none()
         && let Some(wait) = first_status_wait(ctx, &ud_key(ud))
     {
         // The Deployment watch triggers a reconcile as soon as the rollout is done.
@@ -332,9 +333,12 @@ fn selector(ud: &UserDeployment) -> String {
 /// Ordered cleanup: the Ingress first (stop traffic), then workloads, then secrets.
 async fn cleanup(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
     let ns = ud.namespace().unwrap_or_default();
-    let mut status = ud.status.clone().unwrap_or_default();
-    if status.phase != DeploymentPhase::Deleting {
-        status.phase = DeploymentPhase::Deleting;
+    let previous = ud.status.clone().unwrap_or_default();
+    let status = UserDeploymentStatus {
+        phase: DeploymentPhase::Deleting,
+        ..previous.clone()
+    };
+    if needs_write(ctx, ud, &previous, &status) {
         patch_status(ud, ctx, &status).await?;
     }
     let sel = selector(ud);
@@ -349,6 +353,10 @@ async fn cleanup(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
     prune_external_secrets(ctx, &ns, &sel, &[]).await?;
     // The child watches see the deletions and drop the children from the child cache.
     tracing::info!(namespace = %ns, name = %ud.name_any(), "children removed");
+    // The object goes with the finalizer: forget what was noted about its status.
+    let key = ud_key(ud);
+    ctx.written_status.forget(&key);
+    ctx.first_status.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
     Ok(Action::await_change())
 }
 
@@ -370,7 +378,7 @@ async fn report_invalid(ud: &UserDeployment, ctx: &Context, invalid: Invalid) ->
         ],
         children_hash: previous.children_hash.clone(),
     };
-    if status_changed(&previous, &status) {
+    if needs_write(ctx, ud, &previous, &status) {
         tracing::info!(namespace = ?ud.namespace(), name = %ud.name_any(), reason = invalid.reason, message = %invalid.message, "spec cannot be run");
         ctx.warn(ud, invalid.reason, invalid.message).await;
         patch_status(ud, ctx, &status).await?;
@@ -436,10 +444,41 @@ async fn write_ready_status(
         ],
         children_hash: Some(hash),
     };
-    if status_changed(&previous, &status) {
+    if needs_write(ctx, ud, &previous, &status) {
         patch_status(ud, ctx, &status).await?;
     }
     Ok(())
+}
+
+/// The fingerprint of this process's last status write to `ud`, if the cached `ud` does not show
+/// that write yet (see `Context::written_status`). Drops the entry once the cache has moved on.
+fn unseen_write(ctx: &Context, ud: &UserDeployment) -> Option<u64> {
+    ctx.written_status
+        .unseen(&ud_key(ud), ud.metadata.resource_version.as_deref())
+}
+
+/// Whether `status` differs from what the API has, as far as this process knows: its own last
+/// write while the cache has not caught up with it, else the cached status (`previous`).
+fn needs_write(
+    ctx: &Context,
+    ud: &UserDeployment,
+    previous: &UserDeploymentStatus,
+    status: &UserDeploymentStatus,
+) -> bool {
+    match unseen_write(ctx, ud) {
+        Some(written) => written != status_fingerprint(status),
+        None => status_changed(previous, status),
+    }
+}
+
+/// A hash of everything [`status_changed`] compares (transition times left out).
+fn status_fingerprint(status: &UserDeploymentStatus) -> u64 {
+    let mut s = status.clone();
+    for c in &mut s.conditions {
+        c.last_transition_time =
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+    }
+    crate::child_cache::content_hash(&serde_json::to_string(&s).unwrap_or_default())
 }
 
 fn status_changed(a: &UserDeploymentStatus, b: &UserDeploymentStatus) -> bool {
@@ -453,12 +492,20 @@ fn status_changed(a: &UserDeploymentStatus, b: &UserDeploymentStatus) -> bool {
 
 async fn patch_status(ud: &UserDeployment, ctx: &Context, status: &UserDeploymentStatus) -> Result<(), Error> {
     ctx.ensure_leader()?;
-    ctx.first_status
+    let first_applied = ctx
+        .first_status
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&ud_key(ud));
     let api: Api<UserDeployment> = Api::namespaced(ctx.client.clone(), &ud.namespace().unwrap_or_default());
     ctx.metrics.writes.get_or_create(&Metrics::kind(KIND)).inc();
+    tracing::debug!(
+        namespace = ?ud.namespace(),
+        name = %ud.name_any(),
+        phase = ?status.phase,
+        since_first_apply_ms = first_applied.map(|t| t.elapsed().as_millis() as u64),
+        "writing status"
+    );
     // The status is replaced whole (conditions are a list), so `null` clears an absent url.
     let mut body = serde_json::to_value(status).unwrap_or_default();
     if status.url.is_none() {
@@ -472,7 +519,14 @@ async fn patch_status(ud: &UserDeployment, ctx: &Context, status: &UserDeploymen
         )
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            ctx.written_status.note(
+                ud_key(ud),
+                ud.metadata.resource_version.as_deref(),
+                status_fingerprint(status),
+            );
+            Ok(())
+        }
         // Deleted meanwhile: nothing to report on.
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
