@@ -6,6 +6,7 @@ pub mod build;
 pub mod child_cache;
 pub mod config;
 pub mod leader;
+pub mod lean;
 pub mod metrics;
 pub mod reconcile;
 pub mod validate;
@@ -15,10 +16,8 @@ use crds::{Template, UserDeployment, UserSandbox};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Config as WatcherConfig;
@@ -29,6 +28,7 @@ use crate::build::{MANAGED_BY, MANAGER};
 use crate::child_cache::{ChildCache, RolloutState};
 use crate::config::Config;
 use crate::leader::{Election, Leader};
+use crate::lean::{DeploymentRollout, LeanMeta};
 use crate::metrics::{Metrics, Readiness};
 use crate::reconcile::{Context, deployment, sandbox, template};
 
@@ -195,19 +195,19 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
     // (the editor's entry), a deletion as a deletion.
     let quotas = triggers(
         watcher(
-            Api::<PartialObjectMeta<k8s_openapi::api::core::v1::ResourceQuota>>::all(client.clone()),
+            Api::<LeanMeta<k8s_openapi::api::core::v1::ResourceQuota>>::all(client.clone()),
             managed(),
         )
         .default_backoff(),
-        |q: &PartialObjectMeta<k8s_openapi::api::core::v1::ResourceQuota>| spec_writes(&q.metadata),
+        |q: &LeanMeta<k8s_openapi::api::core::v1::ResourceQuota>| spec_writes(&q.metadata),
     );
     let namespaces = triggers(
         watcher(
-            Api::<PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>::all(client.clone()),
+            Api::<LeanMeta<k8s_openapi::api::core::v1::Namespace>>::all(client.clone()),
             managed(),
         )
         .default_backoff(),
-        |n: &PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>| {
+        |n: &LeanMeta<k8s_openapi::api::core::v1::Namespace>| {
             hash_of(&(&n.metadata.labels, n.metadata.deletion_timestamp.is_some()))
         },
     );
@@ -252,8 +252,8 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
     let ud_ctrl = Controller::for_stream(ud_stream, ud_store.clone())
         .with_config(ctrl_config)
         .reconcile_all_on(resync)
-        .owns_stream(child_events::<Deployment>(&client, &config, &children, |d| {
-            Some(RolloutState::of(d))
+        .owns_stream(child_events::<DeploymentRollout>(&client, &config, &children, |d| {
+            Some(d.rollout())
         }))
         .owns_stream(child_meta_events::<Service>(&client, &config, &children))
         .owns_stream(child_meta_events::<Ingress>(&client, &config, &children))
@@ -391,9 +391,10 @@ where
 
 /// Trigger property of a child without `metadata.generation` (ResourceQuota): its labels, its
 /// deletion, and every managed-fields entry except the status subresource's. A spec edit adds or
-/// changes its writer's entry; status updates (the quota controller's usage) change nothing here.
+/// changes its writer's entry (who and when: the lean watch does not parse field sets); status
+/// updates (the quota controller's usage) change nothing here.
 fn spec_writes(meta: &kube::api::ObjectMeta) -> Option<u64> {
-    let writes: Vec<(String, String, String, String)> = meta
+    let writes: Vec<(String, String, String)> = meta
         .managed_fields
         .iter()
         .flatten()
@@ -402,7 +403,6 @@ fn spec_writes(meta: &kube::api::ObjectMeta) -> Option<u64> {
             (
                 f.manager.clone().unwrap_or_default(),
                 f.operation.clone().unwrap_or_default(),
-                f.fields_v1.as_ref().map(|v| v.0.to_string()).unwrap_or_default(),
                 f.time.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
             )
         })
@@ -466,7 +466,7 @@ fn child_meta_events<K>(
     client: &Client,
     config: &Config,
     cache: &Arc<ChildCache>,
-) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+) -> impl futures::Stream<Item = Result<LeanMeta<K>, watcher::Error>> + Send + 'static
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -476,7 +476,7 @@ where
         + Sync
         + 'static,
 {
-    child_events::<PartialObjectMeta<K>>(client, config, cache, |_| None)
+    child_events::<LeanMeta<K>>(client, config, cache, |_| None)
 }
 
 /// How the large caches (UserDeployments, children) are filled: streaming lists, or small pages.
