@@ -82,6 +82,9 @@ impl Run {
         let sandboxes: Api<UserSandbox> = Api::all(self.client.clone());
         if let Ok(list) = sandboxes.list(&lp).await {
             for sb in list {
+                // Its namespace goes with it (owner reference) but may not carry the run label:
+                // release its deployments first, or the namespace stays Terminating.
+                e2e::operator::drop_deployment_finalizers(&self.client, &sb.spec.namespace).await;
                 let _ = sandboxes.delete(&sb.name_any(), &DeleteParams::background()).await;
             }
         }

@@ -614,22 +614,50 @@ async fn wait_for_terminating_namespaces(client: &Client) -> Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());
     let started = Instant::now();
     loop {
-        let terminating = api
-            .list_metadata(&ListParams::default())
+        let terminating: Vec<Namespace> = api
+            .list(&ListParams::default())
             .await?
             .items
-            .iter()
+            .into_iter()
             .filter(|n| n.metadata.deletion_timestamp.is_some())
-            .count();
-        if terminating == 0 {
+            .collect();
+        if terminating.is_empty() {
             return Ok(());
         }
+        // After a minute, say which namespaces and what holds them (a UserDeployment's cleanup
+        // finalizer waits for a controller, e.g. one a killed test run left behind).
+        let detail = if started.elapsed() > Duration::from_secs(60) {
+            let held: Vec<String> = terminating
+                .iter()
+                .map(|n| {
+                    let why = n
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .and_then(|c| {
+                            c.iter()
+                                .find(|c| c.type_ == "NamespaceFinalizersRemaining" && c.status == "True")
+                        })
+                        .and_then(|c| c.message.clone())
+                        .unwrap_or_else(|| "still deleting its content".into());
+                    format!("{} ({why})", n.name_any())
+                })
+                .collect();
+            format!(
+                ": {}; a k8s-scheduler.io/cleanup finalizer is removed by a running controller, or by hand with `kubectl patch userdeployment NAME -n NAMESPACE --type=merge -p '{{\"metadata\":{{\"finalizers\":null}}}}'`",
+                held.join(", ")
+            )
+        } else {
+            String::new()
+        };
         progress(format!(
-            "  waiting for {terminating} namespaces of an earlier run to finish deleting"
+            "  waiting for {} namespaces of an earlier run to finish deleting{detail}",
+            terminating.len()
         ));
         if started.elapsed() > Duration::from_secs(1200) {
             bail!(
-                "{terminating} namespaces still terminating after 20 minutes; see logs/kube-controller-manager.log next to the kubeconfig that `hack/cluster paths` names"
+                "{} namespaces still terminating after 20 minutes{detail}; see also logs/kube-controller-manager.log next to the kubeconfig that `hack/cluster paths` names",
+                terminating.len()
             );
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
