@@ -94,42 +94,66 @@ pub struct Context {
 }
 
 /// Writes this process made that the cache has not shown yet, by object key: the
-/// `resourceVersion` the cached object had when the write was made, and a fingerprint of what
-/// was written.
+/// `resourceVersion` the cached object had when the write was made, a fingerprint of what was
+/// written, and when. A note goes when a reconcile sees a newer version in the cache, and in any
+/// case a minute after the write (the watch delivers a write within milliseconds; a Ready app may
+/// never be reconciled again, and a note per app would grow with the number of apps).
 #[derive(Default)]
-pub struct UnseenWrites(std::sync::Mutex<std::collections::HashMap<String, (String, u64)>>);
+pub struct UnseenWrites(std::sync::Mutex<Notes>);
+
+type Note = (String, u64, std::time::Instant);
+
+#[derive(Default)]
+struct Notes {
+    by_key: std::collections::HashMap<String, Note>,
+    swept: Option<std::time::Instant>,
+}
+
+/// How long a note is kept at most.
+const NOTE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl UnseenWrites {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (String, u64)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Notes> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Notes a write made on top of the cached object at `cached_version`.
     pub fn note(&self, key: String, cached_version: Option<&str>, fingerprint: u64) {
-        self.lock()
-            .insert(key, (cached_version.unwrap_or_default().to_string(), fingerprint));
+        let now = std::time::Instant::now();
+        let mut notes = self.lock();
+        // Sweep at most every few seconds: one pass over the notes of the last minute.
+        if notes.swept.is_none_or(|t| now.duration_since(t) > NOTE_LIFETIME / 10) {
+            notes
+                .by_key
+                .retain(|_, (_, _, at)| now.duration_since(*at) < NOTE_LIFETIME);
+            notes.by_key.shrink_to_fit();
+            notes.swept = Some(now);
+        }
+        notes
+            .by_key
+            .insert(key, (cached_version.unwrap_or_default().to_string(), fingerprint, now));
     }
 
     /// The fingerprint of the last write to `key` if the cache still shows `cached_version`, the
     /// version the write was made on; once the cache shows another version the note is dropped.
     pub fn unseen(&self, key: &str, cached_version: Option<&str>) -> Option<u64> {
         let mut notes = self.lock();
-        let (version, fingerprint) = notes.get(key)?;
-        if cached_version.unwrap_or_default() == version {
+        let (version, fingerprint, at) = notes.by_key.get(key)?;
+        if cached_version.unwrap_or_default() == version && at.elapsed() < NOTE_LIFETIME {
             return Some(*fingerprint);
         }
-        notes.remove(key);
+        notes.by_key.remove(key);
         None
     }
 
     /// Drops the note of `key` (the object is going away).
     pub fn forget(&self, key: &str) {
-        self.lock().remove(key);
+        self.lock().by_key.remove(key);
     }
 
     /// Number of notes.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().by_key.len()
     }
 
     /// Whether there are none.
