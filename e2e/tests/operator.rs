@@ -94,6 +94,25 @@ where
         .collect())
 }
 
+/// Deletes `name` and waits until the controller has created it again: another object of that
+/// name (new uid, not being deleted) for which `check` holds.
+async fn deleted_and_recreated<K>(
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&K) -> bool + Send + 'static,
+) -> Result<K>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let old_uid = api.get(name).await?.uid();
+    api.delete(name, &DeleteParams::default()).await?;
+    wait_for(api, name, TIMEOUT, what, move |o: Option<&K>| {
+        o.is_some_and(|o| o.uid() != old_uid && o.meta().deletion_timestamp.is_none() && check(o))
+    })
+    .await
+}
+
 /// Runs `body` with a fresh sandbox and a controller for it, then removes both.
 async fn with_sandbox<F, Fut>(controller_env: &[(&str, &str)], body: F) -> Result<()>
 where
@@ -215,15 +234,9 @@ async fn sandbox_provisions_a_restricted_namespace() -> Result<()> {
             move |q: Option<&ResourceQuota>| nodeports(q).as_deref() == Some("0"),
         )
         .await?;
-        let uid = quotas.get("sandbox-quota").await?.uid();
-        quotas.delete("sandbox-quota", &DeleteParams::default()).await?;
-        wait_for(
-            &quotas,
-            "sandbox-quota",
-            TIMEOUT,
-            "deleted quota recreated",
-            move |q: Option<&ResourceQuota>| q.is_some_and(|q| q.uid() != uid) && nodeports(q).as_deref() == Some("0"),
-        )
+        deleted_and_recreated(&quotas, "sandbox-quota", "deleted quota recreated", move |q| {
+            nodeports(Some(q)).as_deref() == Some("0")
+        })
         .await?;
         Ok(())
     })
@@ -334,16 +347,7 @@ async fn two_service_deployment_lifecycle() -> Result<()> {
 
         // A deleted child Service comes back.
         let services: Api<Service> = Api::namespaced(client.clone(), ns);
-        let old_uid = services.get("blog-db").await?.uid();
-        services.delete("blog-db", &DeleteParams::default()).await?;
-        wait_for(
-            &services,
-            "blog-db",
-            TIMEOUT,
-            "Service recreated",
-            |s: Option<&Service>| s.is_some_and(|s| s.uid() != old_uid && s.metadata.deletion_timestamp.is_none()),
-        )
-        .await?;
+        deleted_and_recreated(&services, "blog-db", "Service recreated", |_| true).await?;
 
         // Removing a service from the template prunes its children.
         Api::<Template>::namespaced(client.clone(), ns)

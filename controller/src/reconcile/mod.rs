@@ -89,7 +89,7 @@ pub struct Context {
     /// reconcile that runs before the watch delivers the write (another child event a few ms
     /// later) compares with this instead of the stale cached status, and writes nothing when it
     /// is the same (`hack/bench` found 31% of new apps written twice, 20 ms apart, without it).
-    /// An entry goes as soon as the cache shows another `resourceVersion`.
+    /// How long a note lives: see [`UnseenWrites`].
     pub written_status: UnseenWrites,
 }
 
