@@ -199,6 +199,29 @@ pub struct Config {
     #[arg(long, env = "AWS_ENDPOINT_URL", value_parser = parse_url)]
     pub aws_endpoint_url: Option<Url>,
 
+    /// Most secrets (keys, over all scopes) one user may store; a write of a new one beyond is
+    /// refused with 403.
+    #[arg(long, env = "SECRETS_MAX_PER_USER", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub secrets_max_per_user: u32,
+
+    /// Largest secret value in bytes (at most 1 MiB, a Kubernetes Secret's limit); a larger one is
+    /// refused with 413.
+    #[arg(long, env = "SECRETS_MAX_VALUE_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub secrets_max_value_bytes: u32,
+
+    /// Key of the label that tracks a delivered Secret's content (HMAC-SHA256): base64 of 32
+    /// bytes. Empty: derived from SECRETS_ENCRYPTION_KEY, else random per process start.
+    #[arg(long, env = "SECRETS_HASH_KEY", value_parser = parse_encryption_key, hide_env_values = true)]
+    pub secrets_hash_key: Option<SecretString>,
+
+    /// Most `/api/events` streams one user may hold open; more are answered 429.
+    #[arg(long, env = "EVENTS_MAX_STREAMS_PER_USER", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub events_max_streams_per_user: u32,
+
+    /// Most `/api/events` streams open at once on this server; more are answered 429.
+    #[arg(long, env = "EVENTS_MAX_STREAMS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub events_max_streams: u32,
+
     /// Enable Stripe billing.
     #[arg(long, env = "BILLING_ENABLED", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub billing_enabled: bool,

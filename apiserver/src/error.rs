@@ -24,9 +24,15 @@ pub enum ApiError {
     /// 409: the object exists or changed meanwhile.
     #[error("{0}")]
     Conflict(String),
+    /// 413: a value or body is larger than allowed.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// 415: the body must be JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 429: too many at once (open event streams); retry later.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 503: a dependency is not ready yet; retry.
     #[error("{0}")]
     Unavailable(String),
@@ -54,7 +60,9 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -72,7 +80,7 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut resp = (status, Json(ErrorBody { error: message })).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             resp.headers_mut()
                 .insert("retry-after", axum::http::HeaderValue::from_static("5"));
         }

@@ -53,6 +53,9 @@ pub struct AppState {
     pub dev_user: Arc<tokio::sync::OnceCell<User>>,
     /// Controller configuration used to validate deployments exactly as the controller will.
     pub controller: Arc<controller::config::Config>,
+    /// Open `/api/events` streams: their caps, and ending them at sign-out, revocation or
+    /// deactivation.
+    pub streams: Arc<http::events::Streams>,
 }
 
 /// The assembled application.
@@ -123,6 +126,10 @@ pub async fn app_with(config: Arc<Config>, db: Db, platform: Arc<dyn Platform>, 
         oidc: Arc::new(auth::oidc::Provider::new()?),
         metrics: metrics.clone(),
         dev_user: Default::default(),
+        streams: http::events::Streams::new(
+            config.events_max_streams_per_user as usize,
+            config.events_max_streams as usize,
+        ),
     };
     let router = http::router(&state)
         .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track))

@@ -14,7 +14,7 @@ use crds::{UserDeployment, UserDeploymentSpec, Visibility};
 use kube::ResourceExt;
 use serde::Deserialize;
 
-use super::ApiJson;
+use super::{ApiJson, NameKind};
 use crate::AppState;
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -263,6 +263,12 @@ pub async fn set_image(
 ) -> ApiResult<impl IntoResponse> {
     p.require(Scope::DeploymentsWrite)?;
     let current = find(&state, &p, &name).await?;
+    if !crds::is_dns_label(&body.service, 63) {
+        return Err(ApiError::BadRequest(format!(
+            "service {:?} must be the name of one of the deployment's services (a DNS label)",
+            body.service.chars().take(80).collect::<String>()
+        )));
+    }
     if body.image.is_empty() || body.image.len() > 512 || body.image.chars().any(char::is_whitespace) {
         return Err(ApiError::BadRequest(
             "image must be a container image reference without spaces".into(),
@@ -279,6 +285,7 @@ pub async fn set_image(
     responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
 pub async fn remove(State(state): State<AppState>, p: Principal, Path(name): Path<String>) -> ApiResult<StatusCode> {
     p.require(Scope::DeploymentsWrite)?;
+    super::path_name("name", &name, NameKind::Label)?;
     let ns = state.platform.sandbox(&p.user).namespace;
     if state.platform.delete(&ns, &name).await? {
         // Its own secrets go with it, in every backend; the delivered Secrets are garbage-collected
@@ -297,9 +304,8 @@ fn not_found(name: &str) -> ApiError {
 }
 
 async fn find(state: &AppState, p: &Principal, name: &str) -> ApiResult<std::sync::Arc<UserDeployment>> {
-    if !crds::is_dns_label(name, 63) {
-        return Err(not_found(name));
-    }
+    // Before any lookup: the name goes into a Kubernetes request URL when it is not cached.
+    super::path_name("name", name, NameKind::Label)?;
     let ns = state.platform.sandbox(&p.user).namespace;
     state
         .platform

@@ -1,11 +1,20 @@
 //! `/api/events`: Server-Sent Events of changes to the caller's deployments. Every subscriber
 //! reads the one broadcast fed by the platform's single deployments watch; a first `snapshot`
 //! event carries the current list so that a client never misses what happened before it came.
+//!
+//! Open streams are counted in [`Streams`] (`AppState::streams`): at most
+//! EVENTS_MAX_STREAMS_PER_USER per user and EVENTS_MAX_STREAMS in all (429 beyond), and each
+//! stream ends when the session or API token that opened it is signed out or revoked, or its user
+//! deactivated.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use futures::{Stream, StreamExt, stream};
@@ -13,11 +22,143 @@ use kube::ResourceExt;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
+use tokio::sync::oneshot;
+use tower_sessions::Session;
+
 use crate::AppState;
-use crate::auth::{Principal, Scope};
-use crate::error::ApiResult;
+use crate::auth::{Principal, Scope, Via};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::platform::Change;
 use crate::views::DeploymentView;
+
+/// Who holds an open stream, and the sender whose drop ends it.
+struct Holder {
+    user: String,
+    session: Option<String>,
+    token: Option<String>,
+    _stop: oneshot::Sender<()>,
+}
+
+/// The open `/api/events` streams: caps and ending them by session, token or user.
+pub struct Streams {
+    max_per_user: usize,
+    max_total: usize,
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Holder>>,
+}
+
+/// One open stream's place in [`Streams`]; dropping it (the stream ended or the client went away)
+/// frees the place.
+pub struct StreamTicket {
+    id: u64,
+    streams: Arc<Streams>,
+}
+
+impl Drop for StreamTicket {
+    fn drop(&mut self) {
+        self.streams.lock().remove(&self.id);
+    }
+}
+
+impl Streams {
+    /// A registry allowing `max_per_user` streams per user and `max_total` in all.
+    pub fn new(max_per_user: usize, max_total: usize) -> Arc<Streams> {
+        Arc::new(Streams {
+            max_per_user,
+            max_total,
+            next: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Holder>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Admits a stream of `user`, opened by session id `session` or API token hash `token`: its
+    /// ticket and a future that resolves when the stream must end. 429 beyond a cap.
+    pub fn open(
+        self: &Arc<Self>,
+        user: &str,
+        session: Option<String>,
+        token: Option<String>,
+    ) -> ApiResult<(StreamTicket, oneshot::Receiver<()>)> {
+        let mut open = self.lock();
+        if open.len() >= self.max_total {
+            return Err(ApiError::TooManyRequests(format!(
+                "the server has {} event streams open, the most EVENTS_MAX_STREAMS allows; retry later",
+                open.len()
+            )));
+        }
+        let mine = open.values().filter(|h| h.user == user).count();
+        if mine >= self.max_per_user {
+            return Err(ApiError::TooManyRequests(format!(
+                "you have {mine} event streams open, the most EVENTS_MAX_STREAMS_PER_USER allows; \
+                 close one (another tab or script) first"
+            )));
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        open.insert(
+            id,
+            Holder {
+                user: user.to_string(),
+                session,
+                token,
+                _stop: tx,
+            },
+        );
+        Ok((
+            StreamTicket {
+                id,
+                streams: self.clone(),
+            },
+            rx,
+        ))
+    }
+
+    fn end_where(&self, pred: impl Fn(&Holder) -> bool) -> usize {
+        let mut open = self.lock();
+        let before = open.len();
+        // Dropping a holder drops its sender: the stream's `take_until` sees it and ends.
+        open.retain(|_, h| !pred(h));
+        before - open.len()
+    }
+
+    /// Ends the streams opened with session `id` (sign-out); returns how many.
+    pub fn end_session(&self, id: &str) -> usize {
+        self.end_where(|h| h.session.as_deref() == Some(id))
+    }
+
+    /// Ends the streams opened with the API token whose hash is `hash` (revocation).
+    pub fn end_token(&self, hash: &str) -> usize {
+        self.end_where(|h| h.token.as_deref() == Some(hash))
+    }
+
+    /// Ends every stream of `user` (deactivation).
+    pub fn end_user(&self, user: &str) -> usize {
+        self.end_where(|h| h.user == user)
+    }
+
+    /// Streams open now, in all and of `user`.
+    pub fn count(&self, user: &str) -> (usize, usize) {
+        let open = self.lock();
+        (open.len(), open.values().filter(|h| h.user == user).count())
+    }
+}
+
+/// The stored hash of the caller's API token `id` (None when there is none), so that its streams
+/// can be ended when it is revoked.
+pub async fn token_hash(state: &AppState, user: &str, id: &str) -> ApiResult<Option<String>> {
+    use sqlx::Row;
+    let row = sqlx::query("SELECT token_hash FROM api_tokens WHERE id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(user)
+        .fetch_optional(state.db.pool())
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("reading an API token")))?;
+    Ok(row.map(|r| r.get::<String, _>("token_hash")))
+}
 
 /// Routes of this area.
 pub fn router() -> Router<AppState> {
@@ -32,12 +173,25 @@ fn json_event(name: &str, data: serde_json::Value) -> Result<Event, Infallible> 
 /// (`{"type": "applied", "deployment": {...}}` or `{"type": "deleted", "name": "..."}`) and
 /// `resync` (the client fell behind and should reload).
 #[utoipa::path(get, path = "/api/events", tag = "deployments",
-    responses((status = 200, description = "text/event-stream of deployment changes", content_type = "text/event-stream")))]
+    responses((status = 200, description = "text/event-stream of deployment changes", content_type = "text/event-stream"),
+        (status = 429, description = "too many streams open (EVENTS_MAX_STREAMS_PER_USER, EVENTS_MAX_STREAMS)", body = ErrorBody)))]
 pub async fn events(
     State(state): State<AppState>,
     p: Principal,
+    session: Session,
+    headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     p.require(Scope::DeploymentsRead)?;
+    let session_id = (p.via == Via::Session)
+        .then(|| session.id().map(|i| i.to_string()))
+        .flatten();
+    let token = (p.via == Via::Token)
+        .then(|| {
+            let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+            Some(crate::auth::hash_token(value.strip_prefix("Bearer ")?.trim()))
+        })
+        .flatten();
+    let (ticket, stop) = state.streams.open(&p.user.id, session_id, token)?;
     let ns = state.platform.sandbox(&p.user).namespace;
     // Subscribe before the snapshot so that nothing falls between them.
     let rx = state.platform.subscribe();
@@ -51,7 +205,7 @@ pub async fn events(
     let guard = state.metrics.sse_client();
     let first = stream::once(async move { json_event("snapshot", serde_json::json!({ "deployments": snapshot })) });
     let changes = BroadcastStream::new(rx).filter_map(move |item| {
-        let _held = &guard;
+        let _held = (&guard, &ticket);
         let out = match item {
             Ok(change) if change.namespace() == ns => Some(match change {
                 Change::Applied(ud) => json_event(
@@ -67,5 +221,7 @@ pub async fn events(
         };
         async move { out }
     });
-    Ok(Sse::new(first.chain(changes)).keep_alive(KeepAlive::default()))
+    // Ends when the session or token is signed out or revoked (the ticket's sender is dropped).
+    let stream = first.chain(changes).take_until(stop);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

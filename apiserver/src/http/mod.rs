@@ -33,6 +33,63 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+/// What kind of name a path parameter holds, and so which rule it must meet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameKind {
+    /// A Kubernetes object name that is a DNS-1123 label of at most 63 characters (deployments,
+    /// services, secret scopes).
+    Label,
+    /// A Kubernetes object name that is a DNS-1123 subdomain of at most 253 characters (templates).
+    Subdomain,
+    /// An environment variable name (secret keys).
+    EnvName,
+    /// An id the server generated (API tokens): 1-64 URL-safe base64 characters.
+    Id,
+}
+
+/// The longest part of a refused value a message repeats.
+const SHOWN: usize = 80;
+
+/// Checks a path parameter before it reaches a Kubernetes request URL, a store path or a query:
+/// anything that is not a name of `kind` (a decoded `/`, `..`, upper case, control characters,
+/// overlong) is a 400 that names the parameter.
+pub fn path_name(param: &str, value: &str, kind: NameKind) -> Result<(), ApiError> {
+    let ok = match kind {
+        NameKind::Label => crds::is_dns_label(value, 63),
+        NameKind::Subdomain => value.len() <= 253 && value.split('.').all(|part| crds::is_dns_label(part, 63)),
+        NameKind::EnvName => crate::secrets::validate_key(value).is_ok(),
+        NameKind::Id => {
+            !value.is_empty()
+                && value.len() <= 64
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        }
+    };
+    if ok {
+        return Ok(());
+    }
+    let shown: String = value.chars().take(SHOWN).collect();
+    let shown = if shown.len() < value.len() {
+        format!("{shown:?}... ({} bytes)", value.len())
+    } else {
+        format!("{shown:?}")
+    };
+    let rule = match kind {
+        NameKind::Label => {
+            "a DNS label: 1-63 lower-case letters, digits and dashes, not starting or ending with a dash"
+        }
+        NameKind::Subdomain => {
+            "a DNS subdomain: at most 253 characters of dot-separated DNS labels (lower-case letters, digits, dashes)"
+        }
+        NameKind::EnvName => "an environment variable name matching ^[A-Za-z_][A-Za-z0-9_]*$, at most 128 characters",
+        NameKind::Id => "an id of 1-64 letters, digits, '-' and '_'",
+    };
+    Err(ApiError::BadRequest(format!(
+        "path parameter {param}: {shown} is not valid; it must be {rule}"
+    )))
+}
+
 /// Every route of the server (without the middleware, added in `crate::app`).
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()

@@ -60,7 +60,20 @@ pub async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json
     Ok(Json(state.secrets.list(&p.user.id).await?))
 }
 
+/// Checks every path parameter (each named in the error) before the store sees it.
 fn checked(scope: Scope, key: &str) -> ApiResult<Scope> {
+    use super::{NameKind, path_name};
+    match &scope {
+        Scope::User => {}
+        Scope::Template(t) => path_name("template", t, NameKind::Label)?,
+        Scope::Deployment(d) => path_name("deployment", d, NameKind::Label)?,
+        Scope::Service { deployment, service } => {
+            path_name("deployment", deployment, NameKind::Label)?;
+            path_name("service", service, NameKind::Label)?;
+        }
+    }
+    path_name("key", key, NameKind::EnvName)?;
+    // The store's own rule, kept as a second line.
     scope.validate().map_err(ApiError::BadRequest)?;
     validate_key(key).map_err(ApiError::BadRequest)?;
     Ok(scope)

@@ -34,11 +34,16 @@ pub fn router(state: &AppState) -> Router<AppState> {
 
 /// Signs out: the session is deleted on the server, not only forgotten by the browser.
 #[utoipa::path(post, path = "/logout", tag = "auth", responses((status = 204, description = "signed out")))]
-pub async fn logout(session: Session) -> ApiResult<StatusCode> {
+pub async fn logout(State(state): State<AppState>, session: Session) -> ApiResult<StatusCode> {
+    let id = session.id();
     session
         .flush()
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("session store: {e}")))?;
+    // Its open event streams end with it.
+    if let Some(id) = id {
+        state.streams.end_session(&id.to_string());
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -43,6 +43,7 @@ pub async fn one(
     Path(name): Path<String>,
 ) -> ApiResult<Json<TemplateView>> {
     p.require(Scope::TemplatesRead)?;
+    super::path_name("name", &name, super::NameKind::Subdomain)?;
     let ns = state.platform.sandbox(&p.user).namespace;
     state
         .platform

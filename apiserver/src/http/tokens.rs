@@ -93,7 +93,13 @@ pub async fn create(
     responses((status = 204, description = "revoked"), (status = 404, body = ErrorBody)))]
 pub async fn revoke(State(state): State<AppState>, p: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
     session_only(&p)?;
+    super::path_name("id", &id, super::NameKind::Id)?;
+    let hash = super::events::token_hash(&state, &p.user.id, &id).await?;
     if state.db.revoke_token(&p.user.id, &id).await? {
+        // Its open event streams end with it.
+        if let Some(hash) = hash {
+            state.streams.end_token(&hash);
+        }
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("token {id:?} not found")))
