@@ -132,9 +132,12 @@ fn operator_env(docs: &[Value], name: &str) -> Result<BTreeMap<String, String>> 
         .collect())
 }
 
-/// A ClusterRole's rules as (API group, resource, verbs): one group and one resource per rule, no
-/// resourceNames, nonResourceURLs or wildcards.
-fn rules_of(role: &Value) -> Result<Vec<(String, String, Vec<String>)>> {
+/// One RBAC rule: (API group, resource, verbs, resourceNames).
+type Rule = (String, String, Vec<String>, Vec<String>);
+
+/// A Role's or ClusterRole's rules: one group and one resource per rule, optional resourceNames,
+/// no nonResourceURLs or wildcards.
+fn rules_of(role: &Value) -> Result<Vec<Rule>> {
     let mut got = vec![];
     for rule in role["rules"].as_sequence().context("rules")? {
         let keys: Vec<&str> = rule
@@ -144,10 +147,13 @@ fn rules_of(role: &Value) -> Result<Vec<(String, String, Vec<String>)>> {
             .filter_map(|k| k.as_str())
             .collect();
         ensure!(
-            keys == ["apiGroups", "resources", "verbs"],
-            "only apiGroups, resources, verbs: {keys:?}"
+            keys == ["apiGroups", "resources", "verbs"] || keys == ["apiGroups", "resources", "verbs", "resourceNames"],
+            "only apiGroups, resources, verbs (and resourceNames): {keys:?}"
         );
         let strings = |field: &str| -> Result<Vec<String>> {
+            if rule[field].is_null() {
+                return Ok(vec![]);
+            }
             let v: Vec<String> = serde_yaml::from_value(rule[field].clone())?;
             ensure!(!v.iter().any(|s| s.contains('*')), "no wildcards: {v:?}");
             Ok(v)
@@ -157,14 +163,26 @@ fn rules_of(role: &Value) -> Result<Vec<(String, String, Vec<String>)>> {
             groups.len() == 1 && resources.len() == 1,
             "one group and resource per rule: {rule:?}"
         );
-        got.push((groups[0].clone(), resources[0].clone(), verbs));
+        got.push((
+            groups[0].clone(),
+            resources[0].clone(),
+            verbs,
+            strings("resourceNames")?,
+        ));
     }
     Ok(got)
 }
 
-fn rules(list: &[(&str, &str, &[&str])]) -> Vec<(String, String, Vec<String>)> {
+fn rules(list: &[(&str, &str, &[&str])]) -> Vec<Rule> {
     list.iter()
-        .map(|(g, r, v)| (g.to_string(), r.to_string(), v.iter().map(|s| s.to_string()).collect()))
+        .map(|(g, r, v)| {
+            (
+                g.to_string(),
+                r.to_string(),
+                v.iter().map(|s| s.to_string()).collect(),
+                vec![],
+            )
+        })
         .collect()
 }
 
@@ -252,6 +270,111 @@ fn can_i(kubeconfig: &std::path::Path, args: &[&str]) -> Result<bool> {
     }
 }
 
+/// `kubectl` with the kubeconfig of a ServiceAccount, `input` on stdin: (success, output).
+fn kubectl_as(kubeconfig: &std::path::Path, args: &[&str], input: Option<&str>) -> Result<(bool, String)> {
+    use std::io::Write;
+    let mut child = Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(input) = input {
+        child.stdin.take().context("stdin")?.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+/// Name of the chart's ValidatingAdmissionPolicy (and its binding) for `release`.
+fn policy_name(release: &str) -> String {
+    format!("{release}-sandbox-confinement")
+}
+
+/// Applies the chart's ValidatingAdmissionPolicy and its binding (cluster-scoped; removed by
+/// [`delete_policy`]).
+fn apply_policy(docs: &[Value], release: &str) -> Result<()> {
+    let name = policy_name(release);
+    let policy = get(docs, "ValidatingAdmissionPolicy", &name)?;
+    let binding = get(docs, "ValidatingAdmissionPolicyBinding", &name)?;
+    let yaml = format!(
+        "{}---\n{}",
+        serde_yaml::to_string(policy)?,
+        serde_yaml::to_string(binding)?
+    );
+    let (ok, out) = kubectl_stdin(&["apply", "-f", "-"], &yaml)?;
+    if !ok {
+        delete_policy(release);
+        bail!("kubectl apply of the admission policy: {out}");
+    }
+    Ok(())
+}
+
+/// Deletes the admission policy and binding of `release` (test cleanup).
+fn delete_policy(release: &str) {
+    let name = policy_name(release);
+    for kind in ["validatingadmissionpolicybinding", "validatingadmissionpolicy"] {
+        let _ = kubectl().args(["delete", kind, &name, "--ignore-not-found"]).output();
+    }
+}
+
+/// Whether a kubectl output is a refusal by the chart's admission policy of `release`.
+fn refused_by_policy(out: &str, release: &str) -> bool {
+    out.contains(&format!("ValidatingAdmissionPolicy '{}'", policy_name(release))) && out.contains("denied request")
+}
+
+/// Waits until the API server enforces the new policy (it loads policies within seconds): until
+/// `args` (a server-side dry run with `kubeconfig`) is refused by it.
+async fn wait_until_policy_enforced(
+    kubeconfig: &std::path::Path,
+    release: &str,
+    args: &[&str],
+    input: Option<&str>,
+) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out) = kubectl_as(kubeconfig, args, input)?;
+        if !ok && refused_by_policy(&out, release) {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the admission policy {} is not enforced after 30 s: {args:?} gave {out}",
+            policy_name(release)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The labels the controller gives a sandbox namespace (controller/src/build/sandbox.rs), and the
+/// e2e label that marks test namespaces.
+fn sandbox_labels(sandbox: &str) -> serde_json::Value {
+    json!({
+        "k8s-scheduler.io/sandbox": sandbox,
+        "app.kubernetes.io/managed-by": "k8s-scheduler",
+        e2e::cluster::TEST_NAMESPACE_LABEL: "true",
+    })
+}
+
+/// A UserDeployment manifest in `namespace` (for requests made with a ServiceAccount's token).
+fn probe_deployment(namespace: &str) -> String {
+    json!({
+        "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserDeployment",
+        "metadata": { "name": unique_name("probe"), "namespace": namespace },
+        "spec": { "templateRef": { "name": "web" } },
+    })
+    .to_string()
+}
+
 /// Name of the server's ConfigMap (fixed by the configuration reference).
 const SERVER_CONFIG: &str = "k8s-scheduler-server-config";
 
@@ -277,6 +400,7 @@ fn schema_rejects_wrong_types() -> Result<()> {
         ("kubernetes.namespaceTemplate=sandbox", "namespaceTemplate"),
         ("vault.address=vault:8200", "address"),
         ("server.ingress.enabeld=true", "enabeld"),
+        ("operator.clusterSecretStore=Vault_Backend", "clusterSecretStore"),
     ] {
         let mut cmd = helm();
         cmd.args(["template", "x", &chart(), "--kube-version", KUBE_VERSION, "--set", set]);
@@ -402,10 +526,18 @@ async fn every_option_renders_and_passes_server_dry_run() -> Result<()> {
             get(&docs, "Deployment", &format!("{release}-server"))?;
             get(&docs, "ConfigMap", SERVER_CONFIG)?;
             let has = |set: &str| sets.contains(&set);
+            for component in ["operator", "server"] {
+                ensure!(
+                    find(&docs, "ServiceMonitor", &format!("{release}-{component}")).is_some()
+                        == has("metrics.serviceMonitor.enabled=true"),
+                    "{sets:?}: ServiceMonitor of the {component}"
+                );
+            }
+            let policy = policy_name(&release);
             ensure!(
-                find(&docs, "ServiceMonitor", &format!("{release}-operator")).is_some()
-                    == has("metrics.serviceMonitor.enabled=true"),
-                "{sets:?}: ServiceMonitor"
+                find(&docs, "ValidatingAdmissionPolicy", &policy).is_some()
+                    && find(&docs, "ValidatingAdmissionPolicyBinding", &policy).is_some(),
+                "{sets:?}: the admission policy confining the ServiceAccounts"
             );
             ensure!(
                 find(&docs, "Ingress", &format!("{release}-server")).is_some() == has("server.ingress.enabled=true"),
@@ -556,6 +688,7 @@ fn server_configmap_has_the_keys_of_the_configuration_reference() -> Result<()> 
         ("VAULT_TOKEN_FILE", "/vault/secrets/token"),
         ("REACT_UI", "true"),
         ("SERVER_ADDR", ":8081"),
+        ("METRICS_ADDR", "0.0.0.0:9090"),
         ("PLATFORM_NAMESPACE", "platform"),
         ("KUBERNETES_RECONCILE_INTERVAL", "30s"),
         ("BILLING_ENABLED", "false"),
@@ -668,8 +801,8 @@ fn server_configmap_has_the_keys_of_the_configuration_reference() -> Result<()> 
         "2 replicas by default"
     );
     ensure!(
-        serde_json::to_value(&container["ports"])?
-            == json!([{ "name": "http", "containerPort": 8081, "protocol": "TCP" }]),
+        container["ports"][0]
+            == serde_yaml::to_value(json!({ "name": "http", "containerPort": 8081, "protocol": "TCP" }))?,
         "port 8081 named http"
     );
     ensure!(
@@ -682,8 +815,8 @@ fn server_configmap_has_the_keys_of_the_configuration_reference() -> Result<()> 
     );
     let service = get(&docs, "Service", "r-server")?;
     ensure!(
-        serde_json::to_value(&service["spec"]["ports"])?
-            == json!([{ "name": "http", "port": 80, "targetPort": "http", "protocol": "TCP" }]),
+        service["spec"]["ports"][0]
+            == serde_yaml::to_value(json!({ "name": "http", "port": 80, "targetPort": "http", "protocol": "TCP" }))?,
         "Service 80 -> http"
     );
     Ok(())
@@ -847,6 +980,9 @@ async fn operator_runs_with_the_chart_rbac_and_nothing_more() -> Result<()> {
         // The ClusterRole the operator binds to the server in each sandbox namespace.
         let secrets_role = format!("{release}-server-secrets");
         apply_documents(&ns, &[get(&docs, "ClusterRole", &secrets_role)?])?;
+        // The admission policy confining the operator to sandbox namespaces: the scenario below
+        // runs under it.
+        apply_policy(&docs, &release)?;
         let operator_env = operator_env(&docs, &sa)?;
         ensure!(
             operator_env.get("SERVER_SERVICE_ACCOUNT") == Some(&format!("{ns}/{release}-server"))
@@ -854,6 +990,13 @@ async fn operator_runs_with_the_chart_rbac_and_nothing_more() -> Result<()> {
             "the operator binds the server's ServiceAccount to {secrets_role}: {operator_env:?}"
         );
         let kubeconfig = service_account_kubeconfig(&sa, &ns)?;
+        wait_until_policy_enforced(
+            &kubeconfig,
+            &release,
+            &["create", "configmap", "probe", "-n", &ns, "--dry-run=server"],
+            None,
+        )
+        .await?;
 
         // Something the operator must not do: read Secrets.
         let (ok, out) = output({
@@ -910,37 +1053,113 @@ async fn operator_runs_with_the_chart_rbac_and_nothing_more() -> Result<()> {
         let _ = std::fs::remove_file(&kubeconfig);
         delete_cluster_rbac(&sa);
         delete_cluster_rbac(&secrets_role);
+        delete_policy(&release);
         scenario.with_context(|| format!("controller log:\n{logs}"))?;
-        let denied = scenario_logs.lines().any(|l| l.contains("forbidden") && l.contains("cannot "));
-        ensure!(!denied, "the operator hit an RBAC denial:\n{scenario_logs}");
+        let denied = scenario_logs.lines().any(|l| {
+            (l.contains("forbidden") && l.contains("cannot ")) || l.contains(&policy_name(&release))
+        });
+        ensure!(!denied, "the operator hit an RBAC or admission policy denial:\n{scenario_logs}");
         cleanup
     })
     .await
 }
 
-/// The server's ClusterRole, rule by rule (see templates/server-rbac.yaml).
+/// The server's ClusterRole, rule by rule (see templates/server-rbac.yaml): the calls of
+/// apiserver/src/platform/kube.rs and nothing else (no Template writes; a UserSandbox is patched
+/// only to adopt an unmarked one).
 const SERVER_RULES: &[(&str, &str, &[&str])] = &[
     (
         "k8s-scheduler.io",
         "userdeployments",
-        &["get", "list", "watch", "create", "update", "patch", "delete"],
+        &["get", "list", "watch", "create", "update", "delete"],
     ),
-    (
-        "k8s-scheduler.io",
-        "templates",
-        &["get", "list", "watch", "create", "update", "patch", "delete"],
-    ),
+    ("k8s-scheduler.io", "templates", &["list", "watch"]),
     (
         "k8s-scheduler.io",
         "usersandboxes",
-        &["get", "list", "watch", "create", "update", "patch"],
+        &["get", "list", "watch", "create", "patch"],
     ),
-    ("", "events", &["get", "list", "watch"]),
+    ("", "events", &["list"]),
 ];
 
-/// The ClusterRole the operator binds to the server in each sandbox namespace.
-const SERVER_SECRETS_RULES: &[(&str, &str, &[&str])] =
-    &[("", "secrets", &["create", "update", "patch", "delete", "get"])];
+/// The ClusterRole the operator binds to the server in each sandbox namespace (server-side apply
+/// of `<app>-secrets`, a read to compare, a delete of a service's Secret no longer needed).
+const SERVER_SECRETS_RULES: &[(&str, &str, &[&str])] = &[("", "secrets", &["get", "create", "patch", "delete"])];
+
+/// The operator's ClusterRole without the server-secrets grant (templates/operator-rbac.yaml):
+/// the calls of controller/src and nothing else.
+const OPERATOR_RULES: &[(&str, &str, &[&str])] = &[
+    ("k8s-scheduler.io", "usersandboxes", &["list", "watch"]),
+    ("k8s-scheduler.io", "templates", &["get", "list", "watch"]),
+    ("k8s-scheduler.io", "userdeployments", &["list", "watch", "patch"]),
+    ("k8s-scheduler.io", "usersandboxes/status", &["patch"]),
+    ("k8s-scheduler.io", "templates/status", &["patch"]),
+    ("k8s-scheduler.io", "userdeployments/status", &["patch"]),
+    ("k8s-scheduler.io", "usersandboxes/finalizers", &["update"]),
+    ("k8s-scheduler.io", "userdeployments/finalizers", &["update"]),
+    ("", "namespaces", &["get", "list", "watch", "create", "patch"]),
+    ("", "resourcequotas", &["list", "watch", "create", "patch"]),
+    ("", "limitranges", &["create", "patch"]),
+    ("", "serviceaccounts", &["create", "patch"]),
+    ("", "services", &["list", "watch", "create", "patch", "delete"]),
+    ("", "configmaps", &["list", "watch", "create", "patch", "delete"]),
+    ("apps", "deployments", &["list", "watch", "create", "patch", "delete"]),
+    (
+        "networking.k8s.io",
+        "ingresses",
+        &["list", "watch", "create", "patch", "delete"],
+    ),
+    (
+        "networking.k8s.io",
+        "networkpolicies",
+        &["list", "watch", "create", "patch", "delete"],
+    ),
+    (
+        "external-secrets.io",
+        "externalsecrets",
+        &["list", "create", "patch", "delete"],
+    ),
+    ("events.k8s.io", "events", &["create", "patch"]),
+];
+
+/// The operator's rules when the server writes Secrets (no ClusterSecretStore): the server's
+/// RoleBinding in each sandbox, with `bind` on `<release>-server-secrets` only.
+fn operator_rules(release: &str, server_writes_secrets: bool) -> Vec<Rule> {
+    let mut want = rules(OPERATOR_RULES);
+    if server_writes_secrets {
+        want.push((
+            "rbac.authorization.k8s.io".into(),
+            "rolebindings".into(),
+            vec!["create".into(), "patch".into()],
+            vec![],
+        ));
+        want.push((
+            "rbac.authorization.k8s.io".into(),
+            "clusterroles".into(),
+            vec!["bind".into()],
+            vec![format!("{release}-server-secrets")],
+        ));
+    }
+    want
+}
+
+/// The operator's leader-election Role in the release namespace: its one Lease.
+fn leader_election_rules(release: &str) -> Vec<Rule> {
+    vec![
+        (
+            "coordination.k8s.io".into(),
+            "leases".into(),
+            vec!["get".into(), "update".into()],
+            vec![format!("{release}-operator")],
+        ),
+        (
+            "coordination.k8s.io".into(),
+            "leases".into(),
+            vec!["create".into()],
+            vec![],
+        ),
+    ]
+}
 
 #[tokio::test]
 async fn server_rbac_grants_exactly_the_listed_rules() -> Result<()> {
@@ -1013,13 +1232,15 @@ async fn server_rbac_grants_exactly_the_listed_rules() -> Result<()> {
             let result = (|| {
                 for args in [
                     &["create", "userdeployments.k8s-scheduler.io", "-n", other_ns][..],
+                    &["update", "userdeployments.k8s-scheduler.io", "-n", other_ns],
                     &["delete", "userdeployments.k8s-scheduler.io", "-n", other_ns],
                     &["watch", "userdeployments.k8s-scheduler.io", "--all-namespaces"],
-                    &["create", "templates.k8s-scheduler.io", "-n", other_ns],
+                    &["watch", "templates.k8s-scheduler.io", "--all-namespaces"],
                     &["create", "usersandboxes.k8s-scheduler.io"],
                     &["watch", "usersandboxes.k8s-scheduler.io"],
                     &["list", "events", "-n", other_ns],
                     &["create", "secrets", "-n", &ns],
+                    &["patch", "secrets", "-n", &ns],
                     &["get", "secrets", "-n", &ns],
                     &["delete", "secrets", "-n", &ns],
                 ] {
@@ -1039,9 +1260,22 @@ async fn server_rbac_grants_exactly_the_listed_rules() -> Result<()> {
                         other_ns,
                     ],
                     &["create", "events", "-n", other_ns],
+                    &["watch", "events", "-n", other_ns],
                     &["create", "clusterrolebindings.rbac.authorization.k8s.io"],
+                    &["patch", "userdeployments.k8s-scheduler.io", "-n", other_ns],
+                    &["update", "usersandboxes.k8s-scheduler.io"],
+                    &["update", "usersandboxes.k8s-scheduler.io", "--subresource=status"],
+                    // No Template writes: not the platform's public ones (the release namespace,
+                    // here the test namespace), not anywhere.
+                    &["create", "templates.k8s-scheduler.io", "-n", &ns],
+                    &["update", "templates.k8s-scheduler.io", "-n", &ns],
+                    &["patch", "templates.k8s-scheduler.io", "-n", &ns],
+                    &["delete", "templates.k8s-scheduler.io", "-n", &ns],
+                    &["create", "templates.k8s-scheduler.io", "-n", other_ns],
+                    &["get", "templates.k8s-scheduler.io", "-n", &ns],
                     // Secrets: only in the sandbox namespace that binds it, and never listed.
                     &["list", "secrets", "-n", &ns],
+                    &["update", "secrets", "-n", &ns],
                     &["create", "secrets", "-n", other_ns],
                     &["get", "secrets", "-n", "kube-system"],
                 ] {
@@ -1150,12 +1384,24 @@ async fn server_runs_with_the_chart_config_and_rbac() -> Result<()> {
         // chart's RBAC. Only the listen address differs (a free loopback port).
         let rbac = rbac_documents(&docs, &sa);
         apply_documents(&ns, &rbac)?;
+        // Under the admission policy that confines the server to sandbox namespaces.
+        apply_policy(&docs, &release)?;
         let outcome = async {
             let kubeconfig = service_account_kubeconfig(&sa, &ns)?;
+            let probe = probe_deployment(&ns);
+            wait_until_policy_enforced(
+                &kubeconfig,
+                &release,
+                &["create", "-f", "-", "--dry-run=server"],
+                Some(&probe),
+            )
+            .await?;
             let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
             let mut env = config.clone();
             env.extend(secret.clone());
             env.insert("SERVER_ADDR".into(), format!("127.0.0.1:{port}"));
+            env.insert("METRICS_ADDR".into(), format!("127.0.0.1:{metrics_port}"));
             env.insert("KUBECONFIG_PATH".into(), kubeconfig.display().to_string());
             let (mut cmd, log) = apiserver(&env, &[])?;
             let server = ServerProcess {
@@ -1198,12 +1444,13 @@ async fn server_runs_with_the_chart_config_and_rbac() -> Result<()> {
             result.with_context(|| format!("server log:\n{logs}"))?;
             ensure!(
                 !logs.contains("forbidden"),
-                "the server hit an RBAC denial with the chart's ClusterRole:\n{logs}"
+                "the server hit an RBAC or admission policy denial with the chart's ClusterRole:\n{logs}"
             );
             Ok(())
         }
         .await;
         delete_cluster_rbac(&sa);
+        delete_policy(&release);
         outcome
     })
     .await
@@ -1252,8 +1499,12 @@ async fn api_flow_with_chart_rbac(
         let sandboxes: Api<crds::UserSandbox> = Api::all(client.clone());
         ensure!(sandboxes.get_opt(&sandbox_ns).await?.is_some(), "the server created the UserSandbox");
         // The controller's part: the namespace and the server's RoleBinding in it.
-        let ns: k8s_openapi::api::core::v1::Namespace =
-            serde_json::from_value(json!({ "metadata": { "name": sandbox_ns, "labels": { e2e::cluster::TEST_NAMESPACE_LABEL: "true" } } }))?;
+        // With the labels the controller gives sandbox namespaces (the admission policy lets the
+        // server write only there).
+        let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(json!({ "metadata": {
+            "name": sandbox_ns,
+            "labels": sandbox_labels(&sandbox_ns),
+        } }))?;
         Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
         let rb: RoleBinding = serde_json::from_value(json!({
             "metadata": { "name": "k8s-scheduler-server", "namespace": sandbox_ns },
@@ -1301,6 +1552,9 @@ async fn api_flow_with_chart_rbac(
         Ok(())
     }
     .await;
+    // The namespace carries the sandbox label, so the finalizer policy (when the cluster has it)
+    // gave the app the controller's cleanup finalizer; no controller runs here to remove it.
+    e2e::operator::drop_deployment_finalizers(client, &sandbox_ns).await;
     let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
         .delete(&sandbox_ns, &Default::default())
         .await;
@@ -1308,4 +1562,489 @@ async fn api_flow_with_chart_rbac(
         .delete(&sandbox_ns, &Default::default())
         .await;
     outcome
+}
+
+/// The operator's RBAC is exactly what the controller calls (issue 15, item 5), proved with its
+/// ServiceAccount's token: no `update` of specs or workloads, no Secrets, no RBAC beyond binding
+/// the server-secrets ClusterRole, the Lease by name. With a ClusterSecretStore it binds nothing.
+#[tokio::test]
+async fn operator_rbac_grants_exactly_the_listed_rules() -> Result<()> {
+    with_namespace(|_client, ns| async move {
+        let release = unique_name("op");
+        let sa = format!("{release}-operator");
+        let secrets_role = format!("{release}-server-secrets");
+        let docs = documents(&render(&release, &ns, &[])?)?;
+        let got = rules_of(get(&docs, "ClusterRole", &sa)?)?;
+        let want = operator_rules(&release, true);
+        ensure!(got == want, "operator ClusterRole rules:\n got {got:?}\nwant {want:?}");
+        let got = rules_of(get(&docs, "Role", &format!("{sa}-leader-election"))?)?;
+        let want = leader_election_rules(&release);
+        ensure!(got == want, "leader-election Role rules:\n got {got:?}\nwant {want:?}");
+        // External Secrets mode: the server writes no Secrets, so there is nothing to bind.
+        let eso = documents(&render(&release, &ns, &["operator.clusterSecretStore=vault-backend"])?)?;
+        let got = rules_of(get(&eso, "ClusterRole", &sa)?)?;
+        let want = operator_rules(&release, false);
+        ensure!(
+            got == want,
+            "operator ClusterRole rules with a ClusterSecretStore:\n got {got:?}\nwant {want:?}"
+        );
+
+        // What the API server makes of them, asked with the ServiceAccount's own token.
+        let rbac = rbac_documents(&docs, &sa);
+        apply_documents(&ns, &rbac)?;
+        apply_documents(&ns, &[get(&docs, "ClusterRole", &secrets_role)?])?;
+        let checks = async {
+            let kubeconfig = service_account_kubeconfig(&sa, &ns)?;
+            let sandbox_ns = "sandbox-someone";
+            let result = (|| {
+                let lease = format!("leases.coordination.k8s.io/{sa}");
+                let bind_secrets = format!("clusterroles.rbac.authorization.k8s.io/{secrets_role}");
+                for args in [
+                    &["create", "namespaces"][..],
+                    &["patch", "namespaces"],
+                    &["patch", "deployments.apps", "-n", sandbox_ns],
+                    &["delete", "configmaps", "-n", sandbox_ns],
+                    &["create", "rolebindings.rbac.authorization.k8s.io", "-n", sandbox_ns],
+                    &["bind", &bind_secrets],
+                    &["patch", "userdeployments.k8s-scheduler.io", "-n", sandbox_ns],
+                    &[
+                        "patch",
+                        "userdeployments.k8s-scheduler.io",
+                        "--subresource=status",
+                        "-n",
+                        sandbox_ns,
+                    ],
+                    &["create", "events.events.k8s.io", "-n", sandbox_ns],
+                    &["update", &lease, "-n", &ns],
+                    &["create", "leases.coordination.k8s.io", "-n", &ns],
+                ] {
+                    ensure!(can_i(&kubeconfig, args)?, "the operator may {args:?}");
+                }
+                for args in [
+                    // No RBAC of its own making: no ClusterRoleBindings, no other role to bind,
+                    // no escalation.
+                    &["create", "clusterrolebindings.rbac.authorization.k8s.io"][..],
+                    &["create", "clusterroles.rbac.authorization.k8s.io"],
+                    &["create", "roles.rbac.authorization.k8s.io", "-n", sandbox_ns],
+                    &["bind", "clusterroles.rbac.authorization.k8s.io/cluster-admin"],
+                    &["bind", "clusterroles.rbac.authorization.k8s.io/admin"],
+                    &["bind", "clusterroles.rbac.authorization.k8s.io/edit"],
+                    &["escalate", "clusterroles.rbac.authorization.k8s.io"],
+                    &["escalate", "roles.rbac.authorization.k8s.io", "-n", sandbox_ns],
+                    &["delete", "rolebindings.rbac.authorization.k8s.io", "-n", sandbox_ns],
+                    &["impersonate", "serviceaccounts", "-n", "kube-system"],
+                    &["create", "serviceaccounts", "--subresource=token", "-n", "kube-system"],
+                    // No Secrets, pods or other workloads; children are applied, not updated.
+                    &["get", "secrets", "-n", sandbox_ns],
+                    &["list", "secrets", "--all-namespaces"],
+                    &["create", "pods", "-n", sandbox_ns],
+                    &["create", "daemonsets.apps", "-n", sandbox_ns],
+                    &["create", "jobs.batch", "-n", sandbox_ns],
+                    &["update", "deployments.apps", "-n", sandbox_ns],
+                    &["get", "configmaps", "-n", "kube-system"],
+                    &["delete", "namespaces"],
+                    &["update", "namespaces"],
+                    // The custom resources: no spec writes, no creation or deletion.
+                    &["create", "usersandboxes.k8s-scheduler.io"],
+                    &["update", "usersandboxes.k8s-scheduler.io"],
+                    &["delete", "usersandboxes.k8s-scheduler.io"],
+                    &["create", "templates.k8s-scheduler.io", "-n", &ns],
+                    &["patch", "templates.k8s-scheduler.io", "-n", &ns],
+                    &["update", "userdeployments.k8s-scheduler.io", "-n", sandbox_ns],
+                    &["delete", "userdeployments.k8s-scheduler.io", "-n", sandbox_ns],
+                    // Only its own Lease, only in the release namespace.
+                    &["update", "leases.coordination.k8s.io/other", "-n", &ns],
+                    &["create", "leases.coordination.k8s.io", "-n", "kube-system"],
+                ] {
+                    ensure!(!can_i(&kubeconfig, args)?, "the operator must not {args:?}");
+                }
+                Ok(())
+            })();
+            let _ = std::fs::remove_file(&kubeconfig);
+            result
+        }
+        .await;
+        delete_cluster_rbac(&sa);
+        delete_cluster_rbac(&secrets_role);
+        checks
+    })
+    .await
+}
+
+/// Runs `args` (a create) with a ServiceAccount's kubeconfig, expecting a refusal; if the request
+/// went through after all, deletes what it made (with the admin kubeconfig) and fails.
+fn ensure_refused(
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+    input: Option<&str>,
+    by_policy_of: Option<&str>,
+    cleanup: &[&str],
+) -> Result<()> {
+    let (ok, out) = kubectl_as(kubeconfig, args, input)?;
+    if ok {
+        let _ = kubectl().args(cleanup).arg("--ignore-not-found").output();
+        bail!("{args:?} must be refused, but it went through: {out}");
+    }
+    match by_policy_of {
+        Some(release) => ensure!(
+            refused_by_policy(&out, release),
+            "{args:?}: refused, but not by the admission policy {}: {out}",
+            policy_name(release)
+        ),
+        None => ensure!(out.contains("forbidden"), "{args:?}: not a refusal: {out}"),
+    }
+    Ok(())
+}
+
+/// Runs `args` with a ServiceAccount's kubeconfig, expecting success.
+fn ensure_allowed(kubeconfig: &std::path::Path, args: &[&str], input: Option<&str>) -> Result<()> {
+    let (ok, out) = kubectl_as(kubeconfig, args, input)?;
+    ensure!(ok, "{args:?} must be allowed: {out}");
+    Ok(())
+}
+
+/// The chart's ValidatingAdmissionPolicy confines both ServiceAccounts' writes to sandbox
+/// namespaces (issue 15, item 5): real requests with their tokens into kube-system, the release
+/// namespace and unlabelled namespaces are refused, also those RBAC allows (RBAC cannot say
+/// where); the same requests in a namespace labelled like a sandbox go through.
+#[tokio::test]
+async fn service_accounts_are_confined_to_sandbox_namespaces() -> Result<()> {
+    with_namespace(|client, ns| async move {
+        ensure_crds(&client).await?;
+        let release = unique_name("conf");
+        let operator_sa = format!("{release}-operator");
+        let server_sa = format!("{release}-server");
+        let secrets_role = format!("{release}-server-secrets");
+        let docs = documents(&render(&release, &ns, &[])?)?;
+        let mut rbac = rbac_documents(&docs, &operator_sa);
+        rbac.extend(rbac_documents(&docs, &server_sa));
+        let sandbox_ns = unique_name("sandbox-conf");
+        let own_namespace = unique_name("sandbox-own");
+        let checks = async {
+            apply_documents(&ns, &rbac)?;
+            apply_policy(&docs, &release)?;
+            // A namespace labelled the way the controller labels a sandbox namespace.
+            let (ok, out) = kubectl_stdin(
+                &["apply", "-f", "-"],
+                &json!({ "apiVersion": "v1", "kind": "Namespace",
+                         "metadata": { "name": sandbox_ns, "labels": sandbox_labels(&sandbox_ns) } })
+                .to_string(),
+            )?;
+            ensure!(ok, "the sandbox namespace: {out}");
+            let operator = service_account_kubeconfig(&operator_sa, &ns)?;
+            let server = service_account_kubeconfig(&server_sa, &ns)?;
+            let result = async {
+                wait_until_policy_enforced(
+                    &operator,
+                    &release,
+                    &["create", "configmap", "probe", "-n", &ns, "--dry-run=server"],
+                    None,
+                )
+                .await?;
+                let name = unique_name("x");
+                let to_server = format!("--serviceaccount={ns}:{server_sa}");
+                let to_operator = format!("--serviceaccount={ns}:{operator_sa}");
+                let secrets_role_flag = format!("--clusterrole={secrets_role}");
+
+                // The operator: workloads, ConfigMaps and RoleBindings outside sandboxes are
+                // refused by the policy (RBAC allows each of these kinds).
+                for (args, cleanup) in [
+                    (
+                        vec!["create", "deployment", &name, "-n", "kube-system", "--image=registry.k8s.io/pause:3.10"],
+                        vec!["delete", "deployment", &name, "-n", "kube-system"],
+                    ),
+                    (
+                        vec!["create", "configmap", &name, "-n", "kube-system", "--from-literal=a=b"],
+                        vec!["delete", "configmap", &name, "-n", "kube-system"],
+                    ),
+                    (
+                        vec!["create", "rolebinding", &name, "-n", "kube-system", &secrets_role_flag, &to_operator],
+                        vec!["delete", "rolebinding", &name, "-n", "kube-system"],
+                    ),
+                    (
+                        vec!["create", "rolebinding", &name, "-n", &ns, &secrets_role_flag, &to_server],
+                        vec!["delete", "rolebinding", &name, "-n", &ns],
+                    ),
+                    (
+                        vec!["create", "configmap", &name, "-n", &ns, "--from-literal=a=b"],
+                        vec!["delete", "configmap", &name, "-n", &ns],
+                    ),
+                    (
+                        vec!["create", "namespace", &name],
+                        vec!["delete", "namespace", &name],
+                    ),
+                ] {
+                    ensure_refused(&operator, &args, None, Some(&release), &cleanup)?;
+                }
+                // It cannot make kube-system a sandbox by labelling it (a dry run: nothing is
+                // changed should it go through).
+                ensure_refused(
+                    &operator,
+                    &[
+                        "label",
+                        "namespace",
+                        "kube-system",
+                        "k8s-scheduler.io/sandbox=x",
+                        "app.kubernetes.io/managed-by=k8s-scheduler",
+                        "--dry-run=server",
+                    ],
+                    None,
+                    Some(&release),
+                    &["get", "namespace", "kube-system"],
+                )?;
+                // Events: in the release namespace, and about UserSandboxes in `default`; not
+                // about anything else there.
+                let event = |namespace: &str, kind: &str| {
+                    // A UserSandbox is cluster-scoped: its reference names no namespace.
+                    let regarding = if kind == "UserSandbox" {
+                        json!({ "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": kind, "name": "x" })
+                    } else {
+                        json!({ "apiVersion": "v1", "kind": kind, "name": "x", "namespace": namespace })
+                    };
+                    json!({
+                        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+                        "metadata": { "name": unique_name("ev"), "namespace": namespace },
+                        "eventTime": "2026-01-01T00:00:00.000000Z",
+                        "reportingController": "k8s-scheduler", "reportingInstance": "test",
+                        "action": "Reconcile", "reason": "Test", "type": "Normal",
+                        "regarding": regarding,
+                    })
+                    .to_string()
+                };
+                let create = ["create", "-f", "-", "--dry-run=server"];
+                ensure_refused(&operator, &create, Some(&event("default", "Pod")), Some(&release), &["get", "ns", "default"])?;
+                ensure_refused(&operator, &create, Some(&event("kube-system", "UserSandbox")), Some(&release), &["get", "ns", "default"])?;
+                ensure_allowed(&operator, &create, Some(&event("default", "UserSandbox")))?;
+                ensure_allowed(&operator, &create, Some(&event(&ns, "Template")))?;
+                // What it does in its work: a Namespace with the sandbox labels, children in a
+                // sandbox namespace, the server's RoleBinding there, its Lease.
+                let labelled = json!({ "apiVersion": "v1", "kind": "Namespace",
+                    "metadata": { "name": own_namespace, "labels": sandbox_labels(&own_namespace) } })
+                .to_string();
+                ensure_allowed(&operator, &["create", "-f", "-"], Some(&labelled))?;
+                ensure_allowed(&operator, &["create", "configmap", &name, "-n", &sandbox_ns, "--from-literal=a=b"], None)?;
+                ensure_allowed(
+                    &operator,
+                    &["create", "deployment", &name, "-n", &sandbox_ns, "--image=registry.k8s.io/pause:3.10", "--dry-run=server"],
+                    None,
+                )?;
+                ensure_allowed(
+                    &operator,
+                    &["create", "rolebinding", "k8s-scheduler-server", "-n", &sandbox_ns, &secrets_role_flag, &to_server],
+                    None,
+                )?;
+                let lease = json!({ "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": { "name": operator_sa, "namespace": ns }, "spec": { "holderIdentity": "test" } })
+                .to_string();
+                ensure_allowed(&operator, &["create", "-f", "-"], Some(&lease))?;
+
+                // The server: UserDeployments and Secrets only in sandbox namespaces, no
+                // Templates (RBAC), no Secrets where no RoleBinding grants them (RBAC), and none
+                // where a RoleBinding grants them by mistake (the policy).
+                ensure_refused(&server, &create, Some(&probe_deployment("kube-system")), Some(&release), &["get", "ns", "kube-system"])?;
+                ensure_refused(&server, &create, Some(&probe_deployment(&ns)), Some(&release), &["get", "ns", "default"])?;
+                let template = |namespace: &str| {
+                    json!({ "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "Template",
+                        "metadata": { "name": name, "namespace": namespace },
+                        "spec": { "displayName": "x", "services": [{ "name": "web", "image": "ghcr.io/x/web:1", "port": 8080 }] } })
+                    .to_string()
+                };
+                for namespace in ["kube-system", ns.as_str(), sandbox_ns.as_str()] {
+                    ensure_refused(
+                        &server,
+                        &["create", "-f", "-"],
+                        Some(&template(namespace)),
+                        None,
+                        &["delete", "templates.k8s-scheduler.io", &name, "-n", namespace],
+                    )?;
+                }
+                ensure_refused(
+                    &server,
+                    &["create", "secret", "generic", &name, "-n", "kube-system", "--from-literal=a=b"],
+                    None,
+                    None,
+                    &["delete", "secret", &name, "-n", "kube-system"],
+                )?;
+                // A RoleBinding to server-secrets outside the sandboxes (made by an administrator
+                // here: the operator can no longer make one) still gives no Secrets there.
+                let (ok, out) = output({
+                    let mut c = kubectl();
+                    c.args(["create", "rolebinding", "misplaced", "-n", &ns, &secrets_role_flag, &to_server]);
+                    c
+                })?;
+                ensure!(ok, "the misplaced RoleBinding: {out}");
+                ensure_refused(
+                    &server,
+                    &["create", "secret", "generic", &name, "-n", &ns, "--from-literal=a=b"],
+                    None,
+                    Some(&release),
+                    &["delete", "secret", &name, "-n", &ns],
+                )?;
+                ensure_allowed(&server, &["create", "secret", "generic", &name, "-n", &sandbox_ns, "--from-literal=a=b"], None)?;
+                ensure_allowed(&server, &["delete", "secret", &name, "-n", &sandbox_ns], None)?;
+                ensure_allowed(&server, &create, Some(&probe_deployment(&sandbox_ns)))?;
+                Ok::<_, anyhow::Error>(())
+            }
+            .await;
+            let _ = std::fs::remove_file(&operator);
+            let _ = std::fs::remove_file(&server);
+            result
+        }
+        .await;
+        for namespace in [&sandbox_ns, &own_namespace] {
+            let _ = kubectl()
+                .args(["delete", "namespace", namespace, "--ignore-not-found", "--wait=false"])
+                .output();
+        }
+        delete_policy(&release);
+        delete_cluster_rbac(&operator_sa);
+        delete_cluster_rbac(&server_sa);
+        delete_cluster_rbac(&secrets_role);
+        checks
+    })
+    .await
+}
+
+/// External Secrets mode (issue 15, item 22, the chart's half): one values key gives
+/// CLUSTER_SECRET_STORE to the operator and to the server (its ConfigMap, hence the Deployment and
+/// the migration Job), so that the ExternalSecret is the only owner of `<app>-secrets`: the server
+/// then writes no Secrets (apiserver deliver_secrets), and the chart gives it no way to (no
+/// server-secrets ClusterRole, no RoleBinding made by the operator, no `bind` for the operator).
+#[test]
+fn cluster_secret_store_reaches_the_operator_and_the_server() -> Result<()> {
+    let docs = documents(&render(
+        "r",
+        "platform",
+        &["operator.clusterSecretStore=vault-backend"],
+    )?)?;
+    let operator = operator_env(&docs, "r-operator")?;
+    ensure!(
+        operator.get("CLUSTER_SECRET_STORE").map(String::as_str) == Some("vault-backend"),
+        "the operator's CLUSTER_SECRET_STORE: {operator:?}"
+    );
+    let config = config_data(&docs)?;
+    ensure!(
+        config.get("CLUSTER_SECRET_STORE").map(String::as_str) == Some("vault-backend"),
+        "the server's ConfigMap has CLUSTER_SECRET_STORE: {config:?}"
+    );
+    let server = &get(&docs, "Deployment", "r-server")?["spec"]["template"]["spec"]["containers"][0];
+    ensure!(
+        server["envFrom"][0]["configMapRef"]["name"].as_str() == Some(SERVER_CONFIG),
+        "the server reads the ConfigMap: {:?}",
+        server["envFrom"]
+    );
+    let job = &get(&docs, "Job", "r-server-migrate")?["spec"]["template"]["spec"]["containers"][0];
+    ensure!(
+        job["env"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .any(|e| e["name"] == "CLUSTER_SECRET_STORE" && e["value"] == "vault-backend"),
+        "the migration Job has the ConfigMap's CLUSTER_SECRET_STORE"
+    );
+    ensure!(
+        find(&docs, "ClusterRole", "r-server-secrets").is_none(),
+        "no Secret-writing ClusterRole for the server with a ClusterSecretStore"
+    );
+    ensure!(
+        operator.get("SERVER_SERVICE_ACCOUNT").map(String::as_str) == Some("")
+            && !operator.contains_key("SERVER_SECRETS_CLUSTER_ROLE"),
+        "the operator makes no RoleBinding for the server: {operator:?}"
+    );
+    ensure!(
+        !rules_of(get(&docs, "ClusterRole", "r-operator")?)?
+            .iter()
+            .any(|r| r.0 == "rbac.authorization.k8s.io"),
+        "the operator has no RBAC rights with a ClusterSecretStore"
+    );
+
+    // Without one: the server writes the Secrets, through the RoleBinding the operator makes.
+    let docs = documents(&render("r", "platform", &[])?)?;
+    ensure!(
+        !config_data(&docs)?.contains_key("CLUSTER_SECRET_STORE"),
+        "no CLUSTER_SECRET_STORE without a ClusterSecretStore"
+    );
+    get(&docs, "ClusterRole", "r-server-secrets")?;
+    let operator = operator_env(&docs, "r-operator")?;
+    ensure!(
+        operator.get("SERVER_SERVICE_ACCOUNT").map(String::as_str) == Some("platform/r-server")
+            && operator.get("SERVER_SECRETS_CLUSTER_ROLE").map(String::as_str) == Some("r-server-secrets"),
+        "the operator binds the server to r-server-secrets: {operator:?}"
+    );
+
+    // The External Secrets Operator cannot read values kept in the database.
+    let mut cmd = helm();
+    cmd.args([
+        "template",
+        "r",
+        &chart(),
+        "--kube-version",
+        KUBE_VERSION,
+        "--set",
+        "operator.clusterSecretStore=vault-backend",
+        "--set",
+        "secrets.backend=database",
+    ]);
+    let (ok, out) = output(cmd)?;
+    ensure!(
+        !ok && out.contains("operator.clusterSecretStore") && out.contains("secrets.backend"),
+        "a ClusterSecretStore with the database backend must fail naming both: {out}"
+    );
+    Ok(())
+}
+
+/// The server's /metrics is served on its own port (METRICS_ADDR, the `metrics` container and
+/// Service port), which the ServiceMonitor scrapes and the NetworkPolicy admits like the
+/// operator's; the public port stays the only one the ingress controller reaches.
+#[test]
+fn server_metrics_have_their_own_port() -> Result<()> {
+    let docs = documents(&render("r", "platform", &["metrics.serviceMonitor.enabled=true"])?)?;
+    let config = config_data(&docs)?;
+    ensure!(
+        config.get("METRICS_ADDR").map(String::as_str) == Some("0.0.0.0:9090"),
+        "METRICS_ADDR: {:?}",
+        config.get("METRICS_ADDR")
+    );
+    let container = &get(&docs, "Deployment", "r-server")?["spec"]["template"]["spec"]["containers"][0];
+    ensure!(
+        serde_json::to_value(&container["ports"])?
+            == json!([
+                { "name": "http", "containerPort": 8081, "protocol": "TCP" },
+                { "name": "metrics", "containerPort": 9090, "protocol": "TCP" },
+            ]),
+        "ports: {:?}",
+        container["ports"]
+    );
+    let service = get(&docs, "Service", "r-server")?;
+    ensure!(
+        serde_json::to_value(&service["spec"]["ports"])?
+            == json!([
+                { "name": "http", "port": 80, "targetPort": "http", "protocol": "TCP" },
+                { "name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP" },
+            ]),
+        "Service ports: {:?}",
+        service["spec"]["ports"]
+    );
+    let monitor = get(&docs, "ServiceMonitor", "r-server")?;
+    ensure!(
+        serde_json::to_value(&monitor["spec"]["endpoints"])? == json!([{ "port": "metrics", "interval": "30s" }])
+            && monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "server",
+        "the server's ServiceMonitor scrapes the metrics port: {monitor:?}"
+    );
+    let policy = get(&docs, "NetworkPolicy", "r-server")?;
+    let ingress = serde_json::to_value(&policy["spec"]["ingress"])?;
+    ensure!(
+        ingress[0]["ports"] == json!([{ "port": "http", "protocol": "TCP" }])
+            && ingress[0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                == json!("ingress-nginx")
+            && ingress[1] == json!({ "ports": [{ "port": "metrics", "protocol": "TCP" }] })
+            && ingress.as_array().map(Vec::len) == Some(2),
+        "the server's NetworkPolicy: HTTP from the ingress controller, metrics like the operator's: {ingress}"
+    );
+    let docs = documents(&render("r", "platform", &[])?)?;
+    ensure!(
+        find(&docs, "ServiceMonitor", "r-server").is_none(),
+        "no ServiceMonitor unless enabled"
+    );
+    Ok(())
 }

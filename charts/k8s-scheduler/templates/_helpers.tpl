@@ -47,3 +47,20 @@ capabilities: { drop: ["ALL"] }
 {{- define "k8s-scheduler.server.vaultAgent" -}}
 {{- if and .Values.vault.agentInject.enabled (eq .Values.secrets.backend "vault") }}true{{ end -}}
 {{- end -}}
+
+{{/*
+Whether the server writes the apps' Secrets (`<app>-secrets`) itself: only without a
+ClusterSecretStore. With one (operator.clusterSecretStore), the operator's ExternalSecrets own
+those Secrets, the server writes none (apiserver deliver_secrets), and the chart renders neither the
+<release>-server-secrets ClusterRole nor the operator's right to bind it.
+*/}}
+{{- define "k8s-scheduler.server.writesSecrets" -}}
+{{- if not .Values.operator.clusterSecretStore }}true{{ end -}}
+{{- end -}}
+
+{{/* The ClusterRole the operator binds to the server in each sandbox namespace. */}}
+{{- define "k8s-scheduler.server.secretsRole" -}}{{ include "k8s-scheduler.server.fullname" . }}-secrets{{- end -}}
+
+{{/* Kubernetes user names of the two ServiceAccounts (request.userInfo.username). */}}
+{{- define "k8s-scheduler.operator.user" -}}system:serviceaccount:{{ .Release.Namespace }}:{{ include "k8s-scheduler.operator.fullname" . }}{{- end -}}
+{{- define "k8s-scheduler.server.user" -}}system:serviceaccount:{{ .Release.Namespace }}:{{ include "k8s-scheduler.server.fullname" . }}{{- end -}}
