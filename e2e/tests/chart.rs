@@ -398,6 +398,10 @@ fn schema_rejects_wrong_types() -> Result<()> {
         ("server.replicas=two", "replicas"),
         ("session.duration=a day", "duration"),
         ("kubernetes.namespaceTemplate=sandbox", "namespaceTemplate"),
+        // A user id alone must not choose the namespace, nor may sandboxes go under kube-.
+        ("kubernetes.namespaceTemplate=%s", "namespaceTemplate"),
+        ("kubernetes.namespaceTemplate=kube-%s", "namespaceTemplate"),
+        ("kubernetes.namespaceTemplate=openshift-%s", "namespaceTemplate"),
         ("vault.address=vault:8200", "address"),
         ("server.ingress.enabeld=true", "enabeld"),
         ("operator.clusterSecretStore=Vault_Backend", "clusterSecretStore"),
