@@ -1877,6 +1877,15 @@ async fn service_accounts_are_confined_to_sandbox_namespaces() -> Result<()> {
                     c
                 })?;
                 ensure!(ok, "the misplaced RoleBinding: {out}");
+                // RBAC sees new RoleBindings through an informer: wait until both grant Secrets, so
+                // that a refusal below is the policy's.
+                for namespace in [ns.as_str(), sandbox_ns.as_str()] {
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    while !can_i(&server, &["create", "secrets", "-n", namespace])? {
+                        ensure!(Instant::now() < deadline, "the RoleBinding in {namespace} never took effect");
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                }
                 ensure_refused(
                     &server,
                     &["create", "secret", "generic", &name, "-n", &ns, "--from-literal=a=b"],
