@@ -77,8 +77,28 @@ async fn secrets_are_write_only_scoped_and_leave_no_trace_in_logs() -> Result<()
     )
     .await;
     assert_eq!(s, StatusCode::OK, "an update");
+    let (s, e) = call(
+        &app,
+        json(
+            "PUT",
+            "/api/secrets/templates/guestbook/REDIS_PASSWORD",
+            json!({ "value": value }),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{e}");
+
+    // A deployment using the secret (deployment and service scopes need it to exist); deleted
+    // below: its deployment- and service-scoped secrets go.
+    let (s, d) = call(
+        &app,
+        json("POST", "/api/deployments", json!({
+            "template": "guestbook", "name": "guest", "parameters": { "TITLE": "hi" }, "secretRefs": ["REDIS_PASSWORD"]
+        })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
     for path in [
-        "/api/secrets/templates/guestbook/REDIS_PASSWORD",
         "/api/secrets/deployments/guest/REDIS_PASSWORD",
         "/api/secrets/deployments/guest/services/redis/REDIS_PASSWORD",
     ] {
@@ -100,15 +120,6 @@ async fn secrets_are_write_only_scoped_and_leave_no_trace_in_logs() -> Result<()
         (Some("guest"), Some("redis"))
     );
 
-    // A deployment using the secret, then deleted: its deployment- and service-scoped secrets go.
-    let (s, d) = call(
-        &app,
-        json("POST", "/api/deployments", json!({
-            "template": "guestbook", "name": "guest", "parameters": { "TITLE": "hi" }, "secretRefs": ["REDIS_PASSWORD"]
-        })),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{d}");
     assert!(!d.to_string().contains(value));
     let (_, detail) = call(&app, get("/api/deployments/guest", None)).await;
     assert!(
@@ -185,7 +196,7 @@ async fn users_cannot_read_overwrite_or_delete_each_others_secrets() -> Result<(
     config.google_redirect_url = Some("http://app.test/oauth2/callback".parse()?);
     let app = apiserver::app(config).await?;
     let db = &app.state.db;
-    let all = ["secrets:read", "secrets:write", "deployments:read"].map(String::from);
+    let all = ["secrets:read", "secrets:write", "deployments:read", "deployments:write"].map(String::from);
     let mut tokens = vec![];
     for who in ["alice", "bob"] {
         db.upsert_user(&format!("test|{who}"), &format!("{who}@example.com"), who)
@@ -196,6 +207,20 @@ async fn users_cannot_read_overwrite_or_delete_each_others_secrets() -> Result<(
         tokens.push(t);
     }
     let (alice, bob) = (&tokens[0], &tokens[1]);
+    // Deployment-scoped secrets need the deployment: each user has their own `web`.
+    for t in [alice, bob] {
+        let (s, d) = call(
+            &app,
+            json_with_token(
+                "POST",
+                "/api/deployments",
+                json!({ "template": "hello-web", "name": "web" }),
+                t,
+            ),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{d}");
+    }
     let put = |token: &str, v: &str| {
         json_with_token(
             "PUT",
@@ -228,5 +253,111 @@ async fn users_cannot_read_overwrite_or_delete_each_others_secrets() -> Result<(
     )
     .await?;
     assert_eq!(call(&app, put(&t, "x")).await.0, StatusCode::FORBIDDEN);
+    Ok(())
+}
+
+#[tokio::test]
+async fn scopes_must_exist_and_counts_and_sizes_are_capped() -> Result<()> {
+    scopes_and_caps(offline_config()).await
+}
+
+#[tokio::test]
+async fn scopes_must_exist_and_counts_and_sizes_are_capped_on_postgres() -> Result<()> {
+    let pg = e2e::services::fresh_postgres().await?;
+    let mut config = offline_config();
+    config.database_dsn = Some(secrecy::SecretString::from(pg.url.clone()));
+    scopes_and_caps(config).await
+}
+
+async fn scopes_and_caps(mut config: apiserver::config::Config) -> Result<()> {
+    config.secrets_max_per_user = 3;
+    config.secrets_max_value_bytes = 100;
+    let app = apiserver::app(config).await?;
+    let put = |path: &str, value: &str| json("PUT", path, json!({ "value": value }));
+
+    // Scopes for templates, deployments and services that do not exist for the caller: 404,
+    // and nothing is stored.
+    for (path, needle) in [
+        (
+            "/api/secrets/templates/no-such-template/K",
+            "no template named \"no-such-template\"",
+        ),
+        ("/api/secrets/deployments/ghost/K", "no deployment named \"ghost\""),
+        (
+            "/api/secrets/deployments/ghost/services/web/K",
+            "no deployment named \"ghost\"",
+        ),
+    ] {
+        let (s, e) = call(&app, put(path, "v")).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {e}");
+        assert!(e["error"].as_str().unwrap_or("").contains(needle), "{path}: {e}");
+    }
+    let (s, d) = call(
+        &app,
+        json(
+            "POST",
+            "/api/deployments",
+            json!({ "template": "hello-web", "name": "web" }),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    let (s, e) = call(&app, put("/api/secrets/deployments/web/services/nope/K", "v")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
+    assert!(
+        e["error"].as_str().unwrap_or("").contains("no service named \"nope\""),
+        "{e}"
+    );
+    let (_, list) = call(&app, get("/api/secrets", None)).await;
+    assert_eq!(list, json!([]), "nothing was stored");
+
+    // Existing scopes are accepted, up to SECRETS_MAX_PER_USER secrets.
+    for path in [
+        "/api/secrets/templates/hello-web/A",
+        "/api/secrets/deployments/web/B",
+        "/api/secrets/deployments/web/services/web/C",
+    ] {
+        let (s, e) = call(&app, put(path, "v")).await;
+        assert_eq!(s, StatusCode::CREATED, "{path}: {e}");
+    }
+    let (s, e) = call(&app, put("/api/secrets/user/D", "v")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+    assert!(
+        e["error"].as_str().unwrap_or("").contains("SECRETS_MAX_PER_USER"),
+        "{e}"
+    );
+    // Updating one that exists is still allowed at the cap; after a delete there is room again.
+    let (s, e) = call(&app, put("/api/secrets/deployments/web/B", "v2")).await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    assert_eq!(
+        call(&app, delete("/api/secrets/deployments/web/B")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (s, e) = call(&app, put("/api/secrets/user/D", "v")).await;
+    assert_eq!(s, StatusCode::CREATED, "{e}");
+
+    // Values beyond SECRETS_MAX_VALUE_BYTES: 413 naming the limit; the stored value stays.
+    let (s, e) = call(&app, put("/api/secrets/user/D", &"x".repeat(101))).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+    assert!(
+        e["error"].as_str().unwrap_or("").contains("SECRETS_MAX_VALUE_BYTES"),
+        "{e}"
+    );
+    let (_, me) = call(&app, get("/api/me", None)).await;
+    let owner = me["user"]["id"].as_str().unwrap_or_default().to_string();
+    let values = app
+        .state
+        .secrets
+        .values(&owner, &apiserver::secrets::Scope::User)
+        .await?;
+    assert_eq!(values.get("D").map(String::as_str), Some("v"));
+    let (s, e) = call(&app, put("/api/secrets/user/E", &"x".repeat(100))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "at the count cap again: {e}");
+
+    // A secret of a template that has gone (or any stored scope) can still be deleted.
+    assert_eq!(
+        call(&app, delete("/api/secrets/templates/hello-web/A")).await.0,
+        StatusCode::NO_CONTENT
+    );
     Ok(())
 }

@@ -88,11 +88,24 @@ async fn write(
 ) -> ApiResult<(StatusCode, Json<SecretInfo>)> {
     p.require(AuthScope::SecretsWrite)?;
     let scope = checked(scope, &key)?;
-    if body.value.len() > 64 * 1024 {
-        return Err(ApiError::BadRequest("a secret value may be at most 64 KiB".into()));
+    let max_value = state.config.secrets_max_value_bytes as usize;
+    if body.value.len() > max_value {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the value is {} bytes; a secret value may be at most {max_value} bytes (SECRETS_MAX_VALUE_BYTES)",
+            body.value.len()
+        )));
     }
     if body.description.chars().count() > 256 {
         return Err(ApiError::BadRequest("description may be at most 256 characters".into()));
+    }
+    scope_exists(state, p, &scope).await?;
+    let max = state.config.secrets_max_per_user as usize;
+    if state.secrets.count(&p.user.id).await? >= max
+        && !state.secrets.values(&p.user.id, &scope).await?.contains_key(&key)
+    {
+        return Err(ApiError::Forbidden(format!(
+            "you have {max} secrets, the most SECRETS_MAX_PER_USER allows; delete one before adding {key}"
+        )));
     }
     let created = state
         .secrets
@@ -102,6 +115,61 @@ async fn write(
     redeliver(state, p, &scope).await?;
     let info = SecretInfo::new(&scope, &key, &body.description, crate::db::now());
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(info)))
+}
+
+/// A write needs its scope to exist for the caller: a template they can use, one of their
+/// deployments, or a service of one (404 otherwise). Deletes do not: they only remove what the
+/// caller stored, e.g. the secrets of a template that has since gone.
+async fn scope_exists(state: &AppState, p: &Principal, scope: &Scope) -> ApiResult<()> {
+    let ns = state.platform.sandbox(&p.user).namespace;
+    let deployment = |name: String| async move {
+        state.platform.deployment(&ns, &name).await?.ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "you have no deployment named {name:?}: create it first (POST /api/deployments), then store its secrets"
+            ))
+        })
+    };
+    match scope {
+        Scope::User => Ok(()),
+        Scope::Template(t) => {
+            let ns = state.platform.sandbox(&p.user).namespace;
+            if state.platform.templates(&ns).iter().any(|x| x.name_any() == *t) {
+                Ok(())
+            } else {
+                Err(ApiError::NotFound(format!(
+                    "no template named {t:?} that you can use; GET /api/templates lists them"
+                )))
+            }
+        }
+        Scope::Deployment(d) => deployment(d.clone()).await.map(|_| ()),
+        Scope::Service { deployment: d, service } => {
+            let ud = deployment(d.clone()).await?;
+            if services_of(state, &ud).iter().any(|s| s == service) {
+                Ok(())
+            } else {
+                Err(ApiError::NotFound(format!(
+                    "deployment {d:?} has no service named {service:?}"
+                )))
+            }
+        }
+    }
+}
+
+/// The service names of a deployment: inline, or its template's.
+fn services_of(state: &AppState, ud: &crds::UserDeployment) -> Vec<String> {
+    let ns = ud.namespace().unwrap_or_default();
+    let template = ud.spec.template_ref.as_ref().map(|r| r.name.clone());
+    match (&ud.spec.services, &template) {
+        (Some(inline), _) => inline.iter().map(|s| s.name.clone()).collect(),
+        (None, Some(t)) => state
+            .platform
+            .templates(&ns)
+            .iter()
+            .find(|x| x.name_any() == *t)
+            .map(|x| x.spec.services.iter().map(|s| s.name.clone()).collect())
+            .unwrap_or_default(),
+        (None, None) => vec![],
+    }
 }
 
 async fn remove(state: &AppState, p: &Principal, scope: Scope, key: String) -> ApiResult<StatusCode> {
@@ -137,19 +205,8 @@ async fn redeliver(state: &AppState, p: &Principal, scope: &Scope) -> ApiResult<
 
 /// Delivers a deployment's merged values to its pods.
 pub async fn deliver(state: &AppState, owner: &str, ud: &crds::UserDeployment, roll: bool) -> ApiResult<bool> {
-    let ns = ud.namespace().unwrap_or_default();
     let template = ud.spec.template_ref.as_ref().map(|r| r.name.clone());
-    let services: Vec<String> = match (&ud.spec.services, &template) {
-        (Some(inline), _) => inline.iter().map(|s| s.name.clone()).collect(),
-        (None, Some(t)) => state
-            .platform
-            .templates(&ns)
-            .iter()
-            .find(|x| x.name_any() == *t)
-            .map(|x| x.spec.services.iter().map(|s| s.name.clone()).collect())
-            .unwrap_or_default(),
-        (None, None) => vec![],
-    };
+    let services = services_of(state, ud);
     let (values, per_service) = crate::secrets::merged(
         state.secrets.as_ref(),
         owner,

@@ -19,6 +19,8 @@ use crate::config::Config;
 /// AWS Secrets Manager.
 pub struct AwsStore {
     client: Client,
+    /// Most scopes (Secrets Manager secrets) one listing reads (SECRETS_MAX_PER_USER).
+    max_scopes: usize,
 }
 
 fn backend(e: impl std::fmt::Display) -> SecretError {
@@ -63,7 +65,14 @@ impl AwsStore {
         }
         AwsStore {
             client: Client::new(&loader.load().await),
+            max_scopes: super::DEFAULT_MAX_PER_USER,
         }
+    }
+
+    /// Reads at most `n` scopes per listing (SECRETS_MAX_PER_USER).
+    pub fn with_max_scopes(mut self, n: usize) -> AwsStore {
+        self.max_scopes = n.max(1);
+        self
     }
 
     /// The JSON map of a secret, and its descriptions; None when it does not exist.
@@ -133,16 +142,26 @@ impl AwsStore {
         Ok(())
     }
 
-    /// Names and change times of the secrets under `prefix`.
+    /// Names and change times of the secrets under `prefix`: pages of 100, and no further page
+    /// once `max_scopes` names are known.
     async fn names(&self, prefix: &str) -> SecretResult<Vec<(String, i64)>> {
         let mut out = vec![];
         let mut token: Option<String> = None;
         loop {
+            if out.len() >= self.max_scopes {
+                tracing::warn!(
+                    prefix,
+                    limit = self.max_scopes,
+                    "more AWS secrets than SECRETS_MAX_PER_USER; the rest is not read"
+                );
+                break;
+            }
             let filter = Filter::builder().key(FilterNameStringType::Name).values(prefix).build();
             let page = self
                 .client
                 .list_secrets()
                 .filters(filter)
+                .max_results(100)
                 .set_next_token(token.take())
                 .send()
                 .await
@@ -189,22 +208,37 @@ impl SecretStore for AwsStore {
 
     async fn list(&self, owner: &str) -> SecretResult<Vec<SecretInfo>> {
         let prefix = format!("users/{owner}/");
-        let mut out = vec![];
-        for (name, changed) in self.names(&prefix).await? {
-            let Some(scope) = Scope::from_path(&name[prefix.len()..]) else {
-                continue;
-            };
-            if let Some((values, descriptions)) = self.read(&name).await? {
-                for key in values.keys() {
-                    out.push(SecretInfo::new(
-                        &scope,
-                        key,
-                        descriptions.get(key).map(String::as_str).unwrap_or(""),
-                        changed,
-                    ));
-                }
-            }
-        }
+        let scopes: Vec<(Scope, String, i64)> = self
+            .names(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|(name, changed)| Some((Scope::from_path(&name[prefix.len()..])?, name, changed)))
+            .collect();
+        // Two calls per scope (value and description), scopes bounded by SECRETS_MAX_PER_USER and
+        // read LIST_CONCURRENCY at a time.
+        let per_scope = super::bounded(
+            "AWS secrets",
+            scopes,
+            self.max_scopes,
+            |(scope, name, changed)| async move {
+                let Some((values, descriptions)) = self.read(&name).await? else {
+                    return Ok(vec![]);
+                };
+                Ok(values
+                    .keys()
+                    .map(|key| {
+                        SecretInfo::new(
+                            &scope,
+                            key,
+                            descriptions.get(key).map(String::as_str).unwrap_or(""),
+                            changed,
+                        )
+                    })
+                    .collect::<Vec<_>>())
+            },
+        )
+        .await?;
+        let mut out: Vec<SecretInfo> = per_scope.into_iter().flatten().collect();
         out.sort_by(|a, b| (&a.scope, &a.deployment, &a.name).cmp(&(&b.scope, &b.deployment, &b.name)));
         Ok(out)
     }

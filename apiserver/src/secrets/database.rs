@@ -267,6 +267,15 @@ impl SecretStore for DatabaseStore {
         Ok(out)
     }
 
+    async fn count(&self, owner: &str) -> SecretResult<usize> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE owner = $1")
+            .bind(owner)
+            .fetch_one(self.db.pool())
+            .await
+            .map_err(backend)?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     async fn list(&self, owner: &str) -> SecretResult<Vec<SecretInfo>> {
         let rows = sqlx::query(
             "SELECT scope, name, description, updated_at FROM secrets WHERE owner = $1 ORDER BY scope, name",

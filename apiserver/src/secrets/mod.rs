@@ -193,6 +193,42 @@ pub trait SecretStore: Send + Sync {
     async fn delete(&self, owner: &str, scope: &Scope, key: &str) -> SecretResult<bool>;
     /// Deletes a deployment's deployment- and service-scoped values; returns how many.
     async fn delete_deployment(&self, owner: &str, deployment: &str) -> SecretResult<usize>;
+    /// How many secrets (keys over all scopes) a user has, for SECRETS_MAX_PER_USER. The remote
+    /// backends count with a (bounded) listing; the database counts rows.
+    async fn count(&self, owner: &str) -> SecretResult<usize> {
+        Ok(self.list(owner).await?.len())
+    }
+}
+
+/// Most remote calls (Vault, AWS) one listing runs at once.
+pub const LIST_CONCURRENCY: usize = 8;
+
+/// Default of SECRETS_MAX_PER_USER, for stores built without a configuration (tests).
+pub const DEFAULT_MAX_PER_USER: usize = 200;
+
+/// Runs `f` over the first `limit` of `items`, at most [`LIST_CONCURRENCY`] at a time, results
+/// in the order of `items`. A listing of a remote store visits one scope per item; every scope
+/// the API writes holds at least one secret, so a user has at most SECRETS_MAX_PER_USER scopes
+/// and `limit` is that: the calls of one listing are bounded by the cap, whatever was written to
+/// the backend behind the server's back (the rest is left out, with a warning in the log).
+pub async fn bounded<T, R, F, Fut>(what: &str, items: Vec<T>, limit: usize, f: F) -> SecretResult<Vec<R>>
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = SecretResult<R>>,
+{
+    use futures::{StreamExt, TryStreamExt};
+    if items.len() > limit {
+        tracing::warn!(
+            what,
+            found = items.len(),
+            limit,
+            "more entries than SECRETS_MAX_PER_USER allows; only the first are read"
+        );
+    }
+    futures::stream::iter(items.into_iter().take(limit).map(f))
+        .buffered(LIST_CONCURRENCY)
+        .try_collect()
+        .await
 }
 
 /// The values a deployment's containers get: user, then template, then deployment (later wins),
@@ -234,14 +270,58 @@ pub async fn build(config: &Config, db: &Db) -> anyhow::Result<Arc<dyn SecretSto
             db.clone(),
             database::Keyring::from_config(config)?,
         )),
-        SecretsBackend::Vault => Arc::new(vault::VaultStore::from_config(config)?),
-        SecretsBackend::Aws => Arc::new(aws::AwsStore::from_config(config).await?),
+        SecretsBackend::Vault => {
+            Arc::new(vault::VaultStore::from_config(config)?.with_max_scopes(config.secrets_max_per_user as usize))
+        }
+        SecretsBackend::Aws => Arc::new(
+            aws::AwsStore::from_config(config)
+                .await?
+                .with_max_scopes(config.secrets_max_per_user as usize),
+        ),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn bounded_listings_cap_calls_and_concurrency() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let calls = AtomicUsize::new(0);
+        let in_flight = AtomicUsize::new(0);
+        let peak = AtomicUsize::new(0);
+        let items: Vec<usize> = (0..1000).collect();
+        let out = bounded("test", items, 50, |i| {
+            let (calls, in_flight, peak) = (&calls, &in_flight, &peak);
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok(i * 2)
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 50, "only `limit` items are visited");
+        assert_eq!(out, (0..50).map(|i| i * 2).collect::<Vec<_>>(), "in order");
+        let peak = peak.load(Ordering::SeqCst);
+        assert!(
+            peak <= LIST_CONCURRENCY && peak > 1,
+            "at most {LIST_CONCURRENCY} at once, saw {peak}"
+        );
+        let failed = bounded("test", vec![1, 2, 3], 10, |i| async move {
+            if i == 2 {
+                Err(SecretError::Backend("boom".into()))
+            } else {
+                Ok(i)
+            }
+        })
+        .await;
+        assert!(failed.is_err());
+    }
 
     #[test]
     fn keys_and_scopes_cannot_escape_their_prefix() {

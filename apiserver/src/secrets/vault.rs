@@ -40,6 +40,8 @@ pub struct VaultStore {
     mount: String,
     token: TokenSource,
     cached: Mutex<Option<Cached>>,
+    /// Most scopes one listing visits (SECRETS_MAX_PER_USER).
+    max_scopes: usize,
 }
 
 fn backend(e: impl std::fmt::Display) -> SecretError {
@@ -81,7 +83,14 @@ impl VaultStore {
             mount: mount.trim_matches('/').to_string(),
             token,
             cached: Mutex::new(None),
+            max_scopes: super::DEFAULT_MAX_PER_USER,
         }
+    }
+
+    /// Visits at most `n` scopes per listing (SECRETS_MAX_PER_USER).
+    pub fn with_max_scopes(mut self, n: usize) -> VaultStore {
+        self.max_scopes = n.max(1);
+        self
     }
 
     /// The client, rebuilt when the token file changed (or `force`).
@@ -192,7 +201,10 @@ impl VaultStore {
         }
     }
 
-    /// Every scope path (relative to `users/{owner}/`) that holds a secret.
+    /// Every scope path (relative to `users/{owner}/`) that holds a secret. Calls: one LIST of
+    /// the user, one of `templates/`, one of `deployments/`, and one per deployment with
+    /// service-scoped secrets, at most `max_scopes` of those and [`super::LIST_CONCURRENCY`] at
+    /// once; at most `max_scopes` scopes are returned.
     async fn scopes(&self, owner: &str) -> SecretResult<Vec<Scope>> {
         let base = format!("users/{owner}");
         let mut out = vec![];
@@ -207,22 +219,41 @@ impl VaultStore {
                     }
                 }
                 "deployments/" => {
+                    let mut with_services = vec![];
                     for d in self.list_dir(&format!("{base}/deployments")).await? {
                         match d.strip_suffix('/') {
                             None => out.extend(Scope::from_path(&format!("deployments/{d}"))),
-                            Some(d) => {
-                                for s in self.list_dir(&format!("{base}/deployments/{d}/services")).await? {
-                                    out.extend(Scope::from_path(&format!("deployments/{d}/services/{s}")));
-                                }
-                            }
+                            // Only names that are valid scopes lead to further calls.
+                            Some(d) if crds::is_dns_label(d, 63) => with_services.push(d.to_string()),
+                            Some(_) => {}
                         }
                     }
+                    let base = &base;
+                    let services =
+                        super::bounded("Vault deployments", with_services, self.max_scopes, |d| async move {
+                            let listed = self.list_dir(&format!("{base}/deployments/{d}/services")).await?;
+                            Ok(listed
+                                .into_iter()
+                                .filter_map(|s| Scope::from_path(&format!("deployments/{d}/services/{s}")))
+                                .collect::<Vec<_>>())
+                        })
+                        .await?;
+                    out.extend(services.into_iter().flatten());
                 }
                 _ => {}
             }
         }
         out.sort();
         out.dedup();
+        if out.len() > self.max_scopes {
+            tracing::warn!(
+                owner,
+                found = out.len(),
+                limit = self.max_scopes,
+                "more Vault scopes than SECRETS_MAX_PER_USER"
+            );
+            out.truncate(self.max_scopes);
+        }
         Ok(out)
     }
 }
@@ -245,8 +276,10 @@ impl SecretStore for VaultStore {
     }
 
     async fn list(&self, owner: &str) -> SecretResult<Vec<SecretInfo>> {
-        let mut out = vec![];
-        for scope in self.scopes(owner).await? {
+        // Two reads per scope (keys and descriptions), scopes bounded by SECRETS_MAX_PER_USER and
+        // read LIST_CONCURRENCY at a time: one listing makes at most ~3 × the cap calls.
+        let scopes = self.scopes(owner).await?;
+        let per_scope = super::bounded("Vault scopes", scopes, self.max_scopes, |scope| async move {
             let path = remote_path(owner, &scope);
             let values = self.read_map(&path).await?;
             let (descriptions, updated) = self.descriptions(&path).await?;
@@ -254,16 +287,20 @@ impl SecretStore for VaultStore {
                 .parse::<k8s_openapi::jiff::Timestamp>()
                 .map(|t| t.as_second())
                 .unwrap_or(0);
-            for key in values.keys() {
-                out.push(SecretInfo::new(
-                    &scope,
-                    key,
-                    descriptions.get(key).map(String::as_str).unwrap_or(""),
-                    updated,
-                ));
-            }
-        }
-        Ok(out)
+            Ok(values
+                .keys()
+                .map(|key| {
+                    SecretInfo::new(
+                        &scope,
+                        key,
+                        descriptions.get(key).map(String::as_str).unwrap_or(""),
+                        updated,
+                    )
+                })
+                .collect::<Vec<_>>())
+        })
+        .await?;
+        Ok(per_scope.into_iter().flatten().collect())
     }
 
     async fn delete(&self, owner: &str, scope: &Scope, key: &str) -> SecretResult<bool> {

@@ -73,9 +73,12 @@ export interface DeployRequest {
 }
 
 /**
- * Deploys a template: each secret parameter's value is stored first with the secrets API under
- * the deployment's name, then the deployment is created with the non-secret parameters and the
- * secret names in `secretRefs`. When the creation fails, the secrets just written are deleted.
+ * Deploys a template: the deployment is created first, with the non-secret parameters and the
+ * secret names in `secretRefs`; then each secret parameter's value is stored with the secrets API
+ * under the deployment's name (the server accepts a deployment's secrets only once it exists, and
+ * delivers them to its pods). When storing a secret fails, the new deployment is deleted again
+ * (its stored secrets go with it). A name that is taken is refused by the create (409), so the
+ * secrets of another deployment are never touched.
  */
 export async function deployTemplate(req: DeployRequest): Promise<Deployment> {
   const parameters: Record<string, string> = {};
@@ -86,33 +89,8 @@ export async function deployTemplate(req: DeployRequest): Promise<Deployment> {
     if (p.secret) secrets.push({ name: p.name, value: v, description: p.description });
     else parameters[p.name] = v;
   }
-  if (secrets.length > 0) {
-    // Secrets are stored under the deployment's name before it exists: never overwrite (and then
-    // undo) the secrets of a deployment that already has this name.
-    const existing = await getDeployment(req.name).then(
-      () => true,
-      (e: unknown) => {
-        if (e instanceof ApiError && e.status === 404) return false;
-        throw e;
-      },
-    );
-    if (existing) throw new ApiError(409, `a deployment named ${req.name} exists already; choose another name`);
-  }
-  const written: SecretTarget[] = [];
-  const undo = () => Promise.all(written.map((t) => deleteSecret(t).catch(() => undefined)));
-  for (const s of secrets) {
-    const target: SecretTarget = { scope: "deployment", deployment: req.name, name: s.name };
-    try {
-      await retryUnavailable(() => putSecret(target, s.value, s.description), 5);
-    } catch (e) {
-      await undo();
-      const status = e instanceof ApiError ? e.status : 0;
-      throw new ApiError(status, `storing the secret ${s.name} failed: ${e instanceof Error ? e.message : String(e)}`);
-    }
-    written.push(target);
-  }
-  try {
-    return await retryUnavailable(() =>
+  const created = await retryUnavailable(
+    () =>
       createDeployment({
         template: req.template,
         name: req.name,
@@ -120,12 +98,19 @@ export async function deployTemplate(req: DeployRequest): Promise<Deployment> {
         secretRefs: secrets.map((s) => s.name),
         visibility: req.visibility,
       }),
-      // A new sandbox can take a while (the quota controller counts it first): up to two minutes.
-      60,
-      2000,
-    );
-  } catch (e) {
-    await undo();
-    throw e;
+    // A new sandbox can take a while (the quota controller counts it first): up to two minutes.
+    60,
+    2000,
+  );
+  for (const s of secrets) {
+    const target: SecretTarget = { scope: "deployment", deployment: created.name, name: s.name };
+    try {
+      await retryUnavailable(() => putSecret(target, s.value, s.description), 5);
+    } catch (e) {
+      await deleteDeployment(created.name).catch(() => undefined);
+      const status = e instanceof ApiError ? e.status : 0;
+      throw new ApiError(status, `storing the secret ${s.name} failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
+  return created;
 }

@@ -92,11 +92,10 @@ describe("the deploy form generated from a template's parameters", () => {
     expect(fn).not.toHaveBeenCalled();
   });
 
-  it("stores secret values with the secrets API first and never puts them in the deployment", async () => {
+  it("creates the deployment, then stores secret values with the secrets API, never in the deployment", async () => {
     const { calls } = mockFetch({
-      "GET /api/deployments/guestbook-test": () => ({ status: 404, body: { error: "deployment not found" } }),
-      "PUT /api/secrets/deployments/guestbook-test/REDIS_PASSWORD": () => ({ status: 201, body: {} }),
       "POST /api/deployments": (b) => ({ status: 201, body: { name: (b as { name: string }).name } }),
+      "PUT /api/secrets/deployments/guestbook-test/REDIS_PASSWORD": () => ({ status: 201, body: {} }),
     });
     const { user, onDeployed } = setup();
     await user.type(screen.getByLabelText(/TITLE/), "My book");
@@ -106,49 +105,61 @@ describe("the deploy form generated from a template's parameters", () => {
 
     const writes = calls.filter((c) => c.method !== "GET");
     expect(writes.map((c) => `${c.method} ${c.path}`)).toEqual([
-      "PUT /api/secrets/deployments/guestbook-test/REDIS_PASSWORD",
       "POST /api/deployments",
+      "PUT /api/secrets/deployments/guestbook-test/REDIS_PASSWORD",
     ]);
-    expect(writes[0].body).toEqual({ value: "hunter2", description: "Password of the Redis service." });
-    expect(writes[1].body).toEqual({
+    expect(writes[0].body).toEqual({
       template: "guestbook",
       name: "guestbook-test",
       parameters: { TITLE: "My book", LOG_LEVEL: "info", WORKERS: "2" },
       secretRefs: ["REDIS_PASSWORD"],
       visibility: "public",
     });
-    expect(JSON.stringify(writes[1].body)).not.toContain("hunter2");
+    expect(JSON.stringify(writes[0].body)).not.toContain("hunter2");
+    expect(writes[1].body).toEqual({ value: "hunter2", description: "Password of the Redis service." });
     for (const c of writes) {
       expect(c.headers["Content-Type"]).toBe("application/json");
       expect(c.credentials).toBe("same-origin");
     }
   });
 
-  it("deletes the secrets it wrote when the deployment is refused, and shows the server's message", async () => {
+  it("stores no secret when the deployment is refused, and shows the server's message", async () => {
     const { calls } = mockFetch({
-      "GET /api/deployments/guestbook-test": () => ({ status: 404, body: { error: "deployment not found" } }),
-      "PUT /api/secrets/deployments/guestbook-test/REDIS_PASSWORD": () => ({ status: 201, body: {} }),
       "POST /api/deployments": () => ({ status: 403, body: { error: "the free plan allows 1 deployment; delete one or upgrade your plan" } }),
-      "DELETE /api/secrets/deployments/guestbook-test/REDIS_PASSWORD": () => ({ status: 204 }),
     });
     const { user, onDeployed } = setup();
     await user.type(screen.getByLabelText(/TITLE/), "My book");
     await user.type(screen.getByLabelText(/REDIS_PASSWORD/), "hunter2");
     await user.click(screen.getByRole("button", { name: "Deploy" }));
     expect(await screen.findByText(/the free plan allows 1 deployment/)).toBeInTheDocument();
-    expect(calls.map((c) => `${c.method} ${c.path}`)).toContain("DELETE /api/secrets/deployments/guestbook-test/REDIS_PASSWORD");
+    expect(calls.filter((c) => c.method === "PUT")).toHaveLength(0);
+    expect(onDeployed).not.toHaveBeenCalled();
+  });
+
+  it("deletes the new deployment when a secret cannot be stored", async () => {
+    const { calls } = mockFetch({
+      "POST /api/deployments": (b) => ({ status: 201, body: { name: (b as { name: string }).name } }),
+      "PUT /api/secrets/deployments/guestbook-test/REDIS_PASSWORD": () => ({ status: 413, body: { error: "the value is too large (SECRETS_MAX_VALUE_BYTES)" } }),
+      "DELETE /api/deployments/guestbook-test": () => ({ status: 204 }),
+    });
+    const { user, onDeployed } = setup();
+    await user.type(screen.getByLabelText(/TITLE/), "My book");
+    await user.type(screen.getByLabelText(/REDIS_PASSWORD/), "hunter2");
+    await user.click(screen.getByRole("button", { name: "Deploy" }));
+    expect(await screen.findByText(/storing the secret REDIS_PASSWORD failed/)).toBeInTheDocument();
+    expect(calls.map((c) => `${c.method} ${c.path}`)).toContain("DELETE /api/deployments/guestbook-test");
     expect(onDeployed).not.toHaveBeenCalled();
   });
 
   it("does not touch the secrets of an existing deployment with the same name", async () => {
     const { calls } = mockFetch({
-      "GET /api/deployments/guestbook-test": () => ({ status: 200, body: { name: "guestbook-test" } }),
+      "POST /api/deployments": () => ({ status: 409, body: { error: "a deployment named guestbook-test exists already" } }),
     });
     const { user } = setup();
     await user.type(screen.getByLabelText(/TITLE/), "My book");
     await user.type(screen.getByLabelText(/REDIS_PASSWORD/), "hunter2");
     await user.click(screen.getByRole("button", { name: "Deploy" }));
     expect(await screen.findByText(/exists already/)).toBeInTheDocument();
-    expect(calls.filter((c) => c.method !== "GET")).toHaveLength(0);
+    expect(calls.filter((c) => c.method === "PUT" || c.method === "DELETE")).toHaveLength(0);
   });
 });
