@@ -83,6 +83,11 @@ pub struct Config {
     #[arg(long, env = "SERVER_ADDR", default_value = ":8081", value_parser = parse_listen_addr)]
     pub server_addr: SocketAddr,
 
+    /// Listen address of the Prometheus `/metrics` endpoint (never served on SERVER_ADDR). The
+    /// controller's variable of the same name has its own default (`127.0.0.1:8080`).
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9090", value_parser = parse_listen_addr)]
+    pub metrics_addr: SocketAddr,
+
     /// Public URL of the application, for OAuth redirects, email links and the CSRF origin check.
     #[arg(long, env = "BASE_URL", default_value = "http://localhost:8081", value_parser = parse_url)]
     pub base_url: Url,
@@ -411,6 +416,7 @@ impl Config {
         c.kubernetes_enabled = false;
         c.session_backend = SessionBackend::Memory;
         c.server_addr = "127.0.0.1:0".parse().expect("loopback address");
+        c.metrics_addr = "127.0.0.1:0".parse().expect("loopback address");
         c.deployment_domain = "example.com".into();
         c.secrets_backend = SecretsBackend::Database;
         // A fixed key for tests only (32 bytes of 0x2a).

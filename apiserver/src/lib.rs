@@ -206,13 +206,25 @@ pub async fn run(config: Config) -> Result<()> {
         );
     }
     let addr = config.server_addr;
+    let metrics_addr = config.metrics_addr;
     let base_url = config.base_url.clone();
     let app = app(config).await?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("SERVER_ADDR {addr}: cannot listen"))?;
-    tracing::info!(%addr, url = %base_url, "k8s-scheduler server listening");
-    serve(&app, listener, shutdown_signal()).await
+    let metrics_listener = TcpListener::bind(metrics_addr)
+        .await
+        .with_context(|| format!("METRICS_ADDR {metrics_addr}: cannot listen"))?;
+    let metrics_router = metrics::router(app.state.metrics.clone());
+    let metrics_task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(metrics_listener, metrics_router).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    });
+    tracing::info!(%addr, %metrics_addr, url = %base_url, "k8s-scheduler server listening");
+    let result = serve(&app, listener, shutdown_signal()).await;
+    metrics_task.abort();
+    result
 }
 
 async fn shutdown_signal() {

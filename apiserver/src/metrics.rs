@@ -1,13 +1,20 @@
-//! Prometheus metrics of the server, served at `/metrics`: request duration by route, browsers
-//! subscribed to `/api/events`, and upstream watch streams by kind (one each, however many
-//! browsers listen).
+//! Prometheus metrics of the server, served at `/metrics` on their own listener (`METRICS_ADDR`,
+//! never the public port): request duration by route, browsers subscribed to `/api/events`, and
+//! upstream watch streams by kind (one each, however many browsers listen).
+//!
+//! Nothing a caller sends becomes a label as sent: the method is one of a fixed set (or `other`),
+//! the route is the matched route template (or `unmatched`), so the number of series is bounded
+//! by the routes, whatever arrives.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -21,7 +28,7 @@ struct KindLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
 }
@@ -107,14 +114,28 @@ impl Metrics {
     }
 }
 
-/// Middleware recording request durations by matched route.
+/// The method as a label: one of a fixed set, `other` for anything else a caller invents.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Middleware recording request durations by matched route template (`unmatched` without one).
 pub async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let start = Instant::now();
     let resp = next.run(req).await;
     let labels = RouteLabels {
@@ -128,4 +149,24 @@ pub async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> 
         .get_or_create(&labels)
         .observe(start.elapsed().as_secs_f64());
     resp
+}
+
+/// The router of the metrics listener (`METRICS_ADDR`): `GET /metrics` only.
+pub fn router(metrics: Metrics) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let text = metrics.encode();
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    text,
+                )
+                    .into_response()
+            }
+        }),
+    )
 }

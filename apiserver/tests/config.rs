@@ -15,7 +15,25 @@ fn run(env: &[(&str, &str)], args: &[&str]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("the apiserver binary runs")
+    // A configuration that is wrongly accepted starts a server: stop it after a while (it then
+    // did not exit with an error, which the callers report).
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the apiserver binary runs");
+    let id = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+        Ok(out) => out.expect("the apiserver binary runs"),
+        Err(_) => {
+            let _ = Command::new("kill").arg(id.to_string()).status();
+            rx.recv().expect("the killed binary's output").expect("output")
+        }
+    }
 }
 
 /// Asserts that start-up fails and names `variable`.
@@ -187,6 +205,7 @@ fn help_lists_every_server_variable_of_the_reference() {
         "SMTP_PASSWORD",
         "SENDGRID_API_KEY",
         "ANTHROPIC_API_KEY",
+        "METRICS_ADDR",
     ] {
         assert!(help.contains(&format!("[env: {var}")), "--help does not list {var}");
     }
@@ -205,6 +224,7 @@ fn help_lists_every_server_variable_of_the_reference() {
         "[default: database]",
         "[default: secret]",
         "[default: 587]",
+        "[default: 127.0.0.1:9090]",
     ] {
         assert!(help.contains(default), "--help does not show {default}");
     }
@@ -218,4 +238,65 @@ fn migrate_only_applies_migrations_and_exits() {
     let out = run(&[("SQLITE_PATH", db.to_str().unwrap())], &["--migrate-only"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(db.exists(), "the SQLite file was created");
+}
+
+/// A free loopback port (bound, then released for the binary to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// HTTP GET over a plain TCP connection: status code and body, or None when nothing answers.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split(' ').nth(1)?.parse().ok()?;
+    Some((
+        status,
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    ))
+}
+
+/// Issue 15 item 2: the server's metrics are served on METRICS_ADDR, not on SERVER_ADDR.
+#[test]
+fn metrics_are_served_on_their_own_address() {
+    refused(&[DEV, KEY, ("METRICS_ADDR", "9090")], "METRICS_ADDR");
+    let (public, metrics) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("apiserver-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_apiserver"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SQLITE_PATH", dir.join("db.sqlite"))
+        .env("SERVER_ADDR", format!("127.0.0.1:{public}"))
+        .env("METRICS_ADDR", format!("127.0.0.1:{metrics}"))
+        .env(DEV.0, DEV.1)
+        .env(KEY.0, KEY.1)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the apiserver binary starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while http_get(public, "/health").is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let on_public = http_get(public, "/metrics");
+    let on_metrics = http_get(metrics, "/metrics");
+    let _ = child.kill();
+    let _ = child.wait();
+    let (status, _) = on_public.expect("the server answers on SERVER_ADDR");
+    assert_eq!(status, 404, "/metrics must not be served on SERVER_ADDR");
+    let (status, body) = on_metrics.expect("the server answers on METRICS_ADDR");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("k8s_scheduler_server_http_request_duration_seconds"),
+        "{body}"
+    );
 }

@@ -438,3 +438,76 @@ fn openapi_document_is_checked_in() {
         assert!(doc["paths"][path].is_object(), "{path} is documented");
     }
 }
+
+/// Issue 15 item 2: a caller cannot grow the metrics without bound (the method and the path are
+/// not labels as sent), and `/metrics` is not on the public port.
+#[tokio::test]
+async fn metrics_labels_stay_bounded_and_metrics_are_not_public() -> Result<()> {
+    let app = apiserver::app(offline_config()).await?;
+    let series = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("k8s_scheduler_server_http_request_duration_seconds_count"))
+            .count()
+    };
+    // Warm up the ordinary series, then send thousands of unique methods to routes and to
+    // paths no route takes, past the CSRF check (any bearer token, or a same-origin JSON request).
+    for path in ["/health", "/api/config", "/nothing/here"] {
+        call(&app, get(path, None)).await;
+    }
+    let before = series(&app.state.metrics.encode());
+    for i in 0..3000 {
+        let method = format!("WEIRD{i}{}", "X".repeat(200));
+        let path = match i % 3 {
+            0 => "/health".to_string(),
+            1 => "/api/deployments".to_string(),
+            _ => format!("/random/{i}"),
+        };
+        let req = Request::builder().method(method.as_str()).uri(path);
+        let req = if i % 2 == 0 {
+            req.header(header::AUTHORIZATION, "Bearer not-a-token")
+        } else {
+            req.header(header::ORIGIN, ORIGIN)
+                .header(header::CONTENT_TYPE, "application/json")
+        };
+        call(&app, req.body(Body::empty())?).await;
+    }
+    let text = app.state.metrics.encode();
+    assert!(!text.contains("WEIRD"), "a caller's method became a label");
+    assert!(!text.contains("/random/"), "a caller's path became a label");
+    let after = series(&text);
+    assert!(
+        after <= before + 4,
+        "3,000 unique methods grew the request series from {before} to {after}"
+    );
+    assert!(text.len() < 64 * 1024, "the exposition is {} bytes", text.len());
+
+    let (s, _) = call(&app, get("/metrics", None)).await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "/metrics must not be served on the public port"
+    );
+    Ok(())
+}
+
+/// Issue 15 item 2: `/readyz` names the dependency that is not ready, never its error text.
+#[tokio::test]
+async fn readyz_names_the_failing_dependency_without_its_error() -> Result<()> {
+    let app = apiserver::app(offline_config()).await?;
+    assert_eq!(call(&app, get("/readyz", None)).await.0, StatusCode::OK);
+    // The database goes away: every query now fails with sqlx's own message.
+    app.state.db.pool().close().await;
+    let err = app.state.db.ping().await.unwrap_err().to_string();
+    let resp = tower::ServiceExt::oneshot(app.router.clone(), get("/readyz", None)).await?;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = String::from_utf8(
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await?
+            .to_bytes()
+            .to_vec(),
+    )?;
+    assert!(body.contains("database"), "the body names the dependency: {body}");
+    assert!(!body.contains(&err), "the body carries the raw error {err:?}: {body}");
+    assert!(!body.contains("pool") && !body.contains("connection"), "{body}");
+    Ok(())
+}

@@ -190,7 +190,8 @@ async fn create(server: &Server, client: &reqwest::Client, body: Value) -> Resul
 }
 
 async fn metric(server: &Server, name: &str) -> Result<f64> {
-    let text = reqwest::get(server.url("/metrics")).await?.text().await?;
+    // What METRICS_ADDR serves (the public port has no /metrics).
+    let text = server.app.state.metrics.encode();
     let line = text
         .lines()
         .find(|l| l.starts_with(name))

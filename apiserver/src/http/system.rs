@@ -1,4 +1,5 @@
-//! Probes, metrics, the OpenAPI document and the feature flags of `/api/config`.
+//! Probes, the OpenAPI document and the feature flags of `/api/config`. (Metrics are served on
+//! their own listener, see [`crate::metrics::router`].)
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -18,7 +19,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi))
         .route("/api/config", get(config))
         .route("/api/me", get(me))
@@ -30,27 +30,28 @@ pub async fn health() -> &'static str {
     "ok"
 }
 
+// The answer names the dependency that is not ready; its error text goes to the log only (the
+// probe is public).
 /// Readiness: the database and (when enabled) Kubernetes answer.
 #[utoipa::path(get, path = "/readyz", tag = "system",
     responses((status = 200, description = "ready"), (status = 503, description = "what is not ready")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if let Err(e) = state.db.ping().await {
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}"));
+        tracing::warn!(error = %format!("{e:#}"), "readyz: the database is not ready");
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: database");
     }
     match state.platform.ready().await {
-        Ok(()) => (StatusCode::OK, "ok".to_string()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e),
+        Ok(()) => (StatusCode::OK, "ok"),
+        Err(e) => {
+            tracing::warn!(error = %e, "readyz: the platform is not ready");
+            let what = if state.config.kubernetes_enabled {
+                "not ready: kubernetes"
+            } else {
+                "not ready: database"
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, what)
+        }
     }
-}
-
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
 }
 
 async fn openapi() -> impl IntoResponse {
