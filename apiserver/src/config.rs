@@ -79,7 +79,8 @@ pub struct Config {
     #[arg(long, env = "REACT_UI", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub react_ui: bool,
 
-    /// HTTP listen address (`:8081` = every interface, port 8081).
+    /// HTTP listen address (`:8081` = every interface, port 8081). With DEV_MODE the default is
+    /// loopback only (127.0.0.1:8081); an explicit SERVER_ADDR is honoured.
     #[arg(long, env = "SERVER_ADDR", default_value = ":8081", value_parser = parse_listen_addr)]
     pub server_addr: SocketAddr,
 
@@ -288,7 +289,13 @@ pub struct Config {
 impl Config {
     /// Parses flags and environment and checks the rules that span several variables.
     pub fn load() -> Result<Config, clap::Error> {
-        let config = Config::parse();
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Config::command().get_matches();
+        let mut config = Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        if config.dev_mode && matches.value_source("server_addr") == Some(clap::parser::ValueSource::DefaultValue) {
+            // DEV_MODE signs every caller in: unless SERVER_ADDR says otherwise, only this machine.
+            config.server_addr = SocketAddr::from(([127, 0, 0, 1], config.server_addr.port()));
+        }
         if config.print_openapi || config.migrate_only || config.reencrypt_secrets {
             // One-shot commands need no sign-in or session settings.
             return Ok(config);
@@ -336,6 +343,14 @@ impl Config {
                 );
             }
             _ => {}
+        }
+        if pattern_can_yield(&self.kubernetes_namespace, &self.platform_namespace) {
+            return Err(format!(
+                "KUBERNETES_NAMESPACE={} can yield PLATFORM_NAMESPACE={} for some user id: a user could get the \
+                 platform's own namespace as a sandbox; choose a KUBERNETES_NAMESPACE prefix the platform's \
+                 namespace does not start with (e.g. sandbox-%s)",
+                self.kubernetes_namespace, self.platform_namespace
+            ));
         }
         if let Some(dsn) = &self.database_dsn {
             let dsn = dsn.expose_secret();
@@ -388,6 +403,25 @@ impl Config {
     /// The sandbox namespace of a user.
     pub fn namespace_for(&self, user_id: &str) -> String {
         self.kubernetes_namespace.replacen("%s", user_id, 1)
+    }
+
+    /// Why `namespace` can never be a sandbox's (a system namespace or PLATFORM_NAMESPACE), if it
+    /// is such. Start-up refuses patterns that can yield them for the ids the server assigns; this
+    /// is the check at sandbox creation, e.g. for ids kept from an older release.
+    pub fn forbidden_sandbox_namespace(&self, namespace: &str) -> Option<String> {
+        if namespace == self.platform_namespace {
+            return Some(format!(
+                "the sandbox namespace {namespace} is the platform's own namespace (PLATFORM_NAMESPACE); \
+                 an administrator must change KUBERNETES_NAMESPACE or this user's id"
+            ));
+        }
+        if is_system_namespace(namespace) {
+            return Some(format!(
+                "the sandbox namespace {namespace} is a system namespace (default, kube-*, openshift-*, ...); \
+                 an administrator must change KUBERNETES_NAMESPACE or this user's id"
+            ));
+        }
+        None
     }
 
     /// The user id whose sandbox namespace is `namespace` (inverse of [`Config::namespace_for`]).
@@ -527,10 +561,29 @@ fn parse_cookie_name(s: &str) -> Result<String, String> {
     }
 }
 
-/// `%s` exactly once, and the result is a namespace name for any user id (up to 30 characters).
+/// `%s` exactly once with a prefix or a suffix around it, the result is a namespace name for any
+/// user id (up to 30 characters), and no user id can make it a system namespace (`default`,
+/// `kube-*`, `openshift-*`, ...: [`is_system_namespace`]).
 fn parse_namespace_pattern(s: &str) -> Result<String, String> {
     if s.matches("%s").count() != 1 {
         return Err("must contain %s exactly once (it is replaced with the user id), e.g. sandbox-%s".into());
+    }
+    if s == "%s" {
+        return Err(
+            "needs a prefix or a suffix around %s (e.g. sandbox-%s): alone, a user id would choose the namespace"
+                .into(),
+        );
+    }
+    let (prefix, _) = s.split_once("%s").unwrap_or_default();
+    if let Some(p) = SYSTEM_NAMESPACE_PREFIXES.iter().find(|p| prefix.starts_with(*p)) {
+        return Err(format!(
+            "puts sandboxes under {p}, which holds system namespaces; use a prefix such as sandbox-%s"
+        ));
+    }
+    if let Some(ns) = SYSTEM_NAMESPACES.iter().find(|ns| pattern_can_yield(s, ns)) {
+        return Err(format!(
+            "can yield the system namespace {ns} for some user id; use a prefix such as sandbox-%s"
+        ));
     }
     for sample in ["a", &"a".repeat(crds::MAX_USER_ID_LEN)] {
         let ns = s.replacen("%s", sample, 1);
@@ -542,6 +595,25 @@ fn parse_namespace_pattern(s: &str) -> Result<String, String> {
         }
     }
     Ok(s.to_string())
+}
+
+/// Namespaces no sandbox may use: they belong to Kubernetes or a distribution.
+pub const SYSTEM_NAMESPACES: &[&str] = &["default", "openshift", "kube-system", "kube-public", "kube-node-lease"];
+/// Prefixes of namespaces no sandbox may use.
+pub const SYSTEM_NAMESPACE_PREFIXES: &[&str] = &["kube-", "openshift-"];
+
+/// Whether `namespace` is a system namespace (of Kubernetes or a distribution).
+pub fn is_system_namespace(namespace: &str) -> bool {
+    SYSTEM_NAMESPACES.contains(&namespace) || SYSTEM_NAMESPACE_PREFIXES.iter().any(|p| namespace.starts_with(p))
+}
+
+/// Whether namespace pattern `pattern` (`<prefix>%s<suffix>`) gives `namespace` for some
+/// non-empty user id.
+pub fn pattern_can_yield(pattern: &str, namespace: &str) -> bool {
+    let Some((prefix, suffix)) = pattern.split_once("%s") else {
+        return false;
+    };
+    namespace.len() > prefix.len() + suffix.len() && namespace.starts_with(prefix) && namespace.ends_with(suffix)
 }
 
 fn parse_encryption_key(s: &str) -> Result<SecretString, String> {
@@ -575,7 +647,12 @@ mod tests {
     #[test]
     fn namespace_pattern_needs_one_placeholder_and_valid_names() {
         assert!(parse_namespace_pattern("sandbox-%s").is_ok());
-        assert!(parse_namespace_pattern("%s").is_ok());
+        assert!(parse_namespace_pattern("%s-sandbox").is_ok());
+        assert!(parse_namespace_pattern("%s").is_err());
+        assert!(parse_namespace_pattern("kube-%s").is_err());
+        assert!(parse_namespace_pattern("openshift-apps-%s").is_err());
+        assert!(parse_namespace_pattern("defaul%s").is_err());
+        assert!(parse_namespace_pattern("%s-system").is_err(), "kube + -system");
         assert!(parse_namespace_pattern("sandbox").is_err());
         assert!(parse_namespace_pattern("%s-%s").is_err());
         assert!(parse_namespace_pattern("Sandbox_%s").is_err());

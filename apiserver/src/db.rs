@@ -33,12 +33,30 @@ pub struct Db {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
-    /// DNS-safe id used for the sandbox namespace and app hosts, e.g. `alice` or `user-123`.
+    /// DNS-safe id used for the sandbox namespace and app hosts: the email's local part and an
+    /// identity hash, no dash, e.g. `alice4k2q7z`; the DEV_MODE user's is `dev`.
     pub id: String,
     /// Email address from the identity provider.
     pub email: String,
     /// Display name.
     pub name: String,
+    /// `<issuer>|<sub>` of the identity provider (never shown).
+    #[serde(skip)]
+    pub subject: String,
+}
+
+impl User {
+    /// Whether this is the DEV_MODE user (dev@localhost), whose sessions and tokens work only
+    /// while DEV_MODE is on.
+    pub fn is_dev_mode(&self) -> bool {
+        self.subject == crate::auth::DEV_SUBJECT
+    }
+
+    /// A hash of the identity (issuer and subject), put on the user's UserSandbox to tie it to
+    /// this person without naming them: [`identity_hash`].
+    pub fn identity(&self) -> String {
+        identity_hash(&self.subject)
+    }
 }
 
 /// An API token as listed (never the token itself).
@@ -129,9 +147,10 @@ impl Db {
         Ok(())
     }
 
-    /// The user of an identity-provider subject, created on first sign-in with a fresh DNS-safe id
-    /// derived from the email address (`alice`, then `alice-2`, ...). Returns the user and whether
-    /// it was created now.
+    /// The user of an identity-provider subject (`<issuer>|<sub>`), created on first sign-in with
+    /// the id [`user_id_for`] gives (the DEV_MODE user: `dev`). Should that id belong to another
+    /// subject already, the identity hash in it is extended one character at a time
+    /// (deterministically). Returns the user and whether it was created now.
     pub async fn upsert_user(&self, subject: &str, email: &str, name: &str) -> Result<(User, bool)> {
         if let Some(u) = self.user_by_subject(subject).await? {
             if u.email != email || u.name != name {
@@ -151,9 +170,11 @@ impl Db {
                 false,
             ));
         }
-        let base = user_id_base(email);
-        for n in 1..1000 {
-            let id = if n == 1 { base.clone() } else { format!("{base}-{n}") };
+        let dev = (subject == crate::auth::DEV_SUBJECT).then(|| "dev".to_string());
+        let candidates = dev
+            .into_iter()
+            .chain((USER_ID_HASH_LEN..=MAX_USER_ID_HASH_LEN).map(|n| user_id_for(subject, email, n)));
+        for id in candidates {
             let res = sqlx::query(
                 "INSERT INTO users (id, subject, email, name, created_at) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT DO NOTHING",
@@ -171,6 +192,7 @@ impl Db {
                         id,
                         email: email.into(),
                         name: name.into(),
+                        subject: subject.into(),
                     },
                     true,
                 ));
@@ -180,12 +202,28 @@ impl Db {
                 return Ok((u, false));
             }
         }
-        anyhow::bail!("no free user id for {base}")
+        anyhow::bail!("no free user id for {email}: every extension of its identity hash is taken")
+    }
+
+    /// This installation's id: a random value created with the database, the same for every
+    /// replica and after a restart (and after a restore of the database).
+    pub async fn installation_id(&self) -> Result<String> {
+        sqlx::query("INSERT INTO installation (singleton, id, created_at) VALUES (1, $1, $2) ON CONFLICT DO NOTHING")
+            .bind(crate::auth::hash_token(&crate::auth::random_token(32))[..32].to_string())
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .context("creating the installation id")?;
+        let id: String = sqlx::query_scalar("SELECT id FROM installation WHERE singleton = 1")
+            .fetch_one(&self.pool)
+            .await
+            .context("reading the installation id")?;
+        Ok(id)
     }
 
     /// The user with this subject.
     pub async fn user_by_subject(&self, subject: &str) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT id, email, name FROM users WHERE subject = $1")
+        let row = sqlx::query("SELECT id, email, name, subject FROM users WHERE subject = $1")
             .bind(subject)
             .fetch_optional(&self.pool)
             .await?;
@@ -194,7 +232,7 @@ impl Db {
 
     /// The user with this id.
     pub async fn user_by_id(&self, id: &str) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT id, email, name FROM users WHERE id = $1")
+        let row = sqlx::query("SELECT id, email, name, subject FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -258,20 +296,33 @@ impl Db {
 
     /// The user and scopes of a token hash, recording the use.
     pub async fn token_user(&self, hash: &str) -> Result<Option<(User, Vec<String>)>> {
-        let row = sqlx::query(
-            "SELECT u.id, u.email, u.name, t.scopes FROM api_tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.token_hash = $1",
-        )
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
+        let found = self.find_token(hash).await?;
+        if found.is_some() {
+            self.touch_token(hash).await?;
+        }
+        Ok(found)
+    }
+
+    /// Records a use of the token with this hash.
+    pub async fn touch_token(&self, hash: &str) -> Result<()> {
         sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2")
             .bind(now())
             .bind(hash)
             .execute(&self.pool)
             .await?;
-        Ok(Some((user(&r), scopes(r.get("scopes")))))
+        Ok(())
+    }
+
+    /// The user and scopes of a token hash, without recording a use.
+    pub async fn find_token(&self, hash: &str) -> Result<Option<(User, Vec<String>)>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.email, u.name, u.subject, t.scopes FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.token_hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| (user(&r), scopes(r.get("scopes")))))
     }
 
     /// Without Kubernetes: stores a deployment manifest; false when the name is taken.
@@ -325,6 +376,7 @@ fn user(r: &AnyRow) -> User {
         id: r.get("id"),
         email: r.get("email"),
         name: r.get("name"),
+        subject: r.get("subject"),
     }
 }
 
@@ -332,42 +384,141 @@ fn scopes(s: String) -> Vec<String> {
     s.split_whitespace().map(str::to_string).collect()
 }
 
-/// A DNS-safe user id from an email address: its local part, lower-cased, other characters
-/// turned into dashes, at most 20 characters (leaving room for `-N` and the host label).
-pub fn user_id_base(email: &str) -> String {
-    let local = email.split('@').next().unwrap_or("");
-    let mut id = String::new();
-    for c in local.chars().flat_map(char::to_lowercase) {
-        let c = if c.is_ascii_alphanumeric() { c } else { '-' };
-        if !(c == '-' && (id.is_empty() || id.ends_with('-'))) {
-            id.push(c);
-        }
-        if id.len() >= 20 {
-            break;
+/// Characters of the identity hash in a new user id.
+pub const USER_ID_HASH_LEN: usize = 6;
+/// Most characters of the identity hash, when shorter ones are taken (16 + 14 = 30, the longest
+/// user id).
+pub const MAX_USER_ID_HASH_LEN: usize = crds::MAX_USER_ID_LEN - USER_ID_LOCAL_LEN;
+/// Most characters of the email's local part in a user id.
+pub const USER_ID_LOCAL_LEN: usize = 16;
+
+/// The (issuer, sub) of a stored subject `<issuer>|<sub>`.
+fn split_subject(subject: &str) -> (&str, &str) {
+    subject.split_once('|').unwrap_or(("", subject))
+}
+
+/// SHA-256 of `issuer + "\n" + sub`.
+fn identity_digest(subject: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let (issuer, sub) = split_subject(subject);
+    let mut h = Sha256::new();
+    h.update(issuer.as_bytes());
+    h.update(b"\n");
+    h.update(sub.as_bytes());
+    h.finalize().into()
+}
+
+/// Hex SHA-256 of `issuer + "\n" + sub` for a stored subject `<issuer>|<sub>`: who owns a
+/// UserSandbox, without naming them.
+pub fn identity_hash(subject: &str) -> String {
+    identity_digest(subject).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lower-case RFC 4648 base32 (`a-z`, `2-7`) of `bytes`, no padding.
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for &b in bytes {
+        buffer = (buffer << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
         }
     }
-    let id = id.trim_matches('-').to_string();
+    if bits > 0 {
+        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// The id of a user: the email's local part reduced to lower-case ASCII letters and digits (at
+/// most 16; `u` first when it is empty or starts with a digit), then `hash_len` characters of the
+/// base32 SHA-256 of `issuer + "\n" + sub`. E.g. `bob.smith@example.com` → `bobsmith` + `k3q9za`.
+///
+/// Ids hold no `-`, so the first `-` of a host label `<user-id>-<app>` ends the user id: two users
+/// can never be given the same host, however they name their apps. The id depends only on the
+/// identity (and the email at first sign-in), so a restored or another database gives the same
+/// person the same id, and another person a different one.
+pub fn user_id_for(subject: &str, email: &str, hash_len: usize) -> String {
+    let local = email.rsplit_once('@').map_or(email, |(l, _)| l);
+    let mut id: String = local
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
     if id.is_empty() || id.starts_with(|c: char| c.is_ascii_digit()) {
-        format!("user-{id}").trim_end_matches('-').to_string()
-    } else {
-        id
+        id.insert(0, 'u');
     }
+    id.truncate(USER_ID_LOCAL_LEN);
+    let hash = base32(&identity_digest(subject));
+    id.push_str(&hash[..hash_len.clamp(1, MAX_USER_ID_HASH_LEN)]);
+    id
 }
 
 #[cfg(test)]
 mod tests {
-    use super::user_id_base;
+    use super::*;
+
+    const GOOGLE: &str = "https://accounts.google.com";
 
     #[test]
-    fn user_ids_are_dns_labels() {
-        assert_eq!(user_id_base("alice@example.com"), "alice");
-        assert_eq!(user_id_base("Bob.Smith+x@example.com"), "bob-smith-x");
-        assert_eq!(user_id_base("dev@localhost"), "dev");
-        assert_eq!(user_id_base("123@example.com"), "user-123");
-        assert_eq!(user_id_base("__@example.com"), "user");
-        assert_eq!(user_id_base(&format!("{}@x", "a".repeat(50))).len(), 20);
-        for e in ["ÄÖ@x", "-a-@x", "a..b@x"] {
-            assert!(crds::is_dns_label(&user_id_base(e), 30), "{e}");
+    fn user_ids_are_dns_labels_without_a_dash() {
+        for email in [
+            "alice@example.com",
+            "Bob.Smith+x@example.com",
+            "123@example.com",
+            "__@example.com",
+            "ÄÖ@x",
+            "-a-@x",
+            "a..b@x",
+            "no-at-sign",
+            &format!("{}@x", "a".repeat(50)),
+        ] {
+            for n in USER_ID_HASH_LEN..=MAX_USER_ID_HASH_LEN {
+                let id = user_id_for(&format!("{GOOGLE}|1"), email, n);
+                assert!(crds::is_dns_label(&id, crds::MAX_USER_ID_LEN), "{email}: {id}");
+                assert!(!id.contains('-'), "{email}: {id}");
+                assert!(id.starts_with(|c: char| c.is_ascii_lowercase()), "{email}: {id}");
+            }
         }
+        let id = user_id_for(&format!("{GOOGLE}|1"), "Bob.Smith+x@example.com", 6);
+        assert!(id.starts_with("bobsmithx") && id.len() == "bobsmithx".len() + 6, "{id}");
+        assert!(user_id_for("i|1", "123@x", 6).starts_with("u123"));
+        assert!(user_id_for("i|1", "__@x", 6).starts_with('u'));
+    }
+
+    #[test]
+    fn user_ids_are_deterministic_and_follow_the_identity() {
+        let a = user_id_for(&format!("{GOOGLE}|1"), "bob@example.com", 6);
+        assert_eq!(a, user_id_for(&format!("{GOOGLE}|1"), "bob@example.com", 6));
+        // Another subject, or the same subject at another issuer, is another person.
+        assert_ne!(a, user_id_for(&format!("{GOOGLE}|2"), "bob@example.com", 6));
+        assert_ne!(a, user_id_for("https://other.example|1", "bob@example.com", 6));
+        // Issuer and subject are separated: "a|bc" is not "ab|c".
+        assert_ne!(identity_hash("a|bc"), identity_hash("ab|c"));
+        // A longer hash extends the shorter one.
+        let longer = user_id_for(&format!("{GOOGLE}|1"), "bob@example.com", 9);
+        assert!(longer.starts_with(&a), "{longer}");
+    }
+
+    #[test]
+    fn bob_and_bob_smith_cannot_share_a_host() {
+        let bob = user_id_for(&format!("{GOOGLE}|1"), "bob@example.com", 6);
+        let bob_smith = user_id_for(&format!("{GOOGLE}|2"), "bob.smith@example.com", 6);
+        // The host label's first dash ends the user id, whatever the app names are.
+        for (user, app) in [(&bob, "smith-shop"), (&bob_smith, "shop")] {
+            let host = format!("{user}-{app}");
+            assert_eq!(host.split_once('-').unwrap().0, user.as_str());
+        }
+        assert_ne!(format!("{bob}-smith-shop"), format!("{bob_smith}-shop"));
+    }
+
+    #[test]
+    fn base32_matches_rfc_4648() {
+        assert_eq!(base32(b"foobar"), "mzxw6ytboi");
+        assert_eq!(base32(b"f"), "my");
+        assert_eq!(base32(b""), "");
     }
 }

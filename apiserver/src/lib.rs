@@ -116,6 +116,7 @@ pub async fn app_with(config: Arc<Config>, db: Db, platform: Arc<dyn Platform>, 
     if let Some(t) = sessions::spawn_cleanup(&store, config.session_cleanup_interval) {
         tasks.push(t);
     }
+    platform.set_installation(&db.installation_id().await?);
     let secret_store = secrets::build(&config, &db).await?;
     let state = AppState {
         secrets: secret_store,
@@ -204,6 +205,14 @@ pub async fn run(config: Config) -> Result<()> {
             "DEV_MODE=true: AUTHENTICATION IS OFF, every request is signed in as dev@localhost. \
              Never enable DEV_MODE in production."
         );
+        if !config.server_addr.ip().is_loopback() {
+            tracing::warn!(
+                addr = %config.server_addr,
+                "DEV_MODE=true with SERVER_ADDR {}, which is not a loopback address: anyone who can reach it \
+                 is signed in as dev@localhost (leave SERVER_ADDR unset to listen on 127.0.0.1 only)",
+                config.server_addr
+            );
+        }
     }
     let addr = config.server_addr;
     let metrics_addr = config.metrics_addr;

@@ -300,3 +300,108 @@ fn metrics_are_served_on_their_own_address() {
         "{body}"
     );
 }
+
+/// Issue 15 item 6: the sandbox namespace pattern cannot put a user's sandbox into a system or
+/// the platform's namespace.
+#[test]
+fn namespace_pattern_cannot_reach_system_or_platform_namespaces() {
+    for pattern in [
+        "%s",
+        "kube-%s",
+        "kube-sandbox-%s",
+        "openshift-%s",
+        "defaul%s",
+        "%sfault",
+        "d%st",
+    ] {
+        refused(&[DEV, KEY, ("KUBERNETES_NAMESPACE", pattern)], "KUBERNETES_NAMESPACE");
+    }
+    // The platform's own namespace (the default k8s-scheduler, or another one).
+    refused(&[DEV, KEY, ("KUBERNETES_NAMESPACE", "k8s-%s")], "KUBERNETES_NAMESPACE");
+    refused(
+        &[
+            DEV,
+            KEY,
+            ("KUBERNETES_NAMESPACE", "tenant-%s"),
+            ("PLATFORM_NAMESPACE", "tenant-platform"),
+        ],
+        "PLATFORM_NAMESPACE",
+    );
+    // Accepted patterns get as far as listening (on an address that cannot work).
+    for pattern in ["sandbox-%s", "%s-sandbox", "u-%s-apps"] {
+        let out = run(
+            &[
+                DEV,
+                KEY,
+                ("KUBERNETES_NAMESPACE", pattern),
+                ("SERVER_ADDR", "192.0.2.1:1"),
+            ],
+            &[],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("KUBERNETES_NAMESPACE"),
+            "{pattern} is refused: {stderr}"
+        );
+        assert!(stderr.contains("SERVER_ADDR"), "{pattern}: {stderr}");
+    }
+}
+
+/// Starts the binary with `env` (SERVER_ADDR unset unless given) and returns its stderr up to the
+/// "listening" line or its exit, then stops it.
+fn start_and_read_log(env: &[(&str, &str)]) -> String {
+    use std::io::{BufRead, BufReader};
+    let dir = std::env::temp_dir().join(format!("apiserver-listen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_apiserver"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SQLITE_PATH", dir.join("db.sqlite"))
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("the apiserver binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let done = line.contains("listening");
+            if tx.send(line).is_err() || done {
+                break;
+            }
+        }
+    });
+    let mut log = String::new();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(30)) {
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("listening") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    log
+}
+
+/// Issue 15 item 7: DEV_MODE listens on loopback unless SERVER_ADDR says otherwise, and warns
+/// when it is told to listen elsewhere.
+#[test]
+fn dev_mode_listens_on_loopback_by_default() {
+    let log = start_and_read_log(&[DEV, KEY]);
+    assert!(
+        log.contains("127.0.0.1:8081"),
+        "DEV_MODE with the default SERVER_ADDR: {log}"
+    );
+    assert!(!log.contains("0.0.0.0:8081"), "{log}");
+    let port = free_port();
+    let everywhere = format!("0.0.0.0:{port}");
+    let log = start_and_read_log(&[DEV, KEY, ("SERVER_ADDR", &everywhere)]);
+    assert!(log.contains(&everywhere), "an explicit SERVER_ADDR is honoured: {log}");
+    assert!(
+        log.contains("SERVER_ADDR") && log.contains("not a loopback address"),
+        "DEV_MODE on a non-loopback address warns: {log}"
+    );
+}

@@ -292,7 +292,7 @@ async fn api_tokens_are_shown_once_hashed_and_scoped() -> Result<()> {
 
     let (s, me) = call(&app, get("/api/me", Some(&read_token))).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(me["user"]["id"], "alice");
+    assert_eq!(me["user"]["id"], alice.id.as_str());
     assert_eq!(me["authenticatedBy"], "token");
     assert_eq!(
         call(&app, get("/api/deployments", Some(&read_token))).await.0,
@@ -344,7 +344,7 @@ async fn api_tokens_are_shown_once_hashed_and_scoped() -> Result<()> {
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{d}");
-    assert_eq!(d["namespace"], "sandbox-alice");
+    assert_eq!(d["namespace"], format!("sandbox-{}", alice.id));
     db.revoke_token(&alice.id, &w.id).await?;
     assert_eq!(
         call(&app, get("/api/me", Some(&write_token))).await.0,
@@ -509,5 +509,136 @@ async fn readyz_names_the_failing_dependency_without_its_error() -> Result<()> {
     assert!(body.contains("database"), "the body names the dependency: {body}");
     assert!(!body.contains(&err), "the body carries the raw error {err:?}: {body}");
     assert!(!body.contains("pool") && !body.contains("connection"), "{body}");
+    Ok(())
+}
+
+/// Issue 15 item 7: a token and a session minted in DEV_MODE stop working when the same database
+/// is served without DEV_MODE, and nothing is written on their behalf.
+#[tokio::test]
+async fn dev_mode_tokens_and_sessions_die_with_dev_mode() -> Result<()> {
+    let pg = e2e::services::fresh_postgres().await?;
+    let config = |dev_mode: bool| {
+        let mut c = offline_config();
+        c.database_dsn = Some(secrecy::SecretString::from(pg.url.clone()));
+        c.session_backend = apiserver::config::SessionBackend::Postgres;
+        if !dev_mode {
+            common::use_provider(&mut c, ORIGIN, "https://issuer.invalid", "client");
+        }
+        c
+    };
+    let dev = apiserver::app(config(true)).await?;
+    let (s, t) = call(
+        &dev,
+        json(
+            "POST",
+            "/api/tokens",
+            json!({ "name": "dev-ci", "scopes": ["deployments:write", "secrets:write", "deployments:read"] }),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let token = t["token"].as_str().unwrap().to_string();
+    let resp = tower::ServiceExt::oneshot(dev.router.clone(), get("/dev/login?redirect=/", None)).await?;
+    let cookie = resp.headers()[header::SET_COOKIE]
+        .to_str()?
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let with_cookie = |path: &str| {
+        Request::get(path)
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(call(&dev, get("/api/me", Some(&token))).await.0, StatusCode::OK);
+    assert_eq!(call(&dev, with_cookie("/api/me")).await.0, StatusCode::OK);
+    drop(dev);
+
+    // The same database without DEV_MODE.
+    let app = apiserver::app(config(false)).await?;
+    let (s, e) = call(&app, get("/api/me", Some(&token))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a DEV_MODE token after DEV_MODE: {e}");
+    assert!(e["error"].as_str().unwrap_or("").contains("DEV_MODE"), "{e}");
+    let (s, e) = call(&app, with_cookie("/api/me")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a DEV_MODE session after DEV_MODE: {e}");
+    let (s, e) = call(
+        &app,
+        json_with_token(
+            "POST",
+            "/api/deployments",
+            json!({ "template": "hello-web", "name": "after" }),
+            &token,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{e}");
+    let (s, e) = call(
+        &app,
+        json_with_token("PUT", "/api/secrets/user/STOLEN", json!({ "value": "x" }), &token),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{e}");
+    let deployments: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM offline_deployments")
+        .fetch_one(app.state.db.pool())
+        .await?;
+    let secrets: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets")
+        .fetch_one(app.state.db.pool())
+        .await?;
+    assert_eq!(
+        (deployments, secrets),
+        (0, 0),
+        "nothing is written for the DEV_MODE user"
+    );
+    Ok(())
+}
+
+/// Issue 15 items 1 and 3: server-assigned user ids hold no dash (the first dash of a host label
+/// `<user-id>-<app>` ends the user id, so two users can never be given one host), are DNS labels,
+/// and follow the identity (issuer and subject): a restored or second database gives the same
+/// person the same id and never another person's.
+#[tokio::test]
+async fn user_ids_cannot_share_a_host_and_follow_the_identity() -> Result<()> {
+    let people = [
+        ("https://accounts.google.com|111", "bob@example.com"),
+        ("https://accounts.google.com|222", "bob.smith@example.com"),
+        ("https://accounts.google.com|333", "bob@other.example"),
+        ("https://issuer.example|111", "Bob@example.com"),
+        ("https://accounts.google.com|444", "42@example.com"),
+        ("https://accounts.google.com|555", "__@example.com"),
+        (
+            "https://accounts.google.com|666",
+            &format!("{}@example.com", "z".repeat(60)),
+        ),
+    ];
+    let first = apiserver::db::Db::connect(None, &common::temp_sqlite()).await?;
+    let mut ids = vec![];
+    for (subject, email) in people {
+        let (u, created) = first.upsert_user(subject, email, "").await?;
+        assert!(created);
+        assert!(!u.id.contains('-'), "{email}: the id {} holds a dash", u.id);
+        assert!(crds::is_dns_label(&u.id, crds::MAX_USER_ID_LEN), "{email}: {}", u.id);
+        assert!(u.id.starts_with(|c: char| c.is_ascii_lowercase()), "{email}: {}", u.id);
+        ids.push(u.id);
+    }
+    let unique: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "{ids:?}");
+    // bob's app smith-shop and bob.smith's app shop get different hosts.
+    assert_ne!(format!("{}-smith-shop", ids[0]), format!("{}-shop", ids[1]));
+    // A restored (or another installation's) database, people signing in in another order.
+    let second = apiserver::db::Db::connect(None, &common::temp_sqlite()).await?;
+    for (i, (subject, email)) in people.iter().enumerate().rev() {
+        let (u, _) = second.upsert_user(subject, email, "").await?;
+        assert_eq!(u.id, ids[i], "{email} gets the same id from another database");
+    }
+    // A changed email keeps the id.
+    let (u, created) = second.upsert_user(people[0].0, "robert@example.com", "").await?;
+    assert!(!created);
+    assert_eq!(u.id, ids[0]);
+    // The DEV_MODE user keeps its id.
+    let (dev, _) = first
+        .upsert_user(apiserver::auth::DEV_SUBJECT, apiserver::auth::DEV_EMAIL, "")
+        .await?;
+    assert_eq!(dev.id, "dev");
     Ok(())
 }

@@ -42,12 +42,14 @@ impl Run {
         Ok(r)
     }
 
+    /// Sandbox namespaces `<run>-sb-<user id>` (the platform's, `<run>-platform`, is not one of
+    /// them: start-up refuses a pattern that could yield it).
     fn pattern(&self) -> String {
-        format!("{}-%s", self.run)
+        format!("{}-sb-%s", self.run)
     }
 
     fn ns(&self, user: &str) -> String {
-        format!("{}-{user}", self.run)
+        format!("{}-sb-{user}", self.run)
     }
 
     fn configure(&self, c: &mut apiserver::config::Config) {
@@ -376,9 +378,16 @@ async fn isolation(run: &Run) -> Result<()> {
     let (provider, server) = server_with_provider(|c| run.configure(c)).await?;
     let alice = sign_in(&server, &provider, "alice").await?;
     let bob = sign_in(&server, &provider, "bob").await?;
+    // User ids follow the identity (`alice<hash>`): ask the server.
+    let mut ids = vec![];
+    for browser in [&alice, &bob] {
+        let me: Value = browser.get(server.url("/api/me")).send().await?.json().await?;
+        ids.push(me["user"]["id"].as_str().context("user id")?.to_string());
+    }
+    let (alice_ns, bob_ns) = (run.ns(&ids[0]), run.ns(&ids[1]));
     // No controller here: create the sandbox namespaces as it would.
-    run.namespace(&run.ns("alice")).await?;
-    run.namespace(&run.ns("bob")).await?;
+    run.namespace(&alice_ns).await?;
+    run.namespace(&bob_ns).await?;
 
     let (status, made) = create(&server, &bob, json!({ "template": "hello-web", "name": "bobs-app" })).await?;
     assert_eq!(status, StatusCode::CREATED, "{made}");
@@ -389,9 +398,9 @@ async fn isolation(run: &Run) -> Result<()> {
     // Bob's private template.
     let mut t: Template = serde_yaml::from_str(include_str!("../../examples/20-template-hello-web.yaml"))?;
     t.metadata.name = Some("bobs-template".into());
-    t.metadata.namespace = Some(run.ns("bob"));
+    t.metadata.namespace = Some(bob_ns.clone());
     t.spec.visibility = crds::TemplateVisibility::Private;
-    Api::<Template>::namespaced(run.client.clone(), &run.ns("bob"))
+    Api::<Template>::namespaced(run.client.clone(), &bob_ns)
         .create(&PostParams::default(), &t)
         .await?;
     poll(Duration::from_secs(30), "bob's template in his catalog", || async {
@@ -418,7 +427,7 @@ async fn isolation(run: &Run) -> Result<()> {
         .json()
         .await?;
 
-    let uds: Api<UserDeployment> = Api::namespaced(run.client.clone(), &run.ns("bob"));
+    let uds: Api<UserDeployment> = Api::namespaced(run.client.clone(), &bob_ns);
     let before = uds.get("bobs-app").await?;
 
     // Alice, on every route, against Bob's objects: 404, and nothing changes.
@@ -630,5 +639,120 @@ async fn secret_flow(run: &Run) -> Result<()> {
         .collect();
     assert_eq!(names, vec!["SHARED_TOKEN"], "{list}");
     controller.kill();
+    Ok(())
+}
+
+/// Issue 15 item 3: a UserSandbox is the user's only if it was made by this installation for this
+/// identity (issuer and subject); one of another installation, or of another person with the same
+/// owner id, is refused with 409 and left as it is. A sandbox without the marks is adopted only
+/// when its owner email is the user's verified email.
+#[tokio::test]
+async fn a_sandbox_of_another_installation_or_identity_is_not_handed_over() -> Result<()> {
+    let run = Run::new().await?;
+    let result = ownership(&run).await;
+    run.cleanup().await;
+    result
+}
+
+async fn ownership(run: &Run) -> Result<()> {
+    // One identity provider, two installations (two databases) on one cluster.
+    let (listener_a, base_a) = Server::bind().await?;
+    let (listener_b, base_b) = Server::bind().await?;
+    let provider = e2e::oidc::OidcProvider::start(&[e2e::oidc::OidcClient {
+        client_id: common::CLIENT_ID.into(),
+        client_secret: format!("{}-secret", common::CLIENT_ID),
+        redirect_uris: vec![format!("{base_a}/oauth2/callback"), format!("{base_b}/oauth2/callback")],
+    }])
+    .await?;
+    let issuer = provider.issuer().to_string();
+    let configure = |c: &mut apiserver::config::Config, base: &str| {
+        common::use_provider(c, base, &issuer, common::CLIENT_ID);
+        run.configure(c);
+    };
+    let a = Server::start_on(listener_a, base_a, configure).await?;
+    let b = Server::start_on(listener_b, base_b, configure).await?;
+
+    let alice = sign_in(&a, &provider, "alice").await?;
+    let me: Value = alice.get(a.url("/api/me")).send().await?.json().await?;
+    let id = me["user"]["id"].as_str().context("user id")?.to_string();
+    let email = me["user"]["email"].as_str().context("email")?.to_string();
+    let name = run.ns(&id);
+    let sandboxes: Api<UserSandbox> = Api::all(run.client.clone());
+    let made = sandboxes.get(&name).await?;
+
+    // The same person signing in to another installation gets the same id, hence the same
+    // sandbox name: refused, not handed over.
+    let browser = b.browser();
+    let callback = common::start_login(&b, &provider, &browser, "alice").await?;
+    let resp = browser.get(&callback).send().await?;
+    let status = resp.status();
+    let body = resp.text().await?;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "another installation's sandbox was handed over: {body}"
+    );
+    assert!(body.contains(&name) && body.contains("installation"), "{body}");
+    assert_eq!(
+        sandboxes.get(&name).await?.resource_version(),
+        made.resource_version(),
+        "nothing was overwritten"
+    );
+
+    // The sandbox carries this installation's id and a hash of the identity, not the subject.
+    let marks = made.annotations();
+    let installation = marks
+        .get("k8s-scheduler.io/installation")
+        .context("the installation annotation")?;
+    let identity = marks
+        .get("k8s-scheduler.io/owner-identity")
+        .context("the owner-identity annotation")?;
+    assert!(!installation.is_empty() && identity.len() >= 32, "{marks:?}");
+    assert!(!identity.contains(&issuer) && !identity.contains('|'), "{identity}");
+
+    // Another identity's sandbox under the same owner id (made with kubectl): refused.
+    let replace = |owner_email: &str| -> Result<UserSandbox> {
+        Ok(serde_json::from_value(json!({
+            "apiVersion": "k8s-scheduler.io/v1alpha1",
+            "kind": "UserSandbox",
+            "metadata": { "name": name, "labels": { e2e::operator::RUN_LABEL: run.run } },
+            "spec": { "owner": { "userId": id, "email": owner_email }, "plan": "business", "namespace": name },
+        }))?)
+    };
+    for (owner_email, adopted) in [("mallory@example.com", false), (email.as_str(), true)] {
+        sandboxes.delete(&name, &DeleteParams::default()).await?;
+        poll(Duration::from_secs(30), "the sandbox to be gone", || async {
+            sandboxes.get_opt(&name).await.ok()?.is_none().then_some(())
+        })
+        .await?;
+        let created = sandboxes.create(&PostParams::default(), &replace(owner_email)?).await?;
+        let want = if adopted { StatusCode::OK } else { StatusCode::CONFLICT };
+        poll(
+            Duration::from_secs(30),
+            &format!("/api/me to answer {want}"),
+            || async {
+                let r = alice.get(a.url("/api/me")).send().await.ok()?;
+                (r.status() == want).then_some(())
+            },
+        )
+        .await?;
+        let now = sandboxes.get(&name).await?;
+        if adopted {
+            assert_eq!(now.spec.plan, crds::Plan::Business, "the existing sandbox is kept");
+            assert_eq!(now.annotations().get("k8s-scheduler.io/owner-identity"), Some(identity));
+            assert_eq!(
+                now.annotations().get("k8s-scheduler.io/installation"),
+                Some(installation)
+            );
+        } else {
+            assert_eq!(
+                now.resource_version(),
+                created.resource_version(),
+                "mallory's sandbox is untouched"
+            );
+            let e: Value = alice.get(a.url("/api/me")).send().await?.json().await?;
+            assert!(e["error"].as_str().unwrap_or("").contains(&name), "{e}");
+        }
+    }
     Ok(())
 }

@@ -198,14 +198,18 @@ async fn users_cannot_read_overwrite_or_delete_each_others_secrets() -> Result<(
     let db = &app.state.db;
     let all = ["secrets:read", "secrets:write", "deployments:read", "deployments:write"].map(String::from);
     let mut tokens = vec![];
+    let mut ids = vec![];
     for who in ["alice", "bob"] {
-        db.upsert_user(&format!("test|{who}"), &format!("{who}@example.com"), who)
+        let (user, _) = db
+            .upsert_user(&format!("test|{who}"), &format!("{who}@example.com"), who)
             .await?;
         let t = apiserver::auth::new_api_token();
-        db.insert_token(who, "t", &apiserver::auth::hash_token(&t), &all)
+        db.insert_token(&user.id, "t", &apiserver::auth::hash_token(&t), &all)
             .await?;
         tokens.push(t);
+        ids.push(user.id);
     }
+    let (alice_id, bob_id) = (ids[0].as_str(), ids[1].as_str());
     let (alice, bob) = (&tokens[0], &tokens[1]);
     // Deployment-scoped secrets need the deployment: each user has their own `web`.
     for t in [alice, bob] {
@@ -241,12 +245,12 @@ async fn users_cannot_read_overwrite_or_delete_each_others_secrets() -> Result<(
     assert_eq!(call(&app, put(alice, "alices-value")).await.0, StatusCode::CREATED);
     let store = &app.state.secrets;
     let dep = apiserver::secrets::Scope::Deployment("web".into());
-    assert_eq!(store.values("bob", &dep).await?["PASSWORD"], "bobs-value");
-    assert_eq!(store.values("alice", &dep).await?["PASSWORD"], "alices-value");
+    assert_eq!(store.values(bob_id, &dep).await?["PASSWORD"], "bobs-value");
+    assert_eq!(store.values(alice_id, &dep).await?["PASSWORD"], "alices-value");
     // Scopes are enforced for tokens.
     let t = apiserver::auth::new_api_token();
     db.insert_token(
-        "alice",
+        alice_id,
         "ro",
         &apiserver::auth::hash_token(&t),
         &["secrets:read".to_string()],

@@ -7,36 +7,40 @@ use anyhow::Result;
 use apiserver::db::Db;
 
 async fn suite(db: &Db) -> Result<()> {
-    // Users: ids from the email, unique, stable per subject.
+    // Users: ids from the email and the identity, unique, stable per subject.
     let (alice, created) = db.upsert_user("google|1", "alice@example.com", "Alice").await?;
     assert!(created);
-    assert_eq!(alice.id, "alice");
+    assert_eq!(alice.id, apiserver::db::user_id_for("google|1", "alice@example.com", 6));
     let (again, created) = db.upsert_user("google|1", "alice@example.com", "Alice A.").await?;
     assert!(!created);
-    assert_eq!(again.id, "alice");
-    assert_eq!(db.user_by_id("alice").await?.unwrap().name, "Alice A.");
+    assert_eq!(again.id, alice.id);
+    assert_eq!(db.user_by_id(&alice.id).await?.unwrap().name, "Alice A.");
     let (other, _) = db.upsert_user("google|2", "alice@corp.example", "Other Alice").await?;
-    assert_eq!(other.id, "alice-2", "a second alice gets a fresh id");
-    assert_eq!(db.user_by_subject("google|2").await?.unwrap().id, "alice-2");
+    assert_ne!(other.id, alice.id, "a second alice gets another id");
+    assert_eq!(db.user_by_subject("google|2").await?.unwrap().id, other.id);
     assert!(db.user_by_id("nobody").await?.is_none());
+    // The id a subject would get is taken by another subject (say, kept from an older release):
+    // the identity hash is extended, deterministically.
+    let wanted = apiserver::db::user_id_for("google|3", "carol@example.com", 6);
+    sqlx::query("INSERT INTO users (id, subject, email, name, created_at) VALUES ($1, 'legacy|x', 'x@x', '', 0)")
+        .bind(&wanted)
+        .execute(db.pool())
+        .await?;
+    let (carol, _) = db.upsert_user("google|3", "carol@example.com", "Carol").await?;
+    assert_eq!(carol.id, apiserver::db::user_id_for("google|3", "carol@example.com", 7));
 
     // Tokens: stored by hash, listed without values, revocable by their owner only.
+    let (a, b) = (alice.id.as_str(), other.id.as_str());
     let scopes = vec!["deployments:read".to_string()];
-    let t = db.insert_token("alice", "ci", "hash-1", &scopes).await?;
-    assert_eq!(db.list_tokens("alice").await?, vec![t.clone()]);
-    assert!(db.list_tokens("alice-2").await?.is_empty());
+    let t = db.insert_token(a, "ci", "hash-1", &scopes).await?;
+    assert_eq!(db.list_tokens(a).await?, vec![t.clone()]);
+    assert!(db.list_tokens(b).await?.is_empty());
     let (u, s) = db.token_user("hash-1").await?.expect("token found");
-    assert_eq!((u.id.as_str(), s), ("alice", scopes));
-    assert!(
-        db.list_tokens("alice").await?[0].last_used_at.is_some(),
-        "use is recorded"
-    );
+    assert_eq!((u.id.as_str(), s), (a, scopes));
+    assert!(db.list_tokens(a).await?[0].last_used_at.is_some(), "use is recorded");
     assert!(db.token_user("hash-2").await?.is_none());
-    assert!(
-        !db.revoke_token("alice-2", &t.id).await?,
-        "another user cannot revoke it"
-    );
-    assert!(db.revoke_token("alice", &t.id).await?);
+    assert!(!db.revoke_token(b, &t.id).await?, "another user cannot revoke it");
+    assert!(db.revoke_token(a, &t.id).await?);
     assert!(db.token_user("hash-1").await?.is_none());
 
     // Deployments without Kubernetes.

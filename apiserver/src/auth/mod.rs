@@ -137,6 +137,18 @@ pub fn new_api_token() -> String {
     format!("{TOKEN_PREFIX}{}", random_token(32))
 }
 
+/// 401 for the DEV_MODE user's sessions and tokens when DEV_MODE is off: anyone could mint them
+/// while it was on (issue 15 item 7).
+fn refuse_dev_mode_user(state: &AppState, user: &User, what: &str) -> Result<(), ApiError> {
+    if user.is_dev_mode() && !state.config.dev_mode {
+        return Err(ApiError::Unauthorized(format!(
+            "this {what} belongs to {DEV_EMAIL}, the DEV_MODE user: it was made while authentication was off \
+             and does not work while DEV_MODE is off; sign in (GET /login) and create a new one"
+        )));
+    }
+    Ok(())
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
@@ -146,9 +158,12 @@ impl FromRequestParts<AppState> for Principal {
             let token = value
                 .strip_prefix("Bearer ")
                 .ok_or_else(|| ApiError::Unauthorized("Authorization must be 'Bearer <API token>'".into()))?;
-            let found = state.db.token_user(&hash_token(token.trim())).await?;
+            let hash = hash_token(token.trim());
+            let found = state.db.find_token(&hash).await?;
             let (user, scopes) =
                 found.ok_or_else(|| ApiError::Unauthorized("the API token is unknown or revoked".into()))?;
+            refuse_dev_mode_user(state, &user, "API token")?;
+            state.db.touch_token(&hash).await?;
             let scopes = scopes.iter().filter_map(|s| Scope::parse(s)).collect();
             // Normally a cache hit; recreates the sandbox if it was removed since sign-in.
             state.platform.ensure_sandbox(&user).await?;
@@ -166,6 +181,7 @@ impl FromRequestParts<AppState> for Principal {
             if let Some(id) = user_id
                 && let Some(user) = state.db.user_by_id(&id).await?
             {
+                refuse_dev_mode_user(state, &user, "session")?;
                 state.platform.ensure_sandbox(&user).await?;
                 return Ok(Principal {
                     user,

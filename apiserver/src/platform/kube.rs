@@ -29,6 +29,12 @@ use crate::views::EventView;
 
 /// Field manager of the server's writes.
 pub const FIELD_MANAGER: &str = "k8s-scheduler-server";
+/// Annotation on the UserSandboxes the server creates: the id of the installation (its database)
+/// that created it, so that two installations on one cluster never hand out each other's.
+pub const INSTALLATION_ANNOTATION: &str = "k8s-scheduler.io/installation";
+/// Annotation on the UserSandboxes the server creates: the owner's identity, the hex SHA-256 of
+/// issuer + "\n" + subject ([`crate::db::identity_hash`]), never the subject itself.
+pub const OWNER_IDENTITY_ANNOTATION: &str = "k8s-scheduler.io/owner-identity";
 /// Label on delivered Secrets: a hash of their values (a change rolls the pods).
 pub const SECRET_HASH_LABEL: &str = "k8s-scheduler.io/values-hash";
 
@@ -41,6 +47,18 @@ pub struct KubePlatform {
     sandboxes: Store<UserSandbox>,
     tx: broadcast::Sender<Change>,
     views: Views,
+    /// This installation's id ([`Platform::set_installation`]).
+    installation: std::sync::OnceLock<String>,
+}
+
+/// Whose a UserSandbox is, seen from one user of this installation.
+enum Ownership {
+    /// Made by this installation for this identity.
+    Mine,
+    /// Without the marks, and its owner is this user by id and verified email: adopt it.
+    Adoptable,
+    /// Someone else's; why.
+    Other(String),
 }
 
 /// The JSON view of every cached deployment, by namespace and name, rendered once per change so
@@ -113,20 +131,88 @@ impl KubePlatform {
             sandboxes,
             tx,
             views,
+            installation: Default::default(),
         }))
     }
 
     /// The user's own sandbox: the UserSandbox named after the user's namespace (how the server
-    /// names them), else one owned by the user with that namespace (created with kubectl).
+    /// names them), else one with that namespace (created with kubectl); either only when it is
+    /// [`Ownership::Mine`].
     fn user_sandbox(&self, user: &User) -> Option<Arc<UserSandbox>> {
         let ns = self.config.namespace_for(&user.id);
+        let mine = |s: &UserSandbox| s.spec.namespace == ns && matches!(self.ownership(s, user), Ownership::Mine);
         self.sandboxes
             .get(&ObjectRef::new(&ns))
-            .filter(|s| s.spec.owner.user_id == user.id && s.spec.namespace == ns)
-            .or_else(|| {
-                self.sandboxes
-                    .find(|s| s.spec.owner.user_id == user.id && s.spec.namespace == ns)
-            })
+            .filter(|s| mine(s))
+            .or_else(|| self.sandboxes.find(|s| mine(s)))
+    }
+
+    /// Whose `sb` is: the user's only when it carries this installation's id and the user's
+    /// identity hash (and names the user as owner). A sandbox without either mark (made before
+    /// the marks existed, or with kubectl) is adoptable when its owner is the user by id and by
+    /// verified email.
+    fn ownership(&self, sb: &UserSandbox, user: &User) -> Ownership {
+        let this = self.installation.get().map(String::as_str).unwrap_or("");
+        let marks = sb.annotations();
+        let installation = marks.get(INSTALLATION_ANNOTATION).map(String::as_str);
+        let identity = marks.get(OWNER_IDENTITY_ANNOTATION).map(String::as_str);
+        let owner = &sb.spec.owner;
+        let owner_email = owner.email.as_deref().unwrap_or("");
+        if owner.user_id != user.id {
+            return Ownership::Other(format!("its owner is the user id {}", owner.user_id));
+        }
+        match (installation, identity) {
+            (None, None) if !owner_email.is_empty() && owner_email.eq_ignore_ascii_case(&user.email) => {
+                Ownership::Adoptable
+            }
+            (None, None) => Ownership::Other(format!(
+                "it carries no owner marks and its owner email ({owner_email:?}) is not your verified email"
+            )),
+            (Some(i), _) if i != this => Ownership::Other(format!(
+                "it was created by another installation of k8s-scheduler (installation {i}; this installation is \
+                 {this}) sharing this cluster, or for a database that was replaced"
+            )),
+            (None, _) => Ownership::Other("it carries no installation mark".into()),
+            (_, Some(id)) if id == user.identity() => Ownership::Mine,
+            _ => Ownership::Other("it belongs to another identity (issuer and subject) with the same user id".into()),
+        }
+    }
+
+    /// Takes `sb` (named `name`, found for the user's namespace) if it is the user's, adopting an
+    /// unmarked one of theirs; else 409, changing nothing.
+    async fn claim(&self, api: &Api<UserSandbox>, sb: &UserSandbox, user: &User) -> ApiResult<()> {
+        let name = sb.name_any();
+        match self.ownership(sb, user) {
+            Ownership::Mine => Ok(()),
+            Ownership::Adoptable => {
+                let patch = serde_json::json!({
+                    "metadata": {
+                        "resourceVersion": sb.resource_version(),
+                        "annotations": {
+                            INSTALLATION_ANNOTATION: self.installation.get(),
+                            OWNER_IDENTITY_ANNOTATION: user.identity(),
+                        },
+                    },
+                });
+                let pp = kube::api::PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                };
+                api.patch(&name, &pp, &kube::api::Patch::Merge(&patch)).await?;
+                tracing::info!(user = %user.id, sandbox = %name, "adopted the user's unmarked UserSandbox");
+                Ok(())
+            }
+            Ownership::Other(why) => {
+                tracing::warn!(user = %user.id, sandbox = %name, why, "refused a UserSandbox that is not the user's");
+                Err(ApiError::Conflict(format!(
+                    "the UserSandbox {name} (namespace {}) is not yours: {why}. Nothing was changed. An administrator \
+                     must resolve this: delete that UserSandbox if it is stale, or, if it is yours, set its \
+                     spec.owner.email to your verified email and remove its {INSTALLATION_ANNOTATION} and \
+                     {OWNER_IDENTITY_ANNOTATION} annotations so that this server adopts it",
+                    sb.spec.namespace
+                )))
+            }
+        }
     }
 }
 
@@ -202,22 +288,38 @@ impl Platform for KubePlatform {
         if self.user_sandbox(user).is_some() {
             return Ok(());
         }
-        let api: Api<UserSandbox> = Api::all(self.client.clone());
         let ns = self.config.namespace_for(&user.id);
-        if let Some(existing) = api.get_opt(&ns).await? {
-            if existing.spec.owner.user_id == user.id {
-                return Ok(());
-            }
-            return Err(ApiError::Conflict(format!(
-                "the UserSandbox {ns} belongs to another user; an administrator must resolve this"
+        if let Some(why) = self.config.forbidden_sandbox_namespace(&ns) {
+            return Err(ApiError::Forbidden(why));
+        }
+        let Some(installation) = self.installation.get() else {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "the installation id is not set (Platform::set_installation)"
             )));
+        };
+        let api: Api<UserSandbox> = Api::all(self.client.clone());
+        // One named after the namespace (read through: the cache may lag), else one made with
+        // kubectl under another name for that namespace.
+        let existing = match api.get_opt(&ns).await? {
+            Some(sb) => Some(sb),
+            None => self.sandboxes.find(|s| s.spec.namespace == ns).map(|s| (*s).clone()),
+        };
+        if let Some(sb) = existing {
+            return self.claim(&api, &sb, user).await;
         }
         let mut labels = self.config.sandbox_labels.0.clone();
         labels.insert("app.kubernetes.io/managed-by".into(), FIELD_MANAGER.into());
         let sb: UserSandbox = serde_json::from_value(serde_json::json!({
             "apiVersion": "k8s-scheduler.io/v1alpha1",
             "kind": "UserSandbox",
-            "metadata": { "name": ns, "labels": labels },
+            "metadata": {
+                "name": ns,
+                "labels": labels,
+                "annotations": {
+                    INSTALLATION_ANNOTATION: installation,
+                    OWNER_IDENTITY_ANNOTATION: user.identity(),
+                },
+            },
             "spec": {
                 "owner": { "userId": user.id, "email": user.email },
                 "plan": "free",
@@ -239,9 +341,17 @@ impl Platform for KubePlatform {
                 tracing::info!(user = %user.id, "created the user's UserSandbox");
                 Ok(())
             }
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                // Created meanwhile (another request or replica): take it only if it is ours.
+                let sb = api.get(&ns).await?;
+                self.claim(&api, &sb, user).await
+            }
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn set_installation(&self, id: &str) {
+        let _ = self.installation.set(id.to_string());
     }
 
     fn sandbox(&self, user: &User) -> SandboxInfo {

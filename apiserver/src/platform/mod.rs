@@ -78,8 +78,13 @@ impl SandboxInfo {
 /// Templates, sandboxes and deployments.
 #[async_trait]
 pub trait Platform: Send + Sync {
-    /// Creates the user's sandbox when it does not exist (first sign-in).
+    /// Creates the user's sandbox when it does not exist (first sign-in); 409 when a sandbox of
+    /// that name belongs to another identity or installation, 403 when the user's namespace would
+    /// be a system or the platform's namespace.
     async fn ensure_sandbox(&self, user: &User) -> ApiResult<()>;
+    /// Tells the platform this installation's id (from the database, once at start), which marks
+    /// the sandboxes it creates.
+    fn set_installation(&self, _id: &str) {}
     /// The user's sandbox.
     fn sandbox(&self, user: &User) -> SandboxInfo;
     /// Templates visible from `namespace`: its own and the platform's public ones.

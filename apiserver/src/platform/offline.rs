@@ -105,8 +105,15 @@ fn pending_status(generation: i64) -> UserDeploymentStatus {
 
 #[async_trait]
 impl Platform for OfflinePlatform {
-    async fn ensure_sandbox(&self, _user: &User) -> ApiResult<()> {
-        Ok(())
+    async fn ensure_sandbox(&self, user: &User) -> ApiResult<()> {
+        // No UserSandbox without Kubernetes, but the same refusal as when creating one.
+        match self
+            .config
+            .forbidden_sandbox_namespace(&self.config.namespace_for(&user.id))
+        {
+            Some(why) => Err(ApiError::Forbidden(why)),
+            None => Ok(()),
+        }
     }
 
     fn sandbox(&self, user: &User) -> SandboxInfo {
