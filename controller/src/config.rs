@@ -37,7 +37,8 @@ pub struct Config {
     pub health_probe_addr: SocketAddr,
 
     /// Label selector of the UserSandboxes this controller manages (e.g. to shard, or to keep
-    /// test runs apart); empty = all.
+    /// test runs apart); empty = all. With a selector, UserDeployments and Templates in the
+    /// namespace of another sandbox, or of no sandbox, are left alone (no status, no children).
     #[arg(long, env = "SANDBOX_SELECTOR", default_value = "")]
     pub sandbox_selector: String,
 
@@ -121,6 +122,27 @@ impl Config {
     /// How long a Lease is held without renewal.
     pub fn lease_duration(&self) -> Duration {
         Duration::from_secs(self.lease_duration_seconds)
+    }
+
+    /// Why `namespace` can never be a sandbox's, if it cannot: a system namespace (also refused
+    /// by the CRD's CEL rule) or one this platform uses (configured, so checked here).
+    /// `WATCH_NAMESPACE` is not refused: with it, the controller watches one sandbox namespace.
+    pub fn namespace_refusal(&self, namespace: &str) -> Option<String> {
+        if crds::sandbox::is_system_namespace(namespace) {
+            return Some(format!(
+                "namespace {namespace} is a system namespace; choose another spec.namespace"
+            ));
+        }
+        let server_ns = self.server_service_account.split_once('/').map(|(ns, _)| ns);
+        [
+            ("PLATFORM_NAMESPACE", Some(self.platform_namespace.as_str())),
+            ("INGRESS_NAMESPACE", Some(self.ingress_namespace.as_str())),
+            ("LEASE_NAMESPACE", Some(self.lease_namespace.as_str())),
+            ("SERVER_SERVICE_ACCOUNT", server_ns),
+        ]
+        .into_iter()
+        .find(|(_, ns)| *ns == Some(namespace))
+        .map(|(var, _)| format!("namespace {namespace} is the platform's own ({var}); choose another spec.namespace"))
     }
 
     /// A configuration for unit tests.
@@ -253,6 +275,38 @@ mod tests {
         assert!(c.allowed_registries.allows("anything/at:all"));
         let c = parse(&["--deployment-domain", "localhost"]).unwrap();
         assert_eq!(c.deployment_domain, "localhost");
+    }
+
+    #[test]
+    fn system_and_platform_namespaces_are_refused() {
+        let c = parse(&[
+            "--deployment-domain",
+            "example.com",
+            "--platform-namespace",
+            "platform",
+            "--ingress-namespace",
+            "traefik",
+            "--lease-namespace",
+            "leases",
+            "--server-service-account",
+            "web/server",
+        ])
+        .unwrap();
+        for (ns, says) in [
+            ("kube-system", "system namespace"),
+            ("default", "system namespace"),
+            ("openshift-ingress", "system namespace"),
+            ("platform", "PLATFORM_NAMESPACE"),
+            ("traefik", "INGRESS_NAMESPACE"),
+            ("leases", "LEASE_NAMESPACE"),
+            ("web", "SERVER_SERVICE_ACCOUNT"),
+        ] {
+            let why = c
+                .namespace_refusal(ns)
+                .unwrap_or_else(|| panic!("{ns} must be refused"));
+            assert!(why.contains(says) && why.contains(ns), "{why}");
+        }
+        assert_eq!(c.namespace_refusal("sandbox-alice"), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod build;
 pub mod child_cache;
 pub mod config;
+pub mod conflict;
 pub mod leader;
 pub mod lean;
 pub mod metrics;
@@ -30,7 +31,7 @@ use crate::config::Config;
 use crate::leader::{Election, Leader};
 use crate::lean::{DeploymentRollout, LeanMeta};
 use crate::metrics::{Metrics, Readiness};
-use crate::reconcile::{Context, deployment, sandbox, template};
+use crate::reconcile::{Conflicts, Context, Stores, deployment, sandbox, template};
 
 /// Sets up logging: JSON when stderr is not a terminal, human-readable otherwise.
 pub fn init_tracing() {
@@ -211,10 +212,32 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
             hash_of(&(&n.metadata.labels, n.metadata.deletion_timestamp.is_some()))
         },
     );
+    // Every sandbox, whatever SANDBOX_SELECTOR says: owner ids (and hosts) are contested across
+    // all of them. A change of one reconciles the managed sandboxes with the same owner id (the
+    // younger one of two takes over when the older goes).
+    let (all_sandbox_store, all_sandbox_writer) = reflector::store();
+    let all_sandbox_stream = watcher(sandboxes.clone(), WatcherConfig::default().any_semantic())
+        .default_backoff()
+        .modify(|sb: &mut UserSandbox| sb.metadata.managed_fields = None)
+        .reflect(all_sandbox_writer);
+    let managed_sandboxes = sandbox_store.clone();
     let sandbox_ctrl = Controller::for_stream(sandbox_stream, sandbox_store.clone())
         .with_config(ctrl_config.clone())
         .owns_stream(quotas)
-        .owns_stream(namespaces);
+        .owns_stream(namespaces)
+        .watches_stream(
+            triggers(all_sandbox_stream, spec_predicate::<UserSandbox>),
+            move |changed: UserSandbox| {
+                managed_sandboxes
+                    .state()
+                    .into_iter()
+                    .filter(|sb| {
+                        sb.spec.owner.user_id == changed.spec.owner.user_id && sb.name_any() != changed.name_any()
+                    })
+                    .map(|sb| ObjectRef::from_obj(&*sb))
+                    .collect::<Vec<_>>()
+            },
+        );
 
     let templates: Api<Template> = namespaced_api(&client, &wns);
     let template_ctrl =
@@ -222,29 +245,43 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
     let template_store = template_ctrl.store();
 
     let children = Arc::new(ChildCache::default());
+    let (ud_store, ud_writer) = reflector::store();
+    let (retrigger, retriggered) = futures::channel::mpsc::unbounded();
     let ctx = Context::new(
         client.clone(),
         config.clone(),
         leader,
         metrics.clone(),
-        sandbox_store.clone(),
-        template_store,
+        Stores {
+            sandboxes: sandbox_store.clone(),
+            all_sandboxes: all_sandbox_store.clone(),
+            templates: template_store,
+            deployments: ud_store.clone(),
+        },
         children.clone(),
+        Conflicts::new(retrigger),
     );
 
     // UserDeployments: cached without managedFields, to keep memory low at scale.
     let uds: Api<UserDeployment> = namespaced_api(&client, &wns);
-    let (ud_store, ud_writer) = reflector::store();
+    let deletions = ctx.clone();
     let ud_stream = watcher(uds, list_config(&config, WatcherConfig::default()))
         .default_backoff()
         .modify(trim_user_deployment)
-        .reflect(ud_writer);
+        .reflect(ud_writer)
+        .inspect(move |event| {
+            // An app that goes may have held a host or a name that others were refused.
+            if let Ok(watcher::Event::Delete(_)) = event {
+                deletions.conflicts.retrigger_losers();
+            }
+        });
     // Our own status writes do not trigger a reconcile; spec, finalizer and deletion changes do.
     let ud_stream = triggers(ud_stream, ud_predicate);
 
     let by_template = ud_store.clone();
     let platform_ns = config.platform_namespace.clone();
     let by_sandbox = ud_store.clone();
+    let same_owner = all_sandbox_store.clone();
     let resync = futures::stream::unfold((), |()| async {
         tokio::time::sleep(deployment::RESYNC).await;
         Some(((), ()))
@@ -252,6 +289,7 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
     let ud_ctrl = Controller::for_stream(ud_stream, ud_store.clone())
         .with_config(ctrl_config)
         .reconcile_all_on(resync)
+        .reconcile_on(retriggered)
         .owns_stream(child_events::<DeploymentRollout>(&client, &config, &children, |d| {
             Some(d.rollout())
         }))
@@ -282,15 +320,21 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
             },
         )
         .watches_stream(
-            triggers(
-                watcher(sandboxes, sandbox_watch()).default_backoff(),
-                spec_predicate::<UserSandbox>,
-            ),
+            triggers(watcher(sandboxes, sandbox_watch()).default_backoff(), sandbox_placement),
             move |sb: UserSandbox| {
+                // The sandbox's apps, and those of sandboxes with the same owner id (one of them
+                // holds the id; when it goes, another does).
+                let namespaces: std::collections::HashSet<String> = same_owner
+                    .state()
+                    .iter()
+                    .filter(|o| o.spec.owner.user_id == sb.spec.owner.user_id)
+                    .map(|o| o.spec.namespace.clone())
+                    .chain([sb.spec.namespace.clone()])
+                    .collect();
                 by_sandbox
                     .state()
                     .into_iter()
-                    .filter(|ud| ud.namespace().as_deref() == Some(sb.spec.namespace.as_str()))
+                    .filter(|ud| ud.namespace().is_some_and(|ns| namespaces.contains(&ns)))
                     .map(|ud| ObjectRef::from_obj(&*ud))
                     .collect::<Vec<_>>()
             },
@@ -322,6 +366,7 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
     let ud_ctx = ctx.clone();
     let ud_run = async move {
         let _ = ud_ctx.sandboxes.wait_until_ready().await;
+        let _ = ud_ctx.all_sandboxes.wait_until_ready().await;
         let _ = ud_ctx.templates.wait_until_ready().await;
         tracing::info!("sandbox and template caches ready; reconciling UserDeployments");
         ud_ctrl
@@ -408,6 +453,24 @@ fn spec_writes(meta: &kube::api::ObjectMeta) -> Option<u64> {
         })
         .collect();
     hash_of(&(&meta.labels, meta.deletion_timestamp.is_some(), writes))
+}
+
+/// Trigger property of a sandbox for its apps: its spec, its deletion, and what decides whether
+/// apps may run in its namespace (the namespace its status names and why it is not Ready).
+fn sandbox_placement(sb: &UserSandbox) -> Option<u64> {
+    let status = sb.status.as_ref();
+    let ready = status.and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == crds::conditions::READY)
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    });
+    hash_of(&(
+        sb.metadata.generation,
+        sb.metadata.deletion_timestamp.is_some(),
+        status.and_then(|s| s.namespace.clone()),
+        ready,
+    ))
 }
 
 /// Trigger property: generation (spec changes) and deletion.

@@ -37,6 +37,18 @@ pub mod reasons {
     pub const PROVISIONED: &str = "Provisioned";
     /// The namespace is owned by something else.
     pub const NAMESPACE_CONFLICT: &str = "NamespaceConflict";
+    /// The sandbox's namespace is a system or platform namespace (`kube-*`, `default`, the
+    /// platform's, the ingress controller's, ...): the controller never provisions it.
+    pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+    /// Another UserSandbox with the same owner user id is older: one owner id, one sandbox. The
+    /// newer sandbox gets no namespace and its apps get no children.
+    pub const OWNER_CONFLICT: &str = "OwnerConflict";
+    /// The app's host `<user-id>-<app>` is already used by an older app (of any sandbox): the
+    /// app gets no children and no Ingress until it is renamed or the other app goes.
+    pub const HOST_CONFLICT: &str = "HostConflict";
+    /// A child or Secret name of the app (`<app>-<service>`, `<app>-<service>-secrets`, ...) is
+    /// already one of an older app of the same sandbox: rename one of them.
+    pub const NAME_CONFLICT: &str = "NameConflict";
     /// The Template passed validation.
     pub const VALIDATED: &str = "Validated";
     /// The Template failed validation.

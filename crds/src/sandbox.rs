@@ -6,6 +6,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::Plan;
 
+/// Namespaces no sandbox may use: they belong to Kubernetes or a distribution.
+pub const SYSTEM_NAMESPACES: &[&str] = &["default", "openshift", "kube-system", "kube-public", "kube-node-lease"];
+/// Prefixes of namespaces no sandbox may use.
+pub const SYSTEM_NAMESPACE_PREFIXES: &[&str] =
+    &["kube-", "openshift-", "gke-", "gmp-", "cattle-", "calico-", "tigera-"];
+
+/// CEL form of [`is_system_namespace`] (on `spec.namespace`); a unit test keeps them in step.
+pub const SYSTEM_NAMESPACE_RULE: &str = "!(self in ['default', 'openshift', 'kube-system', 'kube-public', 'kube-node-lease']) && !['kube-', 'openshift-', 'gke-', 'gmp-', 'cattle-', 'calico-', 'tigera-'].exists(p, self.startsWith(p))";
+
+/// Whether `namespace` is a system namespace (of Kubernetes or a distribution): never a sandbox's.
+/// The platform's own namespaces (configured, not static) are refused by the controller.
+pub fn is_system_namespace(namespace: &str) -> bool {
+    SYSTEM_NAMESPACES.contains(&namespace) || SYSTEM_NAMESPACE_PREFIXES.iter().any(|p| namespace.starts_with(p))
+}
+
 /// A tenant of the platform: its owner, members and plan. The controller creates and owns its
 /// namespace, with Pod Security `restricted`, a ResourceQuota and LimitRange from the plan,
 /// default-deny NetworkPolicies and a default ServiceAccount without a token.
@@ -67,7 +82,7 @@ pub struct UserSandboxSpec {
     /// It cannot be changed once set.
     #[x_kube(validation = kube::core::Rule::new(crate::DNS_LABEL_RULE).message("namespace must be a DNS label: lower-case letters, digits and '-'"))]
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("namespace is immutable"))]
-    #[x_kube(validation = kube::core::Rule::new("!self.startsWith('kube-') && self != 'default'").message("namespace must not be a system namespace"))]
+    #[x_kube(validation = kube::core::Rule::new(SYSTEM_NAMESPACE_RULE).message("namespace must not be a system namespace (default, kube-*, openshift-*, ...)"))]
     #[schemars(length(min = 1, max = 63))]
     pub namespace: String,
     /// Optional overrides of the plan's quota, e.g. for a customer with a custom contract.
@@ -173,4 +188,28 @@ pub struct SandboxUsage {
     /// Memory requested by its pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cel_rule_lists_every_system_namespace() {
+        for n in SYSTEM_NAMESPACES.iter().chain(SYSTEM_NAMESPACE_PREFIXES) {
+            assert!(
+                SYSTEM_NAMESPACE_RULE.contains(&format!("'{n}'")),
+                "{n} missing from the CEL rule"
+            );
+        }
+        assert_eq!(
+            SYSTEM_NAMESPACE_RULE.matches("', '").count() + 2,
+            SYSTEM_NAMESPACES.len() + SYSTEM_NAMESPACE_PREFIXES.len(),
+            "the CEL rule lists exactly these"
+        );
+        assert!(is_system_namespace("kube-system") && is_system_namespace("openshift-ingress"));
+        assert!(is_system_namespace("default") && !is_system_namespace("sandbox-default"));
+        let crd = serde_json::to_string(&<UserSandbox as kube::CustomResourceExt>::crd()).unwrap();
+        assert!(crd.contains("openshift-"), "the generated CRD carries the rule");
+    }
 }

@@ -117,7 +117,12 @@ impl ControllerProcess {
     /// Like [`ControllerProcess::start`], authenticating with another kubeconfig (e.g. a
     /// ServiceAccount token).
     pub fn start_with_kubeconfig(kubeconfig: &std::path::Path, env: &[(&str, &str)]) -> Result<Self> {
-        let bin = workspace_binary("controller")?;
+        // E2E_CONTROLLER: another build of the controller (e.g. an older commit's, to see a test
+        // fail on the code before a fix).
+        let bin = match std::env::var_os("E2E_CONTROLLER").filter(|p| !p.is_empty()) {
+            Some(p) => PathBuf::from(p),
+            None => workspace_binary("controller")?,
+        };
         let identity = unique_name("ctrl");
         let log = std::env::temp_dir().join(format!("{identity}.log"));
         let out = std::fs::File::create(&log)?;
@@ -188,10 +193,16 @@ pub struct TestSandbox {
 impl TestSandbox {
     /// Creates a UserSandbox (plan `business`) labelled for this test run.
     pub async fn create(client: &Client, extra_spec: serde_json::Value) -> Result<Self> {
+        Self::create_as(client, &unique_name("run"), &unique_name("u"), extra_spec).await
+    }
+
+    /// Creates a UserSandbox (plan `business`) owned by `user_id`, labelled with run `run` (so
+    /// that one test's controller can manage several sandboxes).
+    pub async fn create_as(client: &Client, run: &str, user_id: &str, extra_spec: serde_json::Value) -> Result<Self> {
         ensure_crds(client).await?;
-        let run = unique_name("run");
+        let run = run.to_string();
+        let user_id = user_id.to_string();
         let name = unique_name("sb");
-        let user_id = unique_name("u");
         let namespace = format!("sandbox-{name}");
         let mut spec = serde_json::json!({
             "owner": { "userId": user_id, "email": format!("{user_id}@example.com") },
@@ -201,6 +212,7 @@ impl TestSandbox {
         if let (Some(s), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
             s.extend(extra.clone());
         }
+        let namespace = spec["namespace"].as_str().unwrap_or(&namespace).to_string();
         let sb: UserSandbox = serde_json::from_value(serde_json::json!({
             "apiVersion": "k8s-scheduler.io/v1alpha1",
             "kind": "UserSandbox",

@@ -609,3 +609,271 @@ fn controller_without_deployment_domain_exits_naming_it() -> Result<()> {
     );
     Ok(())
 }
+
+/// A public app of one inline service.
+fn web_app(name: &str) -> UserDeployment {
+    serde_json::from_value(json!({
+        "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserDeployment",
+        "metadata": { "name": name },
+        "spec": { "services": [{ "name": "web", "image": "ghcr.io/example/web:1", "port": 8080 }] },
+    }))
+    .expect("deployment")
+}
+
+/// The message of an object's `Degraded` condition.
+fn degraded_message<K: serde::Serialize>(obj: &K) -> String {
+    let v = serde_json::to_value(obj).unwrap_or_default();
+    v["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Degraded")
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn sandbox_refused(client: &Client, name: &str, reason: &'static str) -> Result<UserSandbox> {
+    wait_for(
+        &Api::<UserSandbox>::all(client.clone()),
+        name,
+        TIMEOUT,
+        reason,
+        move |sb: Option<&UserSandbox>| {
+            condition_of(sb, "Ready") == Some(("False".into(), reason.into()))
+                && condition_of(sb, "Degraded") == Some(("True".into(), reason.into()))
+        },
+    )
+    .await
+}
+
+/// Starts a controller for every sandbox labelled with `run`, watching all namespaces (hosts and
+/// owner ids are contested across sandboxes), runs `body`, then deletes `sandboxes` and stops it.
+async fn with_run_controller<F, Fut>(
+    run: &str,
+    env: &[(&str, &str)],
+    sandboxes: Vec<TestSandbox>,
+    body: F,
+) -> Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let selector = format!("{}={run}", e2e::operator::RUN_LABEL);
+    let mut all_env = vec![("SANDBOX_SELECTOR", selector.as_str()), ("WATCH_NAMESPACE", "")];
+    all_env.extend_from_slice(env);
+    let mut ctrl = e2e::operator::ControllerProcess::start(&all_env)?;
+    let result = body().await;
+    let mut cleanup = Ok(());
+    for sb in sandboxes {
+        let client = sb.client.clone();
+        let ns = sb.namespace.clone();
+        if let Err(e) = sb.delete().await {
+            e2e::operator::drop_deployment_finalizers(&client, &ns).await;
+            cleanup = Err(e);
+        }
+    }
+    let logs = ctrl.logs();
+    ctrl.kill();
+    result.with_context(|| format!("controller log:\n{logs}"))?;
+    cleanup
+}
+
+/// Issue 15 item 1: `sandbox-bob/smith-shop` and `sandbox-bob-smith/shop` both resolve to
+/// `bob-smith-shop.<domain>`; the older app holds it, the other is refused without learning whose
+/// it is, and takes it over when the holder goes.
+#[tokio::test]
+async fn a_host_goes_to_the_oldest_app_across_sandboxes() -> Result<()> {
+    let client = e2e::client().await?;
+    let run = e2e::unique_name("run");
+    let bob = e2e::unique_name("bob");
+    let bob_smith = format!("{bob}-smith");
+    let sb_bob = TestSandbox::create_as(&client, &run, &bob, json!({})).await?;
+    let sb_bob_smith = TestSandbox::create_as(&client, &run, &bob_smith, json!({})).await?;
+    let (a, b) = (sb_bob.clone(), sb_bob_smith.clone());
+    with_run_controller(&run, &[], vec![sb_bob, sb_bob_smith], || async move {
+        a.wait_ready().await?;
+        b.wait_ready().await?;
+        let in_bob: Api<UserDeployment> = Api::namespaced(client.clone(), &a.namespace);
+        let in_bob_smith: Api<UserDeployment> = Api::namespaced(client.clone(), &b.namespace);
+        let host = format!("{bob_smith}-shop.apps.example.com");
+
+        create_deployment(&in_bob_smith, &web_app("shop")).await?;
+        let holder = ready(&in_bob_smith, "shop").await?;
+        ensure!(holder.status.unwrap().url == Some(format!("https://{host}")));
+        // Creation times count in seconds.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        create_deployment(&in_bob, &web_app("smith-shop")).await?;
+        let refused = degraded_with(&in_bob, "smith-shop", "HostConflict").await?;
+        let message = degraded_message(&refused);
+        ensure!(
+            message.contains(&host) && message.contains("already used by another app"),
+            "{message}"
+        );
+        ensure!(
+            !message.contains(&b.namespace) && !message.contains(&b.name),
+            "the message must not name the other tenant: {message}"
+        );
+        ensure!(refused.status.unwrap().url.is_none());
+        let sel = "k8s-scheduler.io/deployment=smith-shop";
+        ensure!(
+            names::<Ingress>(&client, &a.namespace, sel).await?.is_empty(),
+            "no Ingress for the refused app"
+        );
+        ensure!(
+            names::<Deployment>(&client, &a.namespace, sel).await?.is_empty(),
+            "no children for the refused app"
+        );
+        // Exactly one Ingress in the cluster routes the host.
+        let routes: Vec<String> = Api::<Ingress>::all(client.clone())
+            .list(&ListParams::default().labels("app.kubernetes.io/managed-by=k8s-scheduler"))
+            .await?
+            .items
+            .iter()
+            .filter(|i| {
+                i.spec
+                    .iter()
+                    .flat_map(|s| s.rules.iter().flatten())
+                    .any(|r| r.host.as_deref() == Some(host.as_str()))
+            })
+            .map(|i| format!("{}/{}", i.namespace().unwrap_or_default(), i.name_any()))
+            .collect();
+        ensure!(
+            routes == [format!("{}/shop", b.namespace)],
+            "Ingresses on {host}: {routes:?}"
+        );
+
+        // The holder goes: the refused app takes the host.
+        in_bob_smith.delete("shop", &DeleteParams::default()).await?;
+        wait_until_gone(&in_bob_smith, "shop", TIMEOUT).await?;
+        let taken = ready(&in_bob, "smith-shop").await?;
+        ensure!(taken.status.unwrap().url == Some(format!("https://{host}")));
+        let ing = Api::<Ingress>::namespaced(client.clone(), &a.namespace)
+            .get("smith-shop")
+            .await?;
+        ensure!(ing.spec.unwrap().rules.unwrap()[0].host.as_deref() == Some(host.as_str()));
+        Ok(())
+    })
+    .await
+}
+
+/// Issue 15 item 1: a second UserSandbox with the same owner id (created with kubectl) gets no
+/// namespace and its apps no children; it takes over when the older sandbox goes.
+#[tokio::test]
+async fn one_owner_id_one_sandbox() -> Result<()> {
+    let client = e2e::client().await?;
+    let run = e2e::unique_name("run");
+    let owner = e2e::unique_name("u");
+    let first = TestSandbox::create_as(&client, &run, &owner, json!({})).await?;
+    let (f, c) = (first.clone(), client.clone());
+    let second_slot: std::sync::Arc<tokio::sync::Mutex<Option<TestSandbox>>> = Default::default();
+    let slot = second_slot.clone();
+    let run2 = run.clone();
+    let result = with_run_controller(&run, &[], vec![first], || async move {
+        let (client, run) = (c, run2);
+        f.wait_ready().await?;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let second = TestSandbox::create_as(&client, &run, &owner, json!({})).await?;
+        *slot.lock().await = Some(second.clone());
+        let refused = sandbox_refused(&client, &second.name, "OwnerConflict").await?;
+        ensure!(refused.status.unwrap().namespace.is_none());
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        ensure!(
+            namespaces.get_opt(&second.namespace).await?.is_none(),
+            "no namespace is provisioned for the second sandbox"
+        );
+        // Its namespace handed over by a platform admin (the label, as examples/ do): apps there
+        // still get nothing.
+        let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": { "name": second.namespace, "labels": { controller::build::SANDBOX_LABEL: second.name } },
+        }))?;
+        namespaces.create(&PostParams::default(), &ns).await?;
+        let in_second: Api<UserDeployment> = Api::namespaced(client.clone(), &second.namespace);
+        create_deployment(&in_second, &web_app("shop")).await?;
+        degraded_with(&in_second, "shop", "OwnerConflict").await?;
+        let in_first: Api<UserDeployment> = Api::namespaced(client.clone(), &f.namespace);
+        create_deployment(&in_first, &web_app("shop")).await?;
+        ready(&in_first, "shop").await?;
+        let sel = "k8s-scheduler.io/deployment=shop";
+        ensure!(names::<Deployment>(&client, &second.namespace, sel).await?.is_empty());
+        ensure!(names::<Ingress>(&client, &second.namespace, sel).await?.is_empty());
+
+        // The first sandbox goes: the second holds the owner id now, and its app runs.
+        f.clone().delete().await?;
+        second.wait_ready().await?;
+        let app = ready(&in_second, "shop").await?;
+        ensure!(app.status.unwrap().url == Some(format!("https://{owner}-shop.apps.example.com")));
+        Ok(())
+    })
+    .await;
+    if let Some(second) = second_slot.lock().await.take() {
+        e2e::operator::drop_deployment_finalizers(&client, &second.namespace).await;
+        second.delete().await?;
+    }
+    result
+}
+
+/// Issue 15 item 6: the controller places workloads only in a namespace it provisioned for an
+/// active sandbox, and never provisions a system or platform namespace.
+#[tokio::test]
+async fn workloads_only_in_namespaces_the_controller_provisioned() -> Result<()> {
+    let client = e2e::client().await?;
+    let run = e2e::unique_name("run");
+    // A namespace that exists without the controller's label (someone else's).
+    let foreign = e2e::unique_name("foreign");
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": { "name": foreign, "labels": { e2e::cluster::TEST_NAMESPACE_LABEL: "true" } },
+            }))?,
+        )
+        .await?;
+    let squatter =
+        TestSandbox::create_as(&client, &run, &e2e::unique_name("u"), json!({ "namespace": foreign })).await?;
+    // The platform's own namespace, configured (it does not exist: before, the controller
+    // created it as a sandbox namespace).
+    let platform = e2e::unique_name("platform");
+    let on_platform =
+        TestSandbox::create_as(&client, &run, &e2e::unique_name("u"), json!({ "namespace": platform })).await?;
+    let (s, p, c) = (squatter.clone(), on_platform.clone(), client.clone());
+    let result = with_run_controller(
+        &run,
+        &[("PLATFORM_NAMESPACE", platform.as_str())],
+        vec![squatter, on_platform],
+        || async move {
+            let client = c;
+            let refused = sandbox_refused(&client, &s.name, "NamespaceConflict").await?;
+            ensure!(degraded_message(&refused).contains("not managed by k8s-scheduler"));
+            let uds: Api<UserDeployment> = Api::namespaced(client.clone(), &s.namespace);
+            create_deployment(&uds, &web_app("web")).await?;
+            degraded_with(&uds, "web", "NamespaceConflict").await?;
+            let sel = "k8s-scheduler.io/deployment=web";
+            ensure!(names::<Deployment>(&client, &s.namespace, sel).await?.is_empty(), "no workload in {}", s.namespace);
+
+            let refused = sandbox_refused(&client, &p.name, "NamespaceNotAllowed").await?;
+            ensure!(degraded_message(&refused).contains("PLATFORM_NAMESPACE"), "{}", degraded_message(&refused));
+            ensure!(
+                Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()).get_opt(&p.namespace).await?.is_none(),
+                "the platform namespace is not created as a sandbox"
+            );
+
+            // System namespaces are refused at admission (CEL), whoever applies the sandbox.
+            for ns in ["kube-system", "default", "openshift-console"] {
+                let doc = format!(
+                    "apiVersion: k8s-scheduler.io/v1alpha1\nkind: UserSandbox\nmetadata:\n  name: {}\nspec:\n  owner:\n    userId: x\n  namespace: {ns}\n",
+                    e2e::unique_name("sys")
+                );
+                let (ok, out) = kubectl_apply(&doc)?;
+                ensure!(!ok && out.contains("system namespace"), "{ns}: {out}");
+            }
+            Ok(())
+        },
+    )
+    .await;
+    let _ = namespaces.delete(&foreign, &DeleteParams::background()).await;
+    result
+}

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use crds::conditions::{DEGRADED, PROGRESSING, READY, reasons};
 use crds::deployment::ServiceStatus;
-use crds::{DeploymentPhase, Template, TemplateSpec, TemplateVisibility, UserDeployment, UserDeploymentStatus};
+use crds::{
+    DeploymentPhase, Template, TemplateSpec, TemplateVisibility, UserDeployment, UserDeploymentStatus, UserSandbox,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
@@ -20,6 +22,7 @@ use super::{Context, DEPLOYMENT_FINALIZER, Error, FIELD_MANAGER, condition, same
 use crate::build::deployment::{DeploymentChildren, build, external_secret_resource};
 use crate::build::{DEPLOYMENT_LABEL, MANAGED_BY, MANAGER, fnv_hash};
 use crate::child_cache::{RolloutState, key_of};
+use crate::conflict::{self, NamespaceOwner};
 use crate::metrics::Metrics;
 use crate::validate::{Invalid, ValidatedDeployment, validate_deployment};
 
@@ -51,10 +54,22 @@ pub fn error_policy(ud: Arc<UserDeployment>, error: &Error, ctx: Arc<Context>) -
 async fn reconcile_with_finalizer(ud: Arc<UserDeployment>, ctx: &Context) -> Result<Action, Error> {
     ctx.ensure_leader()?;
     let ns = ud.namespace().unwrap_or_default();
+    let sandboxes = ctx.all_sandboxes.state();
+    let owner = conflict::namespace_owner(&sandboxes, &ns);
+    let ours = match owner.sandbox() {
+        Some(sb) => ctx.manages(sb),
+        // With SANDBOX_SELECTOR, a namespace of no sandbox is no shard's: left alone, except
+        // for the cleanup of an app being deleted (its sandbox went first; any shard may).
+        None => ctx.config.sandbox_selector.is_empty() || ud.metadata.deletion_timestamp.is_some(),
+    };
+    if !ours {
+        // Another controller's sandbox (SANDBOX_SELECTOR shards): not ours to touch at all.
+        return Ok(Action::await_change());
+    }
     let api: Api<UserDeployment> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, DEPLOYMENT_FINALIZER, ud, |event| async {
         match event {
-            Finalizer::Apply(ud) => apply(&ud, ctx).await,
+            Finalizer::Apply(ud) => apply(&ud, ctx, &sandboxes, &owner).await,
             Finalizer::Cleanup(ud) => cleanup(&ud, ctx).await,
         }
     })
@@ -76,13 +91,53 @@ async fn reconcile_with_finalizer(ud: Arc<UserDeployment>, ctx: &Context) -> Res
     })
 }
 
-/// The sandbox owner's user id for a namespace, from the sandbox cache.
-fn sandbox_user(ctx: &Context, namespace: &str) -> Option<String> {
-    ctx.sandboxes
-        .state()
-        .iter()
-        .find(|s| s.spec.namespace == namespace)
-        .map(|s| s.spec.owner.user_id.clone())
+/// The user id apps in `ns` run as (their hosts' prefix), or why no workload may run there:
+/// only a namespace the controller provisioned for an active sandbox it manages takes workloads.
+/// `Ok(None)`: the sandbox has not been reconciled yet; its status change triggers this again.
+fn placement(ns: &str, owner: &NamespaceOwner, ctx: &Context) -> Result<Option<String>, Invalid> {
+    if let Some(message) = ctx.config.namespace_refusal(ns) {
+        return Err(Invalid {
+            reason: reasons::NAMESPACE_NOT_ALLOWED,
+            message,
+        });
+    }
+    match owner {
+        NamespaceOwner::Active(sb) => Ok(Some(sb.spec.owner.user_id.clone())),
+        NamespaceOwner::NoSandbox => Err(Invalid {
+            reason: reasons::SANDBOX_NOT_FOUND,
+            message: format!("namespace {ns} belongs to no UserSandbox; create one whose spec.namespace is {ns}"),
+        }),
+        NamespaceOwner::OwnerConflict(sb) => Err(Invalid {
+            reason: reasons::OWNER_CONFLICT,
+            message: format!(
+                "sandbox {} is not active: an older sandbox has its owner id {} (one owner id, one sandbox); apps in {ns} get no children",
+                sb.name_any(),
+                sb.spec.owner.user_id
+            ),
+        }),
+        NamespaceOwner::NotProvisioned(sb) => {
+            let refused = sb
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY && c.status == "False"));
+            match refused {
+                // A known refusal: NamespaceConflict, NamespaceNotAllowed, OwnerConflict.
+                Some(c) if c.reason != reasons::API_ERROR => Err(Invalid {
+                    reason: match c.reason.as_str() {
+                        reasons::OWNER_CONFLICT => reasons::OWNER_CONFLICT,
+                        reasons::NAMESPACE_NOT_ALLOWED => reasons::NAMESPACE_NOT_ALLOWED,
+                        _ => reasons::NAMESPACE_CONFLICT,
+                    },
+                    message: format!(
+                        "sandbox {} has no namespace {ns} provisioned ({}): apps there get no children",
+                        sb.name_any(),
+                        c.reason
+                    ),
+                }),
+                _ => Ok(None),
+            }
+        }
+    }
 }
 
 /// Finds the Template a UserDeployment refers to: the named namespace, else its own namespace,
@@ -121,24 +176,56 @@ async fn find_template(ud: &UserDeployment, ctx: &Context) -> Result<Option<Temp
     Ok(None)
 }
 
-async fn apply(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
+async fn apply(
+    ud: &UserDeployment,
+    ctx: &Context,
+    sandboxes: &[Arc<UserSandbox>],
+    owner: &NamespaceOwner,
+) -> Result<Action, Error> {
     let ns = ud.namespace().unwrap_or_default();
-    let Some(user_id) = sandbox_user(ctx, &ns) else {
-        let msg = format!("namespace {ns} belongs to no UserSandbox; create one whose spec.namespace is {ns}");
-        return report_invalid(
-            ud,
-            ctx,
-            Invalid {
-                reason: reasons::SANDBOX_NOT_FOUND,
-                message: msg,
-            },
-        )
-        .await;
+    let user_id = match placement(&ns, owner, ctx) {
+        Ok(Some(user_id)) => user_id,
+        // The sandbox is not reconciled yet: its status write triggers this again.
+        Ok(None) => return Ok(Action::await_change()),
+        Err(invalid) => return refuse(ud, ctx, invalid).await,
     };
+    // The host `<user-id>-<name>` goes to the oldest app that resolves to it, in any sandbox.
+    let label = conflict::host_label(&user_id, &ud.name_any());
+    let claimants = conflict::host_claimants(sandboxes, &label, |ns, name| {
+        ctx.deployments.get(&ObjectRef::new(name).within(ns))
+    });
+    let me = ObjectRef::from_obj(ud);
+    match claimants.first() {
+        Some(holder) if ObjectRef::from_obj(&**holder) != me => {
+            let message = format!(
+                "host {label}.{} is already used by another app; choose another name",
+                ctx.config.deployment_domain
+            );
+            return refuse(
+                ud,
+                ctx,
+                Invalid {
+                    reason: reasons::HOST_CONFLICT,
+                    message,
+                },
+            )
+            .await;
+        }
+        _ => {
+            // Others that claim the host and do not know they lost (this app was not active
+            // when they were reconciled) are told now.
+            for other in claimants.iter().skip(1) {
+                let r = ObjectRef::from_obj(&**other);
+                if !ctx.conflicts.is_loser(&r) {
+                    ctx.conflicts.retrigger(r);
+                }
+            }
+        }
+    }
     let template = find_template(ud, ctx).await?;
     if let (Some(r), None) = (&ud.spec.template_ref, &template) {
         let msg = format!("template {:?} not found (or not visible from namespace {ns})", r.name);
-        return report_invalid(
+        return refuse(
             ud,
             ctx,
             Invalid {
@@ -151,7 +238,7 @@ async fn apply(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
     let spec: Option<&TemplateSpec> = template.as_ref().map(|t| &t.spec);
     let vd = match validate_deployment(ud, spec, &user_id, &ctx.config) {
         Ok(vd) => vd,
-        Err(invalid) => return report_invalid(ud, ctx, invalid).await,
+        Err(invalid) => return refuse(ud, ctx, invalid).await,
     };
     let children = build(&vd, &ctx.config);
     let names = child_names(&children);
@@ -181,6 +268,7 @@ async fn apply(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
         apply_external_secret(ctx, &ns, es).await?;
     }
 
+    ctx.conflicts.settled(&me);
     let previous = ud.status.clone().unwrap_or_default();
     if previous.children_hash.as_deref() != Some(hash.as_str()) && may_have_orphans(ud, ctx, &children) {
         prune(ud, ctx, &children).await?;
@@ -354,10 +442,34 @@ async fn cleanup(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
     // The child watches see the deletions and drop the children from the child cache.
     tracing::info!(namespace = %ns, name = %ud.name_any(), "children removed");
     // The object goes with the finalizer: forget what was noted about its status.
+    ctx.conflicts.settled(&ObjectRef::from_obj(ud));
     let key = ud_key(ud);
     ctx.written_status.forget(&key);
     ctx.first_status.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
     Ok(Action::await_change())
+}
+
+/// Refuses to run an app: [`report_invalid`], and for a conflict (host, name, owner id,
+/// namespace) also removes its Ingress (the host is someone else's) and notes it, to be looked at
+/// again when another app goes.
+async fn refuse(ud: &UserDeployment, ctx: &Context, invalid: Invalid) -> Result<Action, Error> {
+    let conflict = [
+        reasons::HOST_CONFLICT,
+        reasons::NAME_CONFLICT,
+        reasons::OWNER_CONFLICT,
+        reasons::NAMESPACE_CONFLICT,
+        reasons::NAMESPACE_NOT_ALLOWED,
+        reasons::SANDBOX_NOT_FOUND,
+    ]
+    .contains(&invalid.reason);
+    if conflict {
+        ctx.conflicts.lost(ObjectRef::from_obj(ud));
+        let ns = ud.namespace().unwrap_or_default();
+        ctx.prune::<Ingress>(KIND, &ns, &selector(ud), &[]).await?;
+    } else {
+        ctx.conflicts.settled(&ObjectRef::from_obj(ud));
+    }
+    report_invalid(ud, ctx, invalid).await
 }
 
 /// Reports an invalid spec in status (phase Error, Degraded with the reason) and waits for a

@@ -10,12 +10,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crds::{Template, UserSandbox};
+use crds::{Template, UserDeployment, UserSandbox};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -74,8 +74,16 @@ pub struct Context {
     pub metrics: Metrics,
     /// Event recorder.
     pub recorder: Recorder,
-    /// Every UserSandbox (cluster-scoped, small).
+    /// The UserSandboxes this controller manages (`SANDBOX_SELECTOR`; cluster-scoped, small).
     pub sandboxes: Store<UserSandbox>,
+    /// Every UserSandbox, whatever `SANDBOX_SELECTOR` says: owner ids, namespaces and hosts are
+    /// contested across all of them (see [`crate::conflict`]).
+    pub all_sandboxes: Store<UserSandbox>,
+    /// Every watched UserDeployment (hosts are contested across sandboxes).
+    pub deployments: Store<UserDeployment>,
+    /// UserDeployments refused for a conflict (host or name) and the channel that reconciles
+    /// them again when another UserDeployment goes (it may have held what they claim).
+    pub conflicts: Conflicts,
     /// Every watched Template.
     pub templates: Store<Template>,
     /// What was last applied to each child.
@@ -91,6 +99,58 @@ pub struct Context {
     /// is the same (`hack/bench` found 31% of new apps written twice, 20 ms apart, without it).
     /// How long a note lives: see [`UnseenWrites`].
     pub written_status: UnseenWrites,
+}
+
+/// UserDeployments that lost a host or name to an older one, to reconcile again when things
+/// change; a small set (conflicts are rare), filled and emptied by the reconciles.
+pub struct Conflicts {
+    losers: std::sync::Mutex<std::collections::HashSet<ObjectRef<UserDeployment>>>,
+    retrigger: futures::channel::mpsc::UnboundedSender<ObjectRef<UserDeployment>>,
+}
+
+impl Conflicts {
+    /// A new set whose retriggers go to `retrigger` (the UserDeployment controller's
+    /// `reconcile_on` stream).
+    pub fn new(retrigger: futures::channel::mpsc::UnboundedSender<ObjectRef<UserDeployment>>) -> Self {
+        Conflicts {
+            losers: Default::default(),
+            retrigger,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<ObjectRef<UserDeployment>>> {
+        self.losers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes that `r` was refused for a conflict.
+    pub fn lost(&self, r: ObjectRef<UserDeployment>) {
+        self.lock().insert(r);
+    }
+
+    /// Notes that `r` holds what it claims (or is gone).
+    pub fn settled(&self, r: &ObjectRef<UserDeployment>) {
+        let mut losers = self.lock();
+        if losers.remove(r) {
+            losers.shrink_to_fit();
+        }
+    }
+
+    /// Whether `r` is noted as refused.
+    pub fn is_loser(&self, r: &ObjectRef<UserDeployment>) -> bool {
+        self.lock().contains(r)
+    }
+
+    /// Reconciles `r` again soon.
+    pub fn retrigger(&self, r: ObjectRef<UserDeployment>) {
+        let _ = self.retrigger.unbounded_send(r);
+    }
+
+    /// Reconciles every refused UserDeployment again (something they may have lost to went).
+    pub fn retrigger_losers(&self) {
+        for r in self.lock().iter() {
+            let _ = self.retrigger.unbounded_send(r.clone());
+        }
+    }
 }
 
 /// Writes this process made that the cache has not shown yet, by object key: the
@@ -162,16 +222,33 @@ impl UnseenWrites {
     }
 }
 
+/// The caches a [`Context`] reads.
+pub struct Stores {
+    /// See [`Context::sandboxes`].
+    pub sandboxes: Store<UserSandbox>,
+    /// See [`Context::all_sandboxes`].
+    pub all_sandboxes: Store<UserSandbox>,
+    /// See [`Context::templates`].
+    pub templates: Store<Template>,
+    /// See [`Context::deployments`].
+    pub deployments: Store<UserDeployment>,
+}
+
 impl Context {
+    /// Whether this controller manages `sb` (it matches `SANDBOX_SELECTOR`).
+    pub fn manages(&self, sb: &UserSandbox) -> bool {
+        self.config.sandbox_selector.is_empty() || self.sandboxes.get(&ObjectRef::from_obj(sb)).is_some()
+    }
+
     /// A new context.
     pub fn new(
         client: Client,
         config: Config,
         leader: Leader,
         metrics: Metrics,
-        sandboxes: Store<UserSandbox>,
-        templates: Store<Template>,
+        stores: Stores,
         children: Arc<ChildCache>,
+        conflicts: Conflicts,
     ) -> Arc<Self> {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -184,9 +261,12 @@ impl Context {
             leader,
             metrics,
             recorder,
-            sandboxes,
-            templates,
+            sandboxes: stores.sandboxes,
+            all_sandboxes: stores.all_sandboxes,
+            deployments: stores.deployments,
+            templates: stores.templates,
             children,
+            conflicts,
             first_status: Default::default(),
             written_status: Default::default(),
         })

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::{Context, Error, condition, same_conditions, status_params};
 use crate::build::{self, MANAGED_BY, MANAGER, SANDBOX_LABEL};
+use crate::conflict;
 use crate::metrics::Metrics;
 
 const KIND: &str = "UserSandbox";
@@ -40,7 +41,25 @@ async fn reconcile_inner(sb: &UserSandbox, ctx: &Context) -> Result<Action, Erro
     let generation = sb.metadata.generation;
     let previous = sb.status.clone().unwrap_or_default();
 
-    // Never adopt a namespace that belongs to someone else.
+    // A system or platform namespace is never a sandbox's.
+    if let Some(message) = ctx.config.namespace_refusal(ns_name) {
+        refuse(ctx, sb, &previous, reasons::NAMESPACE_NOT_ALLOWED, message).await?;
+        return Ok(Action::await_change());
+    }
+    // One owner id, one sandbox: the oldest holds it (hosts are `<owner id>-<app>`).
+    if !conflict::holds_owner_id(&ctx.all_sandboxes.state(), sb) {
+        let message = format!(
+            "owner id {} already has an older sandbox: one owner id, one sandbox; this one gets no namespace",
+            sb.spec.owner.user_id
+        );
+        refuse(ctx, sb, &previous, reasons::OWNER_CONFLICT, message).await?;
+        // The older sandbox's deletion triggers a reconcile; this is a safety net.
+        return Ok(Action::requeue(Duration::from_secs(300)));
+    }
+
+    // Never adopt a namespace that belongs to someone else: the controller creates sandbox
+    // namespaces with its label, and takes only a namespace that carries it for this sandbox
+    // (a platform admin may create one so labelled, as `examples/` does).
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     if let Some(existing) = namespaces.get_metadata_opt(ns_name).await? {
         let owner = existing.labels().get(SANDBOX_LABEL);
@@ -49,31 +68,7 @@ async fn reconcile_inner(sb: &UserSandbox, ctx: &Context) -> Result<Action, Erro
                 Some(other) => format!("namespace {ns_name} belongs to sandbox {other}"),
                 None => format!("namespace {ns_name} already exists and is not managed by k8s-scheduler"),
             };
-            ctx.warn(sb, reasons::NAMESPACE_CONFLICT, message.clone()).await;
-            let status = UserSandboxStatus {
-                namespace: None,
-                observed_generation: generation,
-                usage: None,
-                conditions: vec![
-                    condition(
-                        &previous.conditions,
-                        READY,
-                        false,
-                        reasons::NAMESPACE_CONFLICT,
-                        message.clone(),
-                        generation,
-                    ),
-                    condition(
-                        &previous.conditions,
-                        DEGRADED,
-                        true,
-                        reasons::NAMESPACE_CONFLICT,
-                        message,
-                        generation,
-                    ),
-                ],
-            };
-            write_status(ctx, sb, &previous, status).await?;
+            refuse(ctx, sb, &previous, reasons::NAMESPACE_CONFLICT, message).await?;
             return Ok(Action::await_change());
         }
     }
@@ -126,6 +121,38 @@ async fn reconcile_inner(sb: &UserSandbox, ctx: &Context) -> Result<Action, Erro
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
+/// Reports why the sandbox gets no namespace: Ready false and Degraded with `reason`, no
+/// `status.namespace` (so its apps get no children either), and a Warning event.
+async fn refuse(
+    ctx: &Context,
+    sb: &UserSandbox,
+    previous: &UserSandboxStatus,
+    reason: &'static str,
+    message: String,
+) -> Result<(), Error> {
+    let generation = sb.metadata.generation;
+    let status = UserSandboxStatus {
+        namespace: None,
+        observed_generation: generation,
+        usage: None,
+        conditions: vec![
+            condition(&previous.conditions, READY, false, reason, message.clone(), generation),
+            condition(
+                &previous.conditions,
+                DEGRADED,
+                true,
+                reason,
+                message.clone(),
+                generation,
+            ),
+        ],
+    };
+    if previous.conditions.iter().all(|c| c.reason != reason) {
+        ctx.warn(sb, reason, message).await;
+    }
+    write_status(ctx, sb, previous, status).await
+}
+
 fn usage(quota: &ResourceQuota) -> SandboxUsage {
     let used = quota.status.as_ref().and_then(|s| s.used.clone()).unwrap_or_default();
     SandboxUsage {
@@ -154,10 +181,19 @@ async fn write_status(
     ctx.ensure_leader()?;
     let api: Api<UserSandbox> = Api::all(ctx.client.clone());
     ctx.metrics.writes.get_or_create(&Metrics::kind(KIND)).inc();
+    // A merge patch keeps fields it does not name: `null` clears the namespace of a sandbox that
+    // lost it (apps are placed only in the namespace its status names).
+    let mut body = serde_json::to_value(&status).unwrap_or_default();
+    if status.namespace.is_none() {
+        body["namespace"] = serde_json::Value::Null;
+    }
+    if status.usage.is_none() {
+        body["usage"] = serde_json::Value::Null;
+    }
     api.patch_status(
         &sb.name_any(),
         &status_params(),
-        &Patch::Merge(json!({ "status": status })),
+        &Patch::Merge(json!({ "status": body })),
     )
     .await?;
     Ok(())

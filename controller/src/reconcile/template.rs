@@ -27,6 +27,13 @@ pub fn error_policy(t: Arc<Template>, error: &Error, ctx: Arc<Context>) -> Actio
 
 async fn reconcile_inner(t: &Template, ctx: &Context) -> Result<Action, Error> {
     ctx.ensure_leader()?;
+    let ns = t.namespace().unwrap_or_default();
+    if let Some(sb) = crate::conflict::namespace_owner(&ctx.all_sandboxes.state(), &ns).sandbox()
+        && !ctx.manages(sb)
+    {
+        // In another controller's sandbox (SANDBOX_SELECTOR shards): its to validate.
+        return Ok(Action::await_change());
+    }
     let problems = validate_template(&t.spec, &ctx.config);
     let generation = t.metadata.generation;
     let previous = t.status.clone().unwrap_or_default();
