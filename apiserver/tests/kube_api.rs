@@ -534,6 +534,20 @@ async fn secret_flow(run: &Run) -> Result<()> {
         put("/api/secrets/user/SHARED_TOKEN", "from-user").await?.status(),
         StatusCode::CREATED
     );
+    // Deployment- and service-scoped secrets need the deployment (issue 15, item 8).
+    assert_eq!(
+        put("/api/secrets/deployments/guest/REDIS_PASSWORD", "first")
+            .await?
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let (status, made) = create(
+        &server,
+        &browser,
+        json!({ "template": "guestbook", "name": "guest", "parameters": { "TITLE": "Hi" }, "secretRefs": ["REDIS_PASSWORD"] }),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
     assert_eq!(
         put("/api/secrets/deployments/guest/REDIS_PASSWORD", "first")
             .await?
@@ -546,22 +560,17 @@ async fn secret_flow(run: &Run) -> Result<()> {
             .status(),
         StatusCode::CREATED
     );
-    let (status, made) = create(
-        &server,
-        &browser,
-        json!({ "template": "guestbook", "name": "guest", "parameters": { "TITLE": "Hi" }, "secretRefs": ["REDIS_PASSWORD"] }),
-    )
-    .await?;
-    assert_eq!(status, StatusCode::CREATED, "{made}");
-    assert!(!made.to_string().contains("first"));
 
     let uds: Api<UserDeployment> = Api::namespaced(run.client.clone(), &ns);
     let ud = e2e::wait_for(
         &uds,
         "guest",
         Duration::from_secs(120),
-        "Ready",
-        |ud: Option<&UserDeployment>| e2e::operator::is_ready_condition(ud),
+        "Ready at its current generation (the secret writes above rolled it)",
+        |ud: Option<&UserDeployment>| {
+            e2e::operator::is_ready_condition(ud)
+                && ud.is_some_and(|u| u.status.as_ref().and_then(|s| s.observed_generation) == u.metadata.generation)
+        },
     )
     .await
     .with_context(|| controller.logs())?;
@@ -588,6 +597,25 @@ async fn secret_flow(run: &Run) -> Result<()> {
     assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("UserDeployment", "guest"));
     let redis_own = secrets.get("guest-redis-secrets").await?;
     assert_eq!(value_of(&redis_own, "ROLE").as_deref(), Some("primary"));
+    // The label that tracks the content is keyed (issue 15, item 15): not the unkeyed hash of the
+    // values, which anyone who can read labels could compare with guesses.
+    let label = |s: &k8s_openapi::api::core::v1::Secret| {
+        s.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(apiserver::platform::kube::SECRET_HASH_LABEL).cloned())
+            .unwrap_or_default()
+    };
+    // The old label: FNV over the keys and values in key order.
+    let unkeyed = controller::build::fnv_hash(&["REDIS_PASSWORD", "first", "SHARED_TOKEN", "from-user"]);
+    let main_label = label(&main);
+    assert!(!main_label.is_empty(), "the Secret carries the label");
+    assert_ne!(main_label, unkeyed, "the label is the unkeyed FNV hash of the values");
+    assert_ne!(
+        label(&redis_own),
+        controller::build::fnv_hash(&["ROLE", "primary"]),
+        "the label is the unkeyed FNV hash of the values"
+    );
 
     let deployments: Api<Deployment> = Api::namespaced(run.client.clone(), &ns);
     let pod_template = |d: &Deployment| d.spec.as_ref().unwrap().template.clone();

@@ -35,8 +35,67 @@ pub const INSTALLATION_ANNOTATION: &str = "k8s-scheduler.io/installation";
 /// Annotation on the UserSandboxes the server creates: the owner's identity, the hex SHA-256 of
 /// issuer + "\n" + subject ([`crate::db::identity_hash`]), never the subject itself.
 pub const OWNER_IDENTITY_ANNOTATION: &str = "k8s-scheduler.io/owner-identity";
-/// Label on delivered Secrets: a hash of their values (a change rolls the pods).
+/// Label on delivered Secrets: a keyed hash of their values ([`values_label`]); a change rolls
+/// the pods.
 pub const SECRET_HASH_LABEL: &str = "k8s-scheduler.io/values-hash";
+
+/// The key of [`values_label`]: SECRETS_HASH_KEY; else derived from SECRETS_ENCRYPTION_KEY (an
+/// HMAC of a fixed label under it, so the label reveals nothing about that key); else random per
+/// process start (logged: labels then change at a restart, and the next write of a secret rolls
+/// the pods once more).
+pub fn values_hash_key(config: &Config) -> anyhow::Result<[u8; 32]> {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    use secrecy::ExposeSecret;
+    let decode = |name: &str, v: &secrecy::SecretString| -> anyhow::Result<Vec<u8>> {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.expose_secret().trim())
+            .map_err(|_| anyhow::anyhow!("{name} must be base64 (openssl rand -base64 32)"))
+    };
+    let mut key = [0u8; 32];
+    if let Some(k) = &config.secrets_hash_key {
+        let bytes = decode("SECRETS_HASH_KEY", k)?;
+        anyhow::ensure!(
+            bytes.len() == 32,
+            "SECRETS_HASH_KEY must decode to 32 bytes, not {}",
+            bytes.len()
+        );
+        key.copy_from_slice(&bytes);
+    } else if let Some(k) = &config.secrets_encryption_key {
+        let bytes = decode("SECRETS_ENCRYPTION_KEY", k)?;
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&bytes)
+            .map_err(|e| anyhow::anyhow!("SECRETS_ENCRYPTION_KEY: {e}"))?;
+        mac.update(b"k8s-scheduler.io/values-hash label key v1");
+        key.copy_from_slice(&mac.finalize().into_bytes());
+    } else {
+        use rand::RngCore;
+        rand::rng().fill_bytes(&mut key);
+        tracing::warn!(
+            "SECRETS_HASH_KEY is not set (nor SECRETS_ENCRYPTION_KEY): the key of the {SECRET_HASH_LABEL} \
+             label is random until the next restart; set SECRETS_HASH_KEY (openssl rand -base64 32)"
+        );
+    }
+    Ok(key)
+}
+
+/// The value of [`SECRET_HASH_LABEL`] for a Secret holding `data`: HMAC-SHA256 under `key` of
+/// every key and value (each followed by a NUL byte, in key order), hex, first 128 bits. Keyed, so
+/// that someone who can read labels (but not Secrets) cannot confirm a guessed value by hashing
+/// it; deterministic, so that an unchanged content keeps its label and a change shows.
+pub fn values_label(key: &[u8; 32], data: &crate::secrets::Values) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes a key of any length");
+    for (k, v) in data {
+        mac.update(k.as_bytes());
+        mac.update(&[0]);
+        mac.update(v.as_bytes());
+        mac.update(&[0]);
+    }
+    mac.finalize().into_bytes()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// Custom resources through watch caches.
 pub struct KubePlatform {
@@ -49,6 +108,8 @@ pub struct KubePlatform {
     views: Views,
     /// This installation's id ([`Platform::set_installation`]).
     installation: std::sync::OnceLock<String>,
+    /// Key of the [`SECRET_HASH_LABEL`] ([`values_hash_key`]).
+    hash_key: [u8; 32],
 }
 
 /// Whose a UserSandbox is, seen from one user of this installation.
@@ -123,7 +184,9 @@ impl KubePlatform {
                  /readyz reports not ready until they are"
             );
         }
+        let hash_key = values_hash_key(&config)?;
         Ok(Arc::new(KubePlatform {
+            hash_key,
             client,
             config,
             deployments,
@@ -557,12 +620,7 @@ impl Platform for KubePlatform {
         }
         let mut changed = false;
         for (secret_name, data) in wanted {
-            let hash = controller::build::fnv_hash(
-                &data
-                    .iter()
-                    .flat_map(|(k, v)| [k.as_str(), v.as_str()])
-                    .collect::<Vec<_>>(),
-            );
+            let hash = values_label(&self.hash_key, data);
             let existing = api.get_opt(&secret_name).await?;
             let old_hash = existing
                 .as_ref()
@@ -629,5 +687,70 @@ impl Platform for KubePlatform {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod values_label_tests {
+    use super::*;
+
+    fn values(pairs: &[(&str, &str)]) -> crate::secrets::Values {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn the_label_is_keyed_stable_and_follows_the_values() {
+        let data = values(&[("PASSWORD", "hunter2"), ("TOKEN", "t")]);
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let label = values_label(&a, &data);
+        assert_eq!(label.len(), 32, "{label}");
+        assert!(
+            label.chars().all(|c| c.is_ascii_hexdigit()),
+            "a valid label value: {label}"
+        );
+        assert_eq!(label, values_label(&a, &data), "unchanged values keep their label");
+        assert_ne!(
+            label,
+            controller::build::fnv_hash(&["PASSWORD", "hunter2", "TOKEN", "t"]),
+            "not the unkeyed hash"
+        );
+        assert_ne!(label, values_label(&b, &data), "another key, another label");
+        // Any change of a value (or key) changes the label, so the pods roll.
+        assert_ne!(
+            label,
+            values_label(&a, &values(&[("PASSWORD", "hunter3"), ("TOKEN", "t")]))
+        );
+        assert_ne!(label, values_label(&a, &values(&[("PASSWORD", "hunter2")])));
+        assert_ne!(
+            values_label(&a, &values(&[("A", "bc")])),
+            values_label(&a, &values(&[("AB", "c")])),
+            "keys and values are delimited"
+        );
+    }
+
+    #[test]
+    fn the_key_comes_from_the_configuration() {
+        use base64::Engine;
+        let mut config = Config::for_tests("unused.db".into());
+        let derived = values_hash_key(&config).unwrap();
+        assert_eq!(
+            derived,
+            values_hash_key(&config).unwrap(),
+            "derived from SECRETS_ENCRYPTION_KEY: stable"
+        );
+        let enc = base64::engine::general_purpose::STANDARD
+            .decode(secrecy::ExposeSecret::expose_secret(
+                config.secrets_encryption_key.as_ref().unwrap(),
+            ))
+            .unwrap();
+        assert_ne!(derived.to_vec(), enc, "not the encryption key itself");
+        config.secrets_hash_key = Some(secrecy::SecretString::from(
+            base64::engine::general_purpose::STANDARD.encode([9u8; 32]),
+        ));
+        assert_eq!(values_hash_key(&config).unwrap(), [9u8; 32]);
+        config.secrets_hash_key = None;
+        config.secrets_encryption_key = None;
+        let (r1, r2) = (values_hash_key(&config).unwrap(), values_hash_key(&config).unwrap());
+        assert_ne!(r1, r2, "random without a configured key");
     }
 }
