@@ -642,3 +642,48 @@ async fn user_ids_cannot_share_a_host_and_follow_the_identity() -> Result<()> {
     assert_eq!(dev.id, "dev");
     Ok(())
 }
+
+/// Issue 15 item 6: a user whose sandbox namespace would be a system namespace (possible only
+/// with an id kept from an older release, which could hold dashes) is refused at sandbox
+/// creation, and nothing is written for them.
+#[tokio::test]
+async fn a_system_namespace_is_never_a_sandbox() -> Result<()> {
+    let mut config = offline_config();
+    config.kubernetes_namespace = "%s-apps".into();
+    config.check().map_err(anyhow::Error::msg)?;
+    let app = apiserver::app(config).await?;
+    let db = &app.state.db;
+    sqlx::query(
+        "INSERT INTO users (id, subject, email, name, created_at) \
+         VALUES ('kube-system', 'https://old.example|1', 'kube.system@example.com', '', 0)",
+    )
+    .execute(db.pool())
+    .await?;
+    let token = apiserver::auth::new_api_token();
+    let scopes = ["deployments:read", "deployments:write"].map(String::from);
+    db.insert_token("kube-system", "t", &apiserver::auth::hash_token(&token), &scopes)
+        .await?;
+    let (s, e) = call(&app, get("/api/me", Some(&token))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+    let message = e["error"].as_str().unwrap_or("");
+    assert!(
+        message.contains("kube-system-apps") && message.contains("system namespace"),
+        "{e}"
+    );
+    let (s, e) = call(
+        &app,
+        json_with_token(
+            "POST",
+            "/api/deployments",
+            json!({ "template": "hello-web", "name": "x" }),
+            &token,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM offline_deployments")
+        .fetch_one(db.pool())
+        .await?;
+    assert_eq!(stored, 0);
+    Ok(())
+}
