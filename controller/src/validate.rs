@@ -82,6 +82,30 @@ pub fn is_env_name(s: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Checks a map's size and the length of its keys and values against the schema's limits (also
+/// for objects that predate them); the message names the field, never repeats the value.
+fn check_map<'a>(
+    at: &str,
+    entries: impl ExactSizeIterator<Item = (&'a String, &'a String)>,
+    max_entries: usize,
+    max_key: usize,
+    max_value: usize,
+) -> Option<String> {
+    if entries.len() > max_entries {
+        return Some(format!("{at}: {} entries, more than {max_entries}", entries.len()));
+    }
+    for (k, v) in entries {
+        let (klen, vlen) = (k.chars().count(), v.chars().count());
+        if klen > max_key {
+            return Some(format!("{at}: a name of {klen} characters, more than {max_key}"));
+        }
+        if vlen > max_value {
+            return Some(format!("{at}.{k}: {vlen} characters, more than {max_value}"));
+        }
+    }
+    None
+}
+
 /// Checks a template; returns every reason it is not valid (empty when it is).
 pub fn validate_template(spec: &TemplateSpec, config: &Config) -> Vec<String> {
     let mut reasons = Vec::new();
@@ -168,6 +192,13 @@ fn check_service(at: &str, s: &ServiceSpec, config: &Config) -> Vec<String> {
             reasons.push(format!("{at}.env: {k:?} is not an environment variable name"));
         }
     }
+    reasons.extend(check_map(
+        &format!("{at}.env"),
+        s.env.iter(),
+        crds::MAX_MAP_ENTRIES,
+        crds::MAX_ENV_NAME_LEN,
+        crds::MAX_VALUE_LEN,
+    ));
     reasons
 }
 
@@ -257,6 +288,25 @@ pub fn validate_deployment(
         }
     }
 
+    let too_big = check_map(
+        "spec.parameters",
+        spec.parameters.iter().collect::<Vec<_>>().into_iter(),
+        crds::MAX_MAP_ENTRIES,
+        crds::MAX_ENV_NAME_LEN,
+        crds::MAX_VALUE_LEN,
+    )
+    .or_else(|| {
+        check_map(
+            "spec.imageOverrides",
+            spec.image_overrides.iter(),
+            10,
+            20,
+            crds::MAX_IMAGE_LEN,
+        )
+    });
+    if let Some(message) = too_big {
+        return Err(Invalid::new(reasons::INVALID_SPEC, message));
+    }
     for svc in spec.image_overrides.keys() {
         if !services.iter().any(|s| &s.name == svc) {
             return Err(Invalid::new(

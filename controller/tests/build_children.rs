@@ -479,3 +479,55 @@ fn forbidden_fields_are_refused_by_name() {
     // The same document without the forbidden field parses.
     serde_yaml::from_str::<UserDeployment>(&base("", "")).expect("base document is valid");
 }
+
+/// Issue 15 item 11: map values longer than the schema allows (objects may predate the limits,
+/// which the generated CRDs had lost) are refused by the controller too, naming the field.
+#[test]
+fn oversized_map_values_are_refused() {
+    let config = Config::for_tests();
+    let big = "x".repeat(crds::MAX_VALUE_LEN + 1);
+    let t: Template = fixture("template-web.yaml");
+    let ud = ud_for("web", &format!("  parameters:\n    GREETING: {big}\n"));
+    let err = validate_deployment(&ud, Some(&t.spec), "alice", &config).unwrap_err();
+    assert_eq!(err.reason, reasons::INVALID_SPEC);
+    assert!(
+        err.message.contains("spec.parameters.GREETING") && err.message.contains("4096"),
+        "{}",
+        err.message
+    );
+    assert!(!err.message.contains(&big), "the value is not repeated");
+
+    let ud = ud_for(
+        "web",
+        &format!("  imageOverrides:\n    web: ghcr.io/{}\n", "x".repeat(600)),
+    );
+    let err = validate_deployment(&ud, Some(&t.spec), "alice", &config).unwrap_err();
+    assert!(
+        err.message.contains("spec.imageOverrides.web") && err.message.contains("512"),
+        "{}",
+        err.message
+    );
+
+    let many: String = (0..=crds::MAX_MAP_ENTRIES).map(|i| format!("    P{i}: x\n")).collect();
+    let inline = deployment(&format!(
+        "apiVersion: k8s-scheduler.io/v1alpha1\nkind: UserDeployment\nmetadata:\n  name: my-app\n  namespace: sandbox-alice\nspec:\n  parameters:\n{many}  services:\n  - name: web\n    image: nginx\n    port: 80\n"
+    ));
+    let err = validate_deployment(&inline, None, "alice", &config).unwrap_err();
+    assert!(
+        err.message.contains("spec.parameters") && err.message.contains("100"),
+        "{}",
+        err.message
+    );
+
+    let mut t: Template = fixture("template-web.yaml");
+    t.spec.services[0].env.insert("GREETING".into(), big.clone());
+    let problems = validate_template(&t.spec, &config);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("services[0].env.GREETING") && p.contains("4096")),
+        "{problems:?}"
+    );
+    let err = validate_deployment(&ud_for("web", ""), Some(&t.spec), "alice", &config).unwrap_err();
+    assert_eq!(err.reason, reasons::TEMPLATE_INVALID);
+}

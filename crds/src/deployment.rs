@@ -44,8 +44,8 @@ pub struct UserDeploymentSpec {
     /// Parameter values by name; they become environment variables. Never put secret values
     /// here: use `secretRefs`.
     #[serde(default, skip_serializing_if = "StringMap::is_empty")]
-    #[schemars(extend("maxProperties" = 100), inner(length(max = 4096)))]
-    #[x_kube(validation = kube::core::Rule::new("self.all(k, k.matches('^[A-Z_][A-Z0-9_]*$'))").message("parameter names must be environment variable names like DATABASE_URL"))]
+    #[schemars(extend("maxProperties" = crate::MAX_MAP_ENTRIES), transform = crate::string_map::MapValues { max: crate::MAX_VALUE_LEN as u64, ..crate::string_map::MapValues::ANY })]
+    #[x_kube(validation = kube::core::Rule::new("self.all(k, size(k) <= 128 && k.matches('^[A-Z_][A-Z0-9_]*$'))").message("parameter names must be environment variable names like DATABASE_URL, of at most 128 characters"))]
     pub parameters: StringMap,
     /// Names of stored secrets (never values) whose keys become environment variables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -68,7 +68,8 @@ pub struct UserDeploymentSpec {
     pub replicas: Option<i32>,
     /// Image per service name, overriding the template's image.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 10), inner(length(min = 1, max = 512), pattern(r"^[^\s]+$")))]
+    #[schemars(extend("maxProperties" = 10), transform = crate::string_map::MapValues { min: 1, max: crate::MAX_IMAGE_LEN as u64, pattern: Some(r"^[^\s]+$") })]
+    #[x_kube(validation = kube::core::Rule::new("self.all(k, size(k) <= 20)").message("imageOverrides keys are service names of at most 20 characters"))]
     pub image_overrides: BTreeMap<String, String>,
     /// Scale every service to zero while true.
     #[serde(default)]

@@ -39,6 +39,15 @@ pub const MAX_USER_ID_LEN: usize = 30;
 /// Longest UserDeployment name (see [`MAX_USER_ID_LEN`]).
 pub const MAX_DEPLOYMENT_NAME_LEN: usize = 32;
 
+/// Most entries of a map of parameters or environment variables.
+pub const MAX_MAP_ENTRIES: usize = 100;
+/// Longest parameter or environment variable value, in characters (schema and controller).
+pub const MAX_VALUE_LEN: usize = 4096;
+/// Longest environment variable (parameter) name.
+pub const MAX_ENV_NAME_LEN: usize = 128;
+/// Longest image reference.
+pub const MAX_IMAGE_LEN: usize = 512;
+
 /// CEL rule: a DNS-1123 label (lower-case alphanumerics and dashes, alphanumeric at both ends).
 pub(crate) const DNS_LABEL_RULE: &str = "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')";
 
@@ -71,6 +80,44 @@ mod tests {
         assert!(!is_dns_label("", 63));
         assert!(!is_dns_label(&"a".repeat(64), 63));
         assert_eq!(MAX_USER_ID_LEN + 1 + MAX_DEPLOYMENT_NAME_LEN, 63);
+    }
+
+    /// Every `map[string]string` of every CRD, as (path, schema).
+    fn string_maps(v: &serde_json::Value, path: String, out: &mut Vec<(String, serde_json::Value)>) {
+        if let Some(obj) = v.as_object() {
+            if obj.get("additionalProperties").and_then(|a| a.get("type")) == Some(&serde_json::json!("string")) {
+                out.push((path.clone(), v.clone()));
+            }
+            for (k, child) in obj {
+                string_maps(child, format!("{path}.{k}"), out);
+            }
+        }
+    }
+
+    #[test]
+    fn every_map_limits_its_size_and_the_length_of_its_values() {
+        let mut maps = Vec::new();
+        for crd in all_crds() {
+            let v = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+            string_maps(&v, crd.spec.names.kind.clone(), &mut maps);
+        }
+        let found: Vec<&str> = maps
+            .iter()
+            .map(|(p, _)| p.rsplit('.').next().unwrap_or_default())
+            .collect();
+        for name in ["parameters", "imageOverrides", "env"] {
+            assert!(found.contains(&name), "{name} not found among maps {found:?}");
+        }
+        for (path, schema) in &maps {
+            assert!(schema["maxProperties"].as_u64().is_some(), "{path}: no maxProperties");
+            let max = schema["additionalProperties"]["maxLength"].as_u64();
+            assert!(
+                max.is_some_and(|m| m <= 4096),
+                "{path}: values have no maxLength: {schema}"
+            );
+            let keys = schema["x-kubernetes-validations"].to_string();
+            assert!(keys.contains("size(k)"), "{path}: keys have no length limit: {keys}");
+        }
     }
 
     #[test]

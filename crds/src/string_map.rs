@@ -157,3 +157,39 @@ mod tests {
         assert_eq!(ours, btree);
     }
 }
+
+/// Schema transform giving a `map[string]string` field limits on its values, which schemars'
+/// `inner(length(...))` does not reach (it applies to sequences, not to `additionalProperties`):
+/// `#[schemars(transform = MapValues { max: 4096, ..MapValues::ANY })]`. Kubernetes schemas
+/// cannot limit keys (no `propertyNames`): a CEL rule on `size(k)` does.
+#[derive(Clone, Copy, Debug)]
+pub struct MapValues {
+    /// Shortest value.
+    pub min: u64,
+    /// Longest value, in characters.
+    pub max: u64,
+    /// Regular expression every value matches, if any.
+    pub pattern: Option<&'static str>,
+}
+
+impl MapValues {
+    /// No limit (a base for struct update syntax).
+    pub const ANY: MapValues = MapValues {
+        min: 0,
+        max: u64::MAX,
+        pattern: None,
+    };
+}
+
+impl schemars::transform::Transform for MapValues {
+    fn transform(&mut self, schema: &mut schemars::Schema) {
+        let mut values = serde_json::json!({ "type": "string", "maxLength": self.max });
+        if self.min > 0 {
+            values["minLength"] = self.min.into();
+        }
+        if let Some(p) = self.pattern {
+            values["pattern"] = p.into();
+        }
+        schema.insert("additionalProperties".into(), values);
+    }
+}

@@ -176,7 +176,8 @@ pub struct ServiceSpec {
     pub args: Vec<String>,
     /// Fixed environment variables of this service (parameters come on top).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 100), inner(length(max = 4096)))]
+    #[schemars(extend("maxProperties" = crate::MAX_MAP_ENTRIES), transform = crate::string_map::MapValues { max: crate::MAX_VALUE_LEN as u64, ..crate::string_map::MapValues::ANY })]
+    #[x_kube(validation = kube::core::Rule::new("self.all(k, size(k) <= 128)").message("env names must be at most 128 characters"))]
     pub env: BTreeMap<String, String>,
     /// CPU and memory requests and limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -877,3 +877,50 @@ async fn workloads_only_in_namespaces_the_controller_provisioned() -> Result<()>
     let _ = namespaces.delete(&foreign, &DeleteParams::background()).await;
     result
 }
+
+/// Issue 15 item 11: map values have length limits in the schema (they were lost in the generated
+/// CRDs: 1.4 MB values were accepted).
+#[tokio::test]
+async fn oversized_map_values_are_refused_by_the_apiserver() -> Result<()> {
+    e2e::with_namespace(|client, ns| async move {
+        e2e::operator::ensure_crds(&client).await?;
+        let uds: Api<UserDeployment> = Api::namespaced(client.clone(), &ns);
+        let big = "x".repeat(5000);
+        for (field, spec) in [
+            (
+                "spec.parameters.TITLE",
+                json!({ "templateRef": { "name": "t" }, "parameters": { "TITLE": big } }),
+            ),
+            (
+                "spec.imageOverrides.web",
+                json!({ "templateRef": { "name": "t" }, "imageOverrides": { "web": big } }),
+            ),
+            (
+                "spec.services[0].env.GREETING",
+                json!({ "services": [{ "name": "web", "image": "nginx", "port": 80, "env": { "GREETING": big } }] }),
+            ),
+        ] {
+            let ud: UserDeployment = serde_json::from_value(json!({
+                "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserDeployment",
+                "metadata": { "name": "big" }, "spec": spec,
+            }))?;
+            let err = uds
+                .create(&PostParams::default(), &ud)
+                .await
+                .err()
+                .with_context(|| format!("a 5,000-character {field} was accepted"))?;
+            let msg = err.to_string();
+            ensure!(msg.contains(field) && msg.contains("Too long"), "{field}: {msg}");
+        }
+        // At the limit it is accepted.
+        let ud: UserDeployment = serde_json::from_value(json!({
+            "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserDeployment",
+            "metadata": { "name": "fits" },
+            "spec": { "templateRef": { "name": "t" }, "parameters": { "TITLE": "x".repeat(crds::MAX_VALUE_LEN) } },
+        }))?;
+        uds.create(&PostParams::default(), &ud).await?;
+        uds.delete("fits", &DeleteParams::default()).await?;
+        Ok(())
+    })
+    .await
+}
