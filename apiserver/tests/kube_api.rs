@@ -233,9 +233,31 @@ async fn wait_sandbox_ready(server: &Server, browser: &reqwest::Client) -> Resul
     .await
 }
 
+/// The DEV_MODE user's id is always `dev`, and the controller gives one owner id one sandbox in
+/// a cluster (a younger one is refused): the tests that sign in as the DEV_MODE user take turns,
+/// after removing test sandboxes of `dev` that an interrupted run left behind.
+static DEV_USER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Takes the DEV_MODE user's turn: waits for the other DEV_MODE test of this binary, then deletes
+/// leftover test sandboxes (labelled with a run) owned by `dev` and waits until they are gone.
+async fn dev_user_turn(client: &Client) -> Result<tokio::sync::MutexGuard<'static, ()>> {
+    let turn = DEV_USER.lock().await;
+    let sandboxes: Api<UserSandbox> = Api::all(client.clone());
+    let lp = ListParams::default().labels(e2e::operator::RUN_LABEL);
+    for sb in sandboxes.list(&lp).await? {
+        if sb.spec.owner.user_id == "dev" {
+            e2e::operator::drop_deployment_finalizers(client, &sb.spec.namespace).await;
+            let _ = sandboxes.delete(&sb.name_any(), &DeleteParams::background()).await;
+            e2e::wait_until_gone(&sandboxes, &sb.name_any(), Duration::from_secs(60)).await?;
+        }
+    }
+    Ok(turn)
+}
+
 #[tokio::test]
 async fn dev_user_deploys_watches_restarts_and_deletes() -> Result<()> {
     let run = Run::new().await?;
+    let _turn = dev_user_turn(&run.client).await?;
     let result = dev_flow(&run).await;
     run.cleanup().await;
     result
@@ -493,6 +515,7 @@ async fn isolation(run: &Run) -> Result<()> {
 #[tokio::test]
 async fn secret_parameters_reach_the_pods_and_a_change_rolls_them() -> Result<()> {
     let run = Run::new().await?;
+    let _turn = dev_user_turn(&run.client).await?;
     let result = secret_flow(&run).await;
     run.cleanup().await;
     result

@@ -242,7 +242,8 @@ impl Run {
         let client = e2e::client().await?;
         e2e::operator::ensure_crds(&client).await?;
         let run = e2e::unique_name("ui");
-        let platform = format!("{run}-platform");
+        // Not `<run>-<something>`: the sandbox pattern `<run>-%s` must not be able to yield it.
+        let platform = format!("platform-{run}");
         let r = Run { client, run, platform };
         r.namespace(&r.platform).await?;
         for yaml in [
