@@ -44,7 +44,8 @@ const LIST_P99_TARGET_MS: f64 = 5.0;
 pub async fn api(client: &Client, run: &str, a: &Args) -> Result<()> {
     let n = a.count;
     let namespace = format!("{run}-{DEV_USER}");
-    let platform_ns = format!("{run}-platform");
+    // Not `<run>-<something>`: the server refuses a sandbox pattern (`<run>-%s`) that can yield it.
+    let platform_ns = format!("platform-{run}");
     progress(format!(
         "api: {n} UserDeployments in namespace {namespace} (user {DEV_USER}), template in {platform_ns}"
     ));
