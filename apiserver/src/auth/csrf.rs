@@ -1,5 +1,6 @@
 //! CSRF protection for browser requests. A state-changing request (anything but GET, HEAD and
-//! OPTIONS) that is not authenticated by an API token must be JSON and come from BASE_URL's origin.
+//! OPTIONS) that is not authenticated by an API token must be JSON and come from BASE_URL's origin
+//! (a DELETE without a body needs no Content-Type, only the origin).
 //! JSON bodies cannot be sent cross-site without a CORS preflight, which this server never grants,
 //! and the Origin check stops the rest. API-token requests carry no ambient credentials, so they
 //! are exempt; so is the Stripe webhook path, which authenticates by signature.
@@ -56,6 +57,13 @@ fn check(state: &AppState, req: &Request) -> Result<(), ApiError> {
                 "request refused: state-changing browser requests must send an Origin header of {origin}"
             )));
         }
+    }
+    // A DELETE without a body carries nothing a form could forge: same-origin is enough.
+    let no_body = !h.contains_key(header::TRANSFER_ENCODING)
+        && h.get(header::CONTENT_LENGTH)
+            .is_none_or(|v| v.to_str().is_ok_and(|v| v.trim() == "0"));
+    if req.method() == Method::DELETE && no_body && !h.contains_key(header::CONTENT_TYPE) {
+        return Ok(());
     }
     let content_type = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mime = content_type.split(';').next().unwrap_or("").trim();

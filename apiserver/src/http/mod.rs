@@ -28,6 +28,10 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => {
                 ApiError::UnsupportedMediaType("the body must be JSON (Content-Type: application/json)".into())
             }
+            other if other.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
+                "the body is larger than the server accepts ({})",
+                other.body_text()
+            )),
             other => ApiError::BadRequest(other.body_text()),
         }
     }
