@@ -434,7 +434,7 @@ pub fn validate_deployment(
     };
 
     Ok(ValidatedDeployment {
-        secret_name: spec.secret_name.clone().unwrap_or_else(|| format!("{name}-secrets")),
+        secret_name: crate::build::names::secret(&name, spec.secret_name.as_deref()),
         host: format!("{host_label}.{}", config.deployment_domain),
         owner: owner_ref(ud),
         name,

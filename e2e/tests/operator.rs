@@ -924,3 +924,51 @@ async fn oversized_map_values_are_refused_by_the_apiserver() -> Result<()> {
     })
     .await
 }
+
+/// Issue 15 item 16: app `web` with service `db` and app `web-db` would share the Secret
+/// `web-db-secrets` (and apps named like the sandbox's policies its NetworkPolicy): the newer app
+/// is refused with NameConflict and gets no children.
+#[tokio::test]
+async fn colliding_child_names_refuse_the_newer_app() -> Result<()> {
+    with_sandbox(&[], |client, sb| async move {
+        let ns = sb.namespace.as_str();
+        let uds: Api<UserDeployment> = Api::namespaced(client.clone(), ns);
+        let web: UserDeployment = serde_json::from_value(json!({
+            "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserDeployment",
+            "metadata": { "name": "web" },
+            "spec": { "services": [
+                { "name": "app", "image": "ghcr.io/example/web:1", "port": 8080 },
+                { "name": "db", "image": "ghcr.io/example/db:1", "port": 5432 },
+            ] },
+        }))?;
+        create_deployment(&uds, &web).await?;
+        ready(&uds, "web").await?;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        create_deployment(&uds, &web_app("web-db")).await?;
+        let refused = degraded_with(&uds, "web-db", "NameConflict").await?;
+        let message = degraded_message(&refused);
+        ensure!(
+            message.contains("web-db-secrets") && message.contains("web"),
+            "{message}"
+        );
+        let sel = "k8s-scheduler.io/deployment=web-db";
+        ensure!(names::<Deployment>(&client, ns, sel).await?.is_empty());
+        ensure!(names::<Ingress>(&client, ns, sel).await?.is_empty());
+        // A name of the sandbox's own NetworkPolicies.
+        create_deployment(&uds, &web_app("default-deny")).await?;
+        degraded_with(&uds, "default-deny", "NameConflict").await?;
+        let policy = Api::<NetworkPolicy>::namespaced(client.clone(), ns)
+            .get("default-deny")
+            .await?;
+        ensure!(
+            policy.labels().get("k8s-scheduler.io/deployment").is_none(),
+            "the sandbox's default-deny policy is untouched"
+        );
+        // The older app goes: the newer one runs.
+        uds.delete("web", &DeleteParams::default()).await?;
+        wait_until_gone(&uds, "web", TIMEOUT).await?;
+        ready(&uds, "web-db").await?;
+        Ok(())
+    })
+    .await
+}

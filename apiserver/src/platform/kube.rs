@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use crds::{Plan, Template, TemplateVisibility, UserDeployment, UserSandbox};
+use crds::{Plan, Template, UserDeployment, UserSandbox};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::api::{DeleteParams, ListParams, PostParams};
@@ -442,10 +442,13 @@ impl Platform for KubePlatform {
             .state()
             .into_iter()
             .filter(|t| {
-                let ns = t.namespace().unwrap_or_default();
-                ns == namespace
-                    || (ns == *platform
-                        && matches!(t.spec.visibility, TemplateVisibility::Public | TemplateVisibility::Org))
+                // The controller's rule (crds::template::is_visible): what is listed is what runs.
+                crds::template::is_visible(
+                    &t.namespace().unwrap_or_default(),
+                    t.spec.visibility,
+                    namespace,
+                    platform,
+                )
             })
             .collect();
         // Own templates first, so that they shadow system ones of the same name.
@@ -598,10 +601,11 @@ impl Platform for KubePlatform {
         let ns = ud.namespace().unwrap_or_default();
         let name = ud.name_any();
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
-        let main = ud.spec.secret_name.clone().unwrap_or_else(|| format!("{name}-secrets"));
+        // The controller's naming functions: the names its containers read (issue 15 item 16).
+        let main = controller::build::names::secret(&name, ud.spec.secret_name.as_deref());
         let mut wanted: Vec<(String, &crate::secrets::Values)> = vec![(main, values)];
         for svc in services {
-            let secret = format!("{name}-{svc}-secrets");
+            let secret = controller::build::names::service_secret(&name, svc);
             match per_service.get(svc) {
                 Some(v) => wanted.push((secret, v)),
                 None => {

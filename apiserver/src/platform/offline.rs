@@ -126,8 +126,20 @@ impl Platform for OfflinePlatform {
         )
     }
 
-    fn templates(&self, _namespace: &str) -> Vec<Arc<Template>> {
-        self.templates.clone()
+    fn templates(&self, namespace: &str) -> Vec<Arc<Template>> {
+        // The built-in templates live in the platform namespace: the controller's visibility rule.
+        self.templates
+            .iter()
+            .filter(|t| {
+                crds::template::is_visible(
+                    t.metadata.namespace.as_deref().unwrap_or_default(),
+                    t.spec.visibility,
+                    namespace,
+                    &self.config.platform_namespace,
+                )
+            })
+            .cloned()
+            .collect()
     }
 
     async fn deployments(&self, namespace: &str) -> ApiResult<Vec<Arc<UserDeployment>>> {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{
     CONFIG_HASH_ANNOTATION, DEPLOYMENT_LABEL, RESTARTED_AT_ANNOTATION, SERVICE_LABEL, VISIBILITY_LABEL,
-    deployment_labels, fnv_hash, typed,
+    deployment_labels, fnv_hash, names, typed,
 };
 use crate::config::Config;
 use crate::validate::{ResolvedService, ValidatedDeployment};
@@ -34,7 +34,7 @@ pub struct DeploymentChildren {
 
 /// The Secret with one service's own secret values (written by the HTTP server).
 pub fn service_secret_name(vd: &ValidatedDeployment, service: &str) -> String {
-    format!("{}-{service}-secrets", vd.name)
+    names::service_secret(&vd.name, service)
 }
 
 /// The ExternalSecret kind of the External Secrets Operator.
@@ -44,7 +44,7 @@ pub fn external_secret_resource() -> ApiResource {
 
 /// Name of a service's children: `<deployment>-<service>`.
 pub fn child_name(vd: &ValidatedDeployment, service: &str) -> String {
-    format!("{}-{service}", vd.name)
+    names::child(&vd.name, service)
 }
 
 fn metadata(vd: &ValidatedDeployment, name: &str, service: Option<&str>) -> Value {
@@ -93,7 +93,7 @@ fn config_map(vd: &ValidatedDeployment, svc: &ResolvedService) -> Option<ConfigM
     Some(typed(json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": metadata(vd, &format!("{}-config", child_name(vd, &svc.spec.name)), Some(&svc.spec.name)),
+        "metadata": metadata(vd, &names::config_map(&vd.name, &svc.spec.name), Some(&svc.spec.name)),
         "data": data,
     })))
 }
@@ -227,12 +227,12 @@ fn service(vd: &ValidatedDeployment, svc: &ResolvedService) -> Service {
 
 fn ingress(vd: &ValidatedDeployment, config: &Config) -> Option<Ingress> {
     let (svc, port) = vd.ingress.as_ref()?;
-    let mut meta = metadata(vd, &vd.name, None);
+    let mut meta = metadata(vd, &names::app_object(&vd.name), None);
     if !config.cert_manager_issuer.is_empty() {
         meta["annotations"] = json!({ "cert-manager.io/cluster-issuer": config.cert_manager_issuer });
     }
     let tls_secret = if config.ingress_tls_secret.is_empty() {
-        format!("{}-tls", vd.name)
+        names::tls_secret(&vd.name)
     } else {
         config.ingress_tls_secret.clone()
     };
@@ -270,7 +270,7 @@ fn network_policy(vd: &ValidatedDeployment, config: &Config) -> NetworkPolicy {
     typed(json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": metadata(vd, &vd.name, None),
+        "metadata": metadata(vd, &names::app_object(&vd.name), None),
         "spec": {
             "podSelector": { "matchLabels": selector },
             "policyTypes": ["Ingress"],

@@ -1,6 +1,7 @@
 //! Desired child objects, built from validated specs. Pure: no client, no I/O.
 
 pub mod deployment;
+pub mod names;
 pub mod sandbox;
 
 use std::collections::BTreeMap;

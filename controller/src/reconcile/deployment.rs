@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use crds::conditions::{DEGRADED, PROGRESSING, READY, reasons};
 use crds::deployment::ServiceStatus;
-use crds::{
-    DeploymentPhase, Template, TemplateSpec, TemplateVisibility, UserDeployment, UserDeploymentStatus, UserSandbox,
-};
+use crds::{DeploymentPhase, Template, TemplateSpec, UserDeployment, UserDeploymentStatus, UserSandbox};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
@@ -20,7 +18,7 @@ use serde_json::json;
 
 use super::{Context, DEPLOYMENT_FINALIZER, Error, FIELD_MANAGER, condition, same_conditions, status_params};
 use crate::build::deployment::{DeploymentChildren, build, external_secret_resource};
-use crate::build::{DEPLOYMENT_LABEL, MANAGED_BY, MANAGER, fnv_hash};
+use crate::build::{DEPLOYMENT_LABEL, MANAGED_BY, MANAGER, fnv_hash, names};
 use crate::child_cache::{RolloutState, key_of};
 use crate::conflict::{self, NamespaceOwner};
 use crate::metrics::Metrics;
@@ -167,13 +165,69 @@ async fn find_template(ud: &UserDeployment, ctx: &Context) -> Result<Option<Temp
             None => None,
         };
         if let Some(t) = found {
-            let visible = ns == own
-                || ns == ctx.config.platform_namespace
-                || matches!(t.spec.visibility, TemplateVisibility::Org | TemplateVisibility::Public);
+            let visible = crds::template::is_visible(&ns, t.spec.visibility, &own, &ctx.config.platform_namespace);
             return Ok(visible.then_some(t));
         }
     }
     Ok(None)
+}
+
+/// The service names of another app of the namespace, from the caches (its inline services, or
+/// its Template's when cached and visible); none when unknown.
+fn cached_services(ud: &UserDeployment, ctx: &Context) -> Vec<String> {
+    if let Some(services) = &ud.spec.services {
+        return services.iter().map(|s| s.name.clone()).collect();
+    }
+    let Some(r) = &ud.spec.template_ref else {
+        return vec![];
+    };
+    let own = ud.namespace().unwrap_or_default();
+    let platform = &ctx.config.platform_namespace;
+    let candidates = match &r.namespace {
+        Some(ns) => vec![ns.as_str()],
+        None => vec![own.as_str(), platform.as_str()],
+    };
+    candidates
+        .into_iter()
+        .find_map(|ns| ctx.templates.get(&ObjectRef::new(&r.name).within(ns)))
+        .filter(|t| crds::template::is_visible(&t.namespace().unwrap_or_default(), t.spec.visibility, &own, platform))
+        .map(|t| t.spec.services.iter().map(|s| s.name.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Whether a name this app's children or Secrets take is one an older app of its namespace
+/// takes too (or one reserved for the sandbox): the newer app is refused (see `build::names`).
+fn name_conflict(ud: &UserDeployment, vd: &ValidatedDeployment, ctx: &Context) -> Option<Invalid> {
+    let services: Vec<&str> = vd.services.iter().map(|s| s.spec.name.as_str()).collect();
+    let mine = names::claimed(&vd.name, &services, ud.spec.secret_name.as_deref());
+    if let Some((kind, name)) = names::reserved(&mine) {
+        return Some(Invalid {
+            reason: reasons::NAME_CONFLICT,
+            message: format!("the {kind} {name} belongs to the sandbox; choose another app name"),
+        });
+    }
+    let me = conflict::age_key(&ud.metadata);
+    let mut older: Vec<Arc<UserDeployment>> = ctx.deployments.state_filter(|o| {
+        o.metadata.namespace == ud.metadata.namespace
+            && o.metadata.name != ud.metadata.name
+            && (names::may_collide(&vd.name, &o.name_any())
+                || o.spec.secret_name.is_some()
+                || ud.spec.secret_name.is_some())
+            && conflict::age_key(&o.metadata) < me
+    });
+    older.sort_by(|a, b| conflict::age_key(&a.metadata).cmp(&conflict::age_key(&b.metadata)));
+    older.iter().find_map(|o| {
+        let theirs_services = cached_services(o, ctx);
+        let services: Vec<&str> = theirs_services.iter().map(String::as_str).collect();
+        let theirs = names::claimed(&o.name_any(), &services, o.spec.secret_name.as_deref());
+        names::collision(&mine, &theirs).map(|(kind, name)| Invalid {
+            reason: reasons::NAME_CONFLICT,
+            message: format!(
+                "the {kind} {name} of this app is also one of the older app {}; rename this app",
+                o.name_any()
+            ),
+        })
+    })
 }
 
 async fn apply(
@@ -240,6 +294,9 @@ async fn apply(
         Ok(vd) => vd,
         Err(invalid) => return refuse(ud, ctx, invalid).await,
     };
+    if let Some(invalid) = name_conflict(ud, &vd, ctx) {
+        return refuse(ud, ctx, invalid).await;
+    }
     let children = build(&vd, &ctx.config);
     let names = child_names(&children);
     let hash = fnv_hash(&names.iter().map(String::as_str).collect::<Vec<_>>());
