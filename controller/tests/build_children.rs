@@ -531,3 +531,22 @@ fn oversized_map_values_are_refused() {
     let err = validate_deployment(&ud_for("web", ""), Some(&t.spec), "alice", &config).unwrap_err();
     assert_eq!(err.reason, reasons::TEMPLATE_INVALID);
 }
+
+/// Issue 15 item 17: parameter values are not subject to the kubelet's `$(VAR)` expansion (a value
+/// `$(DB_PASSWORD)` would otherwise read the secret variable): every `$` is doubled, which the
+/// kubelet turns back into the literal value.
+#[test]
+fn parameter_values_escape_variable_expansion() {
+    let t: Template = fixture("template-two-service.yaml");
+    let config = Config::for_tests();
+    let ud = ud_for(
+        "blog",
+        "  parameters:\n    SITE_TITLE: \"$(DB_PASSWORD) costs $$5 or $x$\"\n  secretRefs: [DB_PASSWORD]\n",
+    );
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).expect("valid");
+    let c = build::deployment::build(&vd, &config);
+    let env = env_of(&c.deployments[0]);
+    assert_eq!(env["SITE_TITLE"], "$$(DB_PASSWORD) costs $$$$5 or $$x$$");
+    // The template's own values keep their meaning (its author may use `$(VAR)` on purpose).
+    assert_eq!(env["DB_HOST"], "blog-db");
+}

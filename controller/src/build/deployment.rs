@@ -60,6 +60,14 @@ fn metadata(vd: &ValidatedDeployment, name: &str, service: Option<&str>) -> Valu
     })
 }
 
+/// A parameter value as an env `value` the kubelet leaves as it is: the kubelet expands `$(VAR)`
+/// (a value `$(DB_PASSWORD)` would read the secret variable) and turns `$$` into `$`, so every
+/// `$` is doubled, which escapes `$(` as `$$(` and keeps any other `$` literal. The template's
+/// own env, command and args are left as written: their author may use `$(VAR)` on purpose.
+pub fn escape_expansion(value: &str) -> String {
+    value.replace('$', "$$")
+}
+
 /// Builds every child of a validated UserDeployment.
 pub fn build(vd: &ValidatedDeployment, config: &Config) -> DeploymentChildren {
     let mut out = DeploymentChildren::default();
@@ -112,7 +120,7 @@ fn deployment(vd: &ValidatedDeployment, svc: &ResolvedService, cm: Option<&Confi
 
     // Fixed env of the service, then parameters (parameters win), sorted for stable output.
     let mut env_map = s.env.clone();
-    env_map.extend(vd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env_map.extend(vd.env.iter().map(|(k, v)| (k.clone(), escape_expansion(v))));
     let env: Vec<Value> = env_map.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect();
 
     let mut container = json!({
