@@ -129,9 +129,14 @@ pub struct Config {
     )]
     pub session_backend: SessionBackend,
 
-    /// Session lifetime (e.g. `1h`, `24h`, `168h`).
-    #[arg(long, env = "SESSION_DURATION", default_value = "24h", value_parser = parse_duration)]
+    /// Session lifetime after the last change (e.g. `1h`, `24h`, `168h`); at most 720h (30 days).
+    #[arg(long, env = "SESSION_DURATION", default_value = "24h", value_parser = parse_session_duration)]
     pub session_duration: Duration,
+
+    /// Absolute session lifetime: a session ends this long after sign-in however active it is;
+    /// at least SESSION_DURATION, at most 720h (30 days).
+    #[arg(long, env = "SESSION_MAX_LIFETIME", default_value = "168h", value_parser = parse_session_duration)]
+    pub session_max_lifetime: Duration,
 
     /// Name of the session cookie.
     #[arg(long, env = "SESSION_COOKIE_NAME", default_value = "session_id", value_parser = parse_cookie_name)]
@@ -141,8 +146,10 @@ pub struct Config {
     #[arg(long, env = "SESSION_CLEANUP_INTERVAL", default_value = "1h", value_parser = parse_duration)]
     pub session_cleanup_interval: Duration,
 
-    /// Domain attribute of the session cookie (e.g. `.example.com`); empty: the host only.
-    #[arg(long, env = "SESSION_COOKIE_DOMAIN")]
+    /// Domain attribute of the session cookie (e.g. `.platform.example.com`); empty: the host only.
+    /// Must not be DEPLOYMENT_DOMAIN, a parent of it or a name under it (tenant apps would get the
+    /// cookie).
+    #[arg(long, env = "SESSION_COOKIE_DOMAIN", value_parser = parse_cookie_domain)]
     pub session_cookie_domain: Option<String>,
 
     /// Name of the cookie that carries the OAuth state during sign-in.
@@ -284,6 +291,19 @@ pub struct Config {
     /// Print the OpenAPI document and exit.
     #[arg(long)]
     pub print_openapi: bool,
+
+    /// Most API tokens one user may hold; creating more answers 409.
+    #[arg(long, env = "API_TOKENS_MAX_PER_USER", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub api_tokens_max_per_user: u32,
+
+    /// Deactivate the user with this id or email and exit: their sessions and API tokens stop
+    /// working and their sandbox is not recreated.
+    #[arg(long, value_name = "ID_OR_EMAIL", conflicts_with = "reactivate_user")]
+    pub deactivate_user: Option<String>,
+
+    /// Reactivate a deactivated user (id or email) and exit.
+    #[arg(long, value_name = "ID_OR_EMAIL")]
+    pub reactivate_user: Option<String>,
 }
 
 impl Config {
@@ -296,7 +316,12 @@ impl Config {
             // DEV_MODE signs every caller in: unless SERVER_ADDR says otherwise, only this machine.
             config.server_addr = SocketAddr::from(([127, 0, 0, 1], config.server_addr.port()));
         }
-        if config.print_openapi || config.migrate_only || config.reencrypt_secrets {
+        if config.print_openapi
+            || config.migrate_only
+            || config.reencrypt_secrets
+            || config.deactivate_user.is_some()
+            || config.reactivate_user.is_some()
+        {
             // One-shot commands need no sign-in or session settings.
             return Ok(config);
         }
@@ -383,6 +408,7 @@ impl Config {
             }
             _ => {}
         }
+        self.check_sessions()?;
         if self.email_provider == Some(EmailProvider::Sendgrid) && self.sendgrid_api_key.is_none() {
             return Err("SENDGRID_API_KEY is required when EMAIL_PROVIDER=sendgrid".into());
         }
@@ -460,6 +486,139 @@ impl Config {
         c.secrets_previous_keys = None;
         c
     }
+}
+
+// Sessions and cookies (issue 15 items 4, 14, 20).
+impl Config {
+    /// SESSION_COOKIE_DOMAIN without its leading dot, when set.
+    pub fn cookie_domain(&self) -> Option<&str> {
+        self.session_cookie_domain
+            .as_deref()
+            .map(|d| d.trim_start_matches('.'))
+            .filter(|d| !d.is_empty())
+    }
+
+    /// The session cookie's name as sent: with COOKIE_SECURE, `__Host-` + SESSION_COOKIE_NAME
+    /// (`__Secure-` when SESSION_COOKIE_DOMAIN is set, as `__Host-` forbids a Domain), so that a
+    /// tenant app on a sibling host cannot set a cookie the server accepts.
+    pub fn session_cookie(&self) -> String {
+        prefixed_cookie_name(
+            &self.session_cookie_name,
+            self.cookie_secure,
+            self.cookie_domain().is_some(),
+        )
+    }
+
+    /// The OAuth state cookie's name as sent: `__Host-` + STATE_COOKIE_NAME with COOKIE_SECURE.
+    pub fn state_cookie(&self) -> String {
+        prefixed_cookie_name(&self.state_cookie_name, self.cookie_secure, false)
+    }
+
+    /// Warnings about a configuration that works but weakens isolation from tenant apps.
+    pub fn session_warnings(&self) -> Vec<String> {
+        let mut out = vec![];
+        if let Some(host) = self.base_url.host_str()
+            && domain_is_under(&host.to_ascii_lowercase(), &self.deployment_domain)
+        {
+            out.push(format!(
+                "BASE_URL's host {host} is under DEPLOYMENT_DOMAIN {}: tenant apps share its site and can set \
+                 cookies for it (the session cookie is protected by COOKIE_SECURE's __Host- prefix, but serve the \
+                 platform from a host outside DEPLOYMENT_DOMAIN where possible)",
+                self.deployment_domain
+            ));
+        }
+        out
+    }
+
+    /// The session rules: SESSION_COOKIE_DOMAIN must not reach tenant apps; SESSION_DURATION
+    /// fits in SESSION_MAX_LIFETIME.
+    fn check_sessions(&self) -> Result<(), String> {
+        if self.session_duration > self.session_max_lifetime {
+            return Err(format!(
+                "SESSION_DURATION ({}) is longer than SESSION_MAX_LIFETIME ({}), the absolute lifetime of a \
+                 session; shorten SESSION_DURATION or raise SESSION_MAX_LIFETIME (at most 720h)",
+                hours(self.session_duration),
+                hours(self.session_max_lifetime)
+            ));
+        }
+        if let Some(domain) = self.cookie_domain()
+            && domain_overlaps(domain, &self.deployment_domain)
+        {
+            return Err(format!(
+                "SESSION_COOKIE_DOMAIN={domain} would send the session cookie to tenant apps under \
+                 DEPLOYMENT_DOMAIN={} (it is that domain, a parent of it, or a name under it); leave \
+                 SESSION_COOKIE_DOMAIN empty (the platform's host only) or use a domain outside DEPLOYMENT_DOMAIN",
+                self.deployment_domain
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A duration as the variables spell it: `168h`, or `1h30m` when not whole hours.
+fn hours(d: Duration) -> String {
+    if d.as_secs().is_multiple_of(3600) && d.subsec_nanos() == 0 {
+        format!("{}h", d.as_secs() / 3600)
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}
+
+/// `name` with the `__Host-` (no domain) or `__Secure-` prefix when cookies are secure; a prefix
+/// already present is not repeated.
+fn prefixed_cookie_name(name: &str, secure: bool, domain: bool) -> String {
+    let base = ["__Host-", "__Secure-"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+        .unwrap_or(name);
+    match (secure, domain) {
+        (false, _) => base.to_string(),
+        (true, false) => format!("__Host-{base}"),
+        (true, true) => format!("__Secure-{base}"),
+    }
+}
+
+/// Whether `domain` is `parent` or a name under it.
+fn domain_is_under(domain: &str, parent: &str) -> bool {
+    domain == parent || domain.ends_with(&format!(".{parent}"))
+}
+
+/// Whether cookies for `domain` reach hosts under `deployment` or the other way round: the same
+/// domain, a parent of it, or a name under it.
+fn domain_overlaps(domain: &str, deployment: &str) -> bool {
+    domain_is_under(domain, deployment) || domain_is_under(deployment, domain)
+}
+
+/// SESSION_COOKIE_DOMAIN: a domain name (optional leading dot, DNS labels), as it becomes a cookie
+/// attribute. Empty: none.
+fn parse_cookie_domain(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    let lower = s.to_ascii_lowercase();
+    let name = lower.strip_prefix('.').unwrap_or(&lower);
+    if name.len() <= 253 && name.split('.').all(|l| crds::is_dns_label(l, 63)) {
+        Ok(lower)
+    } else {
+        Err(
+            "expected a domain name such as platform.example.com or .platform.example.com (DNS labels \
+             separated by dots, an optional leading dot; no spaces, ports or ';')"
+                .into(),
+        )
+    }
+}
+
+/// The longest SESSION_DURATION: 30 days.
+pub const MAX_SESSION_DURATION: Duration = Duration::from_secs(720 * 3600);
+
+/// SESSION_DURATION: a duration of at most [`MAX_SESSION_DURATION`].
+fn parse_session_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > MAX_SESSION_DURATION {
+        return Err("must be at most 720h (30 days)".into());
+    }
+    Ok(d)
 }
 
 /// Kubernetes labels, `key=value` pairs.

@@ -72,13 +72,22 @@ async fn suite(store: Store, mut redis: Option<e2e::services::TestRedis>) -> Res
         "{backend}: saved changes load back"
     );
 
-    // save of a new id creates it.
-    let b = record(Duration::minutes(30), "user", serde_json::json!("bob"));
-    store.save(&b).await?;
+    // save of an id the store does not hold stores nothing (tower-sessions creates new sessions
+    // with `create`; `save` is for a session it loaded).
+    let unknown = record(Duration::minutes(30), "user", serde_json::json!("eve"));
+    store.save(&unknown).await?;
+    assert_eq!(store.load(&unknown.id).await?, None, "{backend}: save does not insert");
+    assert!(
+        !stored(&store, redis.as_mut(), &unknown.id).await?,
+        "{backend}: save of an unknown id holds nothing"
+    );
+
+    let mut b = record(Duration::minutes(30), "user", serde_json::json!("bob"));
+    store.create(&mut b).await?;
     assert_eq!(
         store.load(&b.id).await?.as_ref(),
         Some(&b),
-        "{backend}: saved new record loads"
+        "{backend}: created record loads"
     );
 
     // delete removes.
@@ -90,11 +99,32 @@ async fn suite(store: Store, mut redis: Option<e2e::services::TestRedis>) -> Res
     );
     store.delete(&b.id).await?; // deleting again is fine
 
+    // Issue 15 item 14: a request that loaded the session before it was deleted (POST /logout)
+    // and saves it afterwards does not bring it back.
+    let mut c2 = record(Duration::hours(1), "user", serde_json::json!("carl"));
+    store.create(&mut c2).await?;
+    let mut loaded_before_logout = store.load(&c2.id).await?.context("the session loads")?;
+    store.delete(&c2.id).await?; // logout
+    loaded_before_logout.data.insert("seen".into(), serde_json::json!(true));
+    loaded_before_logout.expiry_date = OffsetDateTime::now_utc() + Duration::hours(1);
+    store.save(&loaded_before_logout).await?; // the slower request ends
+    assert_eq!(
+        store.load(&c2.id).await?,
+        None,
+        "{backend}: a signed-out session is not revived by a concurrent save"
+    );
+    assert!(
+        !stored(&store, redis.as_mut(), &c2.id).await?,
+        "{backend}: a signed-out session stays deleted"
+    );
+
     // An unknown id loads nothing.
     assert_eq!(store.load(&Id::default()).await?, None, "{backend}: unknown id");
 
     // A record whose expiry is in the past is not loaded: saved, created, or expired by a save.
-    let expired_saved = record(-Duration::minutes(5), "user", serde_json::json!("old"));
+    let mut expired_saved = record(Duration::minutes(5), "user", serde_json::json!("old"));
+    store.create(&mut expired_saved).await?;
+    expired_saved.expiry_date = OffsetDateTime::now_utc() - Duration::minutes(5);
     store.save(&expired_saved).await?;
     assert_eq!(
         store.load(&expired_saved.id).await?,
@@ -213,6 +243,99 @@ async fn suite(store: Store, mut redis: Option<e2e::services::TestRedis>) -> Res
         );
         assert!(r.key(&a.id).ends_with(&storage_key(&a.id)));
     }
+    Ok(())
+}
+
+/// Issue 15 item 14: every backend ends a session `max` after its creation, however often it is
+/// saved with a later (sliding) expiry.
+async fn absolute_lifetime(store: Store, mut redis: Option<e2e::services::TestRedis>) -> Result<()> {
+    let backend = store.backend();
+    let max = std::time::Duration::from_secs(3);
+    let store = store.with_max_lifetime(max);
+    let started = OffsetDateTime::now_utc();
+    let deadline = started + Duration::try_from(max)?;
+    let mut rec = record(Duration::hours(1), "user", serde_json::json!("alice"));
+    store.create(&mut rec).await?;
+    assert!(
+        rec.expiry_date <= deadline + Duration::seconds(1),
+        "{backend}: create caps the expiry at the absolute lifetime: {} vs {deadline}",
+        rec.expiry_date
+    );
+    let loaded = store.load(&rec.id).await?.context("the session loads")?;
+    assert!(loaded.expiry_date <= deadline + Duration::seconds(1), "{backend}");
+
+    // A save with a new sliding expiry an hour away keeps the deadline.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let mut slid = loaded.clone();
+    slid.expiry_date = OffsetDateTime::now_utc() + Duration::hours(1);
+    store.save(&slid).await?;
+    let loaded = store.load(&rec.id).await?.context("still within the lifetime")?;
+    assert!(
+        loaded.expiry_date <= deadline + Duration::seconds(1),
+        "{backend}: save keeps the deadline: {} vs {deadline}",
+        loaded.expiry_date
+    );
+    if let Store::Redis(r) = &store {
+        let conn = &mut redis.as_mut().context("the Redis test connection")?.conn;
+        let ttl: i64 = redis::cmd("TTL").arg(r.key(&rec.id)).query_async(conn).await?;
+        assert!((0..=4).contains(&ttl), "{backend}: the key's TTL is capped: {ttl}s");
+    }
+
+    // After the deadline the session is gone although its sliding expiry was an hour away.
+    let wait = (deadline - OffsetDateTime::now_utc()).whole_milliseconds().max(0) as u64 + 1100;
+    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+    assert_eq!(
+        store.load(&rec.id).await?,
+        None,
+        "{backend}: a session ends at its absolute lifetime"
+    );
+    // A save after the deadline does not extend it either.
+    store.save(&slid).await?;
+    assert_eq!(store.load(&rec.id).await?, None, "{backend}: not revived by a save");
+    Ok(())
+}
+
+#[tokio::test]
+async fn absolute_lifetime_in_memory() -> Result<()> {
+    absolute_lifetime(Store::Memory(MemoryStore::new()), None).await
+}
+
+#[tokio::test]
+async fn absolute_lifetime_in_sqlite() -> Result<()> {
+    let path = temp_sqlite();
+    let db = Db::connect(None, &path).await?;
+    absolute_lifetime(Store::Sql(SqlStore::new(db)), None).await?;
+    std::fs::remove_file(&path).ok();
+    Ok(())
+}
+
+#[tokio::test]
+async fn absolute_lifetime_in_postgres() -> Result<()> {
+    let pg = e2e::services::fresh_postgres().await?;
+    let db = Db::connect(Some(&pg.url), &temp_sqlite()).await?;
+    absolute_lifetime(Store::Sql(SqlStore::new(db)), None).await
+}
+
+#[tokio::test]
+async fn absolute_lifetime_in_redis() -> Result<()> {
+    let test_redis = e2e::services::fresh_redis().await?;
+    let store = RedisStore::connect(&test_redis.url, test_redis.prefix.clone()).await?;
+    absolute_lifetime(Store::Redis(store), Some(test_redis)).await
+}
+
+/// SESSION_MAX_LIFETIME reaches the store `sessions::build` makes.
+#[tokio::test]
+async fn build_applies_session_max_lifetime() -> Result<()> {
+    let path = temp_sqlite();
+    let mut config = Config::for_tests(path.clone());
+    config.session_max_lifetime = std::time::Duration::from_secs(60);
+    let db = Db::connect(None, &path).await?;
+    let store = sessions::build(&config, &db).await?;
+    let mut rec = record(Duration::hours(1), "user", serde_json::json!("alice"));
+    store.create(&mut rec).await?;
+    let left = rec.expiry_date - OffsetDateTime::now_utc();
+    assert!(left <= Duration::seconds(61), "capped at SESSION_MAX_LIFETIME: {left}");
+    std::fs::remove_file(&path).ok();
     Ok(())
 }
 
@@ -342,10 +465,10 @@ async fn cleanup_task_deletes_expired_sessions() -> Result<()> {
     let memory = MemoryStore::new();
     let store = Store::Memory(memory.clone());
     store
-        .save(&record(-Duration::seconds(1), "k", serde_json::json!(1)))
+        .create(&mut record(-Duration::seconds(1), "k", serde_json::json!(1)))
         .await?;
-    let live = record(Duration::hours(1), "k", serde_json::json!(2));
-    store.save(&live).await?;
+    let mut live = record(Duration::hours(1), "k", serde_json::json!(2));
+    store.create(&mut live).await?;
     assert_eq!(memory.len(), 2);
     let task = sessions::spawn_cleanup(&store, std::time::Duration::from_millis(50)).context("a cleanup task")?;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -419,16 +542,30 @@ async fn layer_sets_the_configured_cookie() -> Result<()> {
     );
     assert!(attrs.iter().any(|a| a == "Max-Age=3600"), "{cookie}");
 
+    // With COOKIE_SECURE the name carries the `__Host-` prefix (Secure, Path=/, no Domain): a
+    // tenant app on a sibling host cannot set or overwrite it (cookie tossing, issue 15 item 4).
     config.cookie_secure = true;
-    config.session_cookie_domain = Some("apps.example.com".into());
     let cookie = session_cookie(&config).await?;
     let attrs = attributes(&cookie);
-    assert!(cookie.starts_with("sid_test="), "{cookie}");
+    assert!(cookie.starts_with("__Host-sid_test="), "{cookie}");
+    assert!(attrs.iter().any(|a| a == "Secure"), "{cookie}");
+    assert!(attrs.iter().any(|a| a == "Path=/"), "{cookie}");
+    assert!(
+        !attrs.iter().any(|a| a.starts_with("Domain=")),
+        "no Domain on a __Host- cookie: {cookie}"
+    );
+    assert!(attrs.iter().any(|a| a == "HttpOnly"), "{cookie}");
+
+    // With SESSION_COOKIE_DOMAIN (which `__Host-` forbids) it is `__Secure-`.
+    config.session_cookie_domain = Some(".platform.example.net".into());
+    let cookie = session_cookie(&config).await?;
+    let attrs = attributes(&cookie);
+    assert!(cookie.starts_with("__Secure-sid_test="), "{cookie}");
     assert!(
         attrs.iter().any(|a| a == "Secure"),
         "Secure with COOKIE_SECURE: {cookie}"
     );
-    assert!(attrs.iter().any(|a| a == "Domain=apps.example.com"), "{cookie}");
+    assert!(attrs.iter().any(|a| a == "Domain=platform.example.net"), "{cookie}");
     assert!(attrs.iter().any(|a| a == "HttpOnly"), "{cookie}");
     assert!(attrs.iter().any(|a| a == "SameSite=Lax"), "{cookie}");
     Ok(())

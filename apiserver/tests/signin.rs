@@ -50,20 +50,16 @@ async fn sign_in_creates_the_user_and_a_fresh_session() -> Result<()> {
     ] {
         assert!(to.contains(part), "authorize URL lacks {part}: {to}");
     }
-    let before = server
-        .cookie(&jar, "session_id")
-        .expect("a session holds the sign-in in progress");
+    assert!(
+        server.cookie(&jar, "session_id").is_none(),
+        "a sign-in in progress holds no server-side session"
+    );
 
     let callback = provider.authorize(&to, "alice").await?;
     let done = browser.get(&callback).send().await?;
     assert_eq!(done.status(), StatusCode::SEE_OTHER, "{}", done.text().await?);
     assert_eq!(done.headers()["location"], "/after");
-    let after = server.cookie(&jar, "session_id").expect("session cookie");
-    assert_ne!(before, after, "sign-in issues a new session id");
-    assert_eq!(
-        server.get_with_cookie("/api/me", "session_id", &before).await?,
-        StatusCode::UNAUTHORIZED
-    );
+    let before = server.cookie(&jar, "session_id").expect("session cookie");
 
     let (status, body) = me(&server, &browser).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -74,6 +70,94 @@ async fn sign_in_creates_the_user_and_a_fresh_session() -> Result<()> {
         "the id is alice + an identity hash: {id}"
     );
     assert_eq!(body["authenticatedBy"], "session");
+
+    // Signing in again from the same browser issues a new session id and ends the old one.
+    let callback = start_login(&server, &provider, &browser, "alice").await?;
+    assert_eq!(browser.get(&callback).send().await?.status(), StatusCode::SEE_OTHER);
+    let after = server.cookie(&jar, "session_id").expect("session cookie");
+    assert_ne!(before, after, "sign-in issues a new session id");
+    assert_eq!(
+        server.get_with_cookie("/api/me", "session_id", &before).await?,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(me(&server, &browser).await?.0, StatusCode::OK);
+    Ok(())
+}
+
+/// Issue 15 item 9: `GET /login` keeps nothing on the server. A thousand anonymous callers leave
+/// the session table empty and get no session cookie; sign-in still works; a state cookie not made
+/// by the server, or a return path that would not fit in it, is refused.
+#[tokio::test]
+async fn anonymous_logins_store_no_sessions() -> Result<()> {
+    let pg = e2e::services::fresh_postgres().await?;
+    let (provider, server) = server_with_provider(|c| {
+        c.session_backend = SessionBackend::Postgres;
+        c.database_dsn = Some(secrecy::SecretString::from(pg.url.clone()));
+    })
+    .await?;
+    let sessions = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sessions")
+            .fetch_one(server.app.state.db.pool())
+            .await
+    };
+    // No cookie jar: every request is a new anonymous caller.
+    let anonymous = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    for i in 0..1000 {
+        let resp = anonymous
+            .get(server.url(&format!("/login?redirect=/page/{i}")))
+            .send()
+            .await?;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "login {i}");
+        let cookies: Vec<_> = resp.headers().get_all("set-cookie").iter().collect();
+        assert!(
+            cookies
+                .iter()
+                .all(|c| !c.to_str().unwrap_or("").starts_with("session_id=")),
+            "login {i} set a session cookie: {cookies:?}"
+        );
+        assert!(
+            cookies.iter().any(|c| {
+                let c = c.to_str().unwrap_or("");
+                c.starts_with("oauth_state=") && c.contains("Max-Age=600")
+            }),
+            "login {i}: a 10-minute state cookie: {cookies:?}"
+        );
+    }
+    assert_eq!(sessions().await?, 0, "anonymous /login stored sessions");
+
+    // The whole flow still works, and only the signed-in browser has a session.
+    let browser = sign_in(&server, &provider, "alice").await?;
+    assert_eq!(me(&server, &browser).await?.0, StatusCode::OK);
+    assert_eq!(sessions().await?, 1);
+
+    // A state cookie the server did not seal is refused, even with a matching state in the query.
+    let thief = server.browser();
+    let callback = start_login(&server, &provider, &thief, "alice").await?;
+    let state = url::Url::parse(&callback)?
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.to_string())
+        .expect("state in the callback");
+    let forged = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?
+        .get(&callback)
+        .header("cookie", format!("oauth_state={state}"))
+        .send()
+        .await?;
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+    assert!(forged.text().await?.contains("state cookie"));
+
+    // A return path too long for the cookie is refused up front.
+    let long = format!("/{}", "a".repeat(2000));
+    let resp = anonymous
+        .get(server.url(&format!("/login?redirect={long}")))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(sessions().await?, 1);
     Ok(())
 }
 
@@ -265,6 +349,62 @@ async fn sign_in_needs_no_dev_mode_login_route() -> Result<()> {
     assert!(
         id.starts_with("bob") && !id.contains('-'),
         "the id is bob + an identity hash: {id}"
+    );
+    Ok(())
+}
+
+/// The `name=value` of the cookie `name` among a response's Set-Cookie headers, and its attributes.
+fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<(String, Vec<String>)> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(|c| {
+            let mut parts = c.split(';').map(|p| p.trim().to_string());
+            let pair = parts.next().unwrap_or_default();
+            (pair, parts.collect())
+        })
+}
+
+/// Issue 15 item 4 (cookie tossing): with COOKIE_SECURE the state and session cookies are
+/// `__Host-` cookies (Secure, Path=/, no Domain), which a tenant app on a sibling host cannot set;
+/// a cookie under the plain name is not a session.
+#[tokio::test]
+async fn secure_cookies_are_host_prefixed() -> Result<()> {
+    let (provider, server) = server_with_provider(|c| c.cookie_secure = true).await?;
+    let client = server.browser();
+    let login = client.get(server.url("/login?redirect=/after")).send().await?;
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let (state_pair, attrs) = set_cookie(&login, "__Host-oauth_state").expect("a __Host-oauth_state cookie");
+    for want in ["Secure", "Path=/", "HttpOnly"] {
+        assert!(attrs.iter().any(|a| a == want), "{want} in {attrs:?}");
+    }
+    assert!(!attrs.iter().any(|a| a.starts_with("Domain")), "{attrs:?}");
+    assert!(
+        set_cookie(&login, "oauth_state").is_none(),
+        "no unprefixed state cookie"
+    );
+
+    // The cookie jar does not send Secure cookies over http://, so the browser is played by hand.
+    let to = login.headers()["location"].to_str()?.to_string();
+    let callback = provider.authorize(&to, "alice").await?;
+    let done = client.get(&callback).header("cookie", &state_pair).send().await?;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let (session_pair, attrs) = set_cookie(&done, "__Host-session_id").expect("a __Host-session_id cookie");
+    for want in ["Secure", "Path=/", "HttpOnly"] {
+        assert!(attrs.iter().any(|a| a == want), "{want} in {attrs:?}");
+    }
+    assert!(!attrs.iter().any(|a| a.starts_with("Domain")), "{attrs:?}");
+    let (_, id) = session_pair.split_once('=').unwrap();
+    assert_eq!(
+        server.get_with_cookie("/api/me", "__Host-session_id", id).await?,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server.get_with_cookie("/api/me", "session_id", id).await?,
+        StatusCode::UNAUTHORIZED,
+        "the unprefixed name (settable by a tenant app) is not read"
     );
     Ok(())
 }

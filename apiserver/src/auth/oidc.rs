@@ -1,26 +1,35 @@
 //! Google sign-in: OpenID Connect authorization-code flow with PKCE, a state cookie and a nonce.
 //!
-//! `/login` stores the PKCE verifier, nonce and state in a fresh server-side session and the state
-//! in the `STATE_COOKIE_NAME` cookie, then redirects to the provider. `/oauth2/callback` requires
-//! the state in the query, the cookie and the session to agree, exchanges the code (once: the
-//! pending login is removed first), validates the ID token with the `openidconnect` crate
-//! (signature against the provider's published keys, issuer, audience, expiry, nonce) and requires
+//! `/login` keeps nothing on the server: the PKCE verifier, nonce, state, return path and start
+//! time travel in the `STATE_COOKIE_NAME` cookie, encrypted and authenticated with AES-256-GCM
+//! (RustCrypto `aes-gcm`; key derived from `GOOGLE_CLIENT_SECRET`, so every replica can read it;
+//! the cookie name is the associated data), for 10 minutes. An anonymous caller therefore creates
+//! no session (issue 15 item 9). `/oauth2/callback` requires the state in the query to be the
+//! cookie's, exchanges the code (the provider accepts a code once; the state cookie is cleared on
+//! every callback answer), validates the ID token with the `openidconnect` crate (signature
+//! against the provider's published keys, issuer, audience, expiry, nonce) and requires
 //! `email_verified`. Then the session gets a new id and the user. The provider is discovered from
 //! `OIDC_ISSUER_URL` (Google by default), so tests use a real OIDC provider on loopback.
 
 use std::time::{Duration, Instant};
 
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce as AesNonce};
 use anyhow::Context;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
     RedirectUrl, Scope, TokenResponse,
 };
+use rand::RngCore;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tokio::sync::RwLock;
 use tower_sessions::Session;
 
@@ -28,14 +37,14 @@ use super::SESSION_USER;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
-/// Session key of a sign-in in progress.
-const PENDING: &str = "oidc_pending";
-/// How long a sign-in may take.
-const LOGIN_TTL_SECS: i64 = 600;
+/// How long a sign-in may take: the state cookie's lifetime.
+pub const LOGIN_TTL_SECS: i64 = 600;
+/// The longest return path accepted by `/login` (the state cookie must stay under 4 KiB).
+pub const MAX_REDIRECT_LEN: usize = 1024;
 /// Provider metadata and keys are re-read this often (key rotation).
 const METADATA_TTL: Duration = Duration::from_secs(3600);
 
-/// A sign-in in progress, kept in the session.
+/// A sign-in in progress, kept in the encrypted state cookie.
 #[derive(Serialize, Deserialize)]
 struct Pending {
     state: String,
@@ -43,6 +52,71 @@ struct Pending {
     verifier: String,
     redirect: String,
     started: i64,
+}
+
+/// The AES-256-GCM cipher of the state cookie: its key is SHA-256 over a purpose label and
+/// `GOOGLE_CLIENT_SECRET` (a high-entropy secret every replica shares; there is no sign-in without it).
+fn state_cipher(state: &AppState) -> ApiResult<Aes256Gcm> {
+    let secret = state
+        .config
+        .google_client_secret
+        .as_ref()
+        .map(|s| s.expose_secret())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::Unavailable("sign-in is not configured (GOOGLE_CLIENT_SECRET)".into()))?;
+    let mut hasher = Sha256::new();
+    hasher.update(b"k8s-scheduler/oauth-state-cookie/v1\0");
+    hasher.update(secret.as_bytes());
+    let key: [u8; 32] = hasher.finalize().into();
+    Ok(Aes256Gcm::new(&key.into()))
+}
+
+/// The state cookie's value: base64url(nonce || AES-256-GCM(JSON of `pending`)), bound to the cookie name.
+fn seal(state: &AppState, pending: &Pending) -> ApiResult<String> {
+    let cipher = state_cipher(state)?;
+    let json = serde_json::to_vec(pending).map_err(|e| ApiError::Internal(e.into()))?;
+    let mut nonce = [0u8; 12];
+    rand::rng().fill_bytes(&mut nonce);
+    let name = state.config.state_cookie();
+    let ct = cipher
+        .encrypt(
+            &AesNonce::from(nonce),
+            Payload {
+                msg: &json,
+                aad: name.as_bytes(),
+            },
+        )
+        .map_err(|_| ApiError::Internal(anyhow::anyhow!("encrypting the state cookie failed")))?;
+    let mut blob = nonce.to_vec();
+    blob.extend_from_slice(&ct);
+    Ok(URL_SAFE_NO_PAD.encode(blob))
+}
+
+/// The sign-in in progress from a state cookie's value; `None` when it was not made by this
+/// installation (forged, altered, or sealed under another client secret).
+fn open(state: &AppState, value: &str) -> ApiResult<Option<Pending>> {
+    let cipher = state_cipher(state)?;
+    let Ok(blob) = URL_SAFE_NO_PAD.decode(value) else {
+        return Ok(None);
+    };
+    if blob.len() < 12 + 16 {
+        return Ok(None);
+    }
+    let (nonce, ct) = blob.split_at(12);
+    let Ok(nonce) = <[u8; 12]>::try_from(nonce) else {
+        return Ok(None);
+    };
+    let name = state.config.state_cookie();
+    let Ok(json) = cipher.decrypt(
+        &AesNonce::from(nonce),
+        Payload {
+            msg: ct,
+            aad: name.as_bytes(),
+        },
+    ) else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice(&json).ok())
 }
 
 /// Cached discovery of the provider.
@@ -101,6 +175,9 @@ pub fn is_local_path(path: &str) -> bool {
 pub fn redirect_target(q: &LoginQuery) -> ApiResult<String> {
     match q.redirect.as_deref() {
         None | Some("") => Ok("/".into()),
+        Some(p) if p.len() > MAX_REDIRECT_LEN => Err(ApiError::BadRequest(format!(
+            "redirect must be at most {MAX_REDIRECT_LEN} characters"
+        ))),
         Some(p) if is_local_path(p) => Ok(p.to_string()),
         Some(_) => Err(ApiError::BadRequest(
             "redirect must be a same-origin relative path such as /deployments".into(),
@@ -111,11 +188,7 @@ pub fn redirect_target(q: &LoginQuery) -> ApiResult<String> {
 /// Starts sign-in with Google.
 #[utoipa::path(get, path = "/login", tag = "auth", params(LoginQuery),
     responses((status = 303, description = "to the identity provider"), (status = 400, description = "bad redirect")))]
-pub async fn login(
-    State(state): State<AppState>,
-    session: Session,
-    Query(q): Query<LoginQuery>,
-) -> ApiResult<Response> {
+pub async fn login(State(state): State<AppState>, Query(q): Query<LoginQuery>) -> ApiResult<Response> {
     let redirect = redirect_target(&q)?;
     if state.config.dev_mode {
         return Ok(Redirect::to(&format!("/dev/login?redirect={}", urlencode(&redirect))).into_response());
@@ -139,9 +212,8 @@ pub async fn login(
         redirect,
         started: crate::db::now(),
     };
-    session.insert(PENDING, &pending).await.map_err(session_error)?;
     let mut resp = Redirect::to(url.as_str()).into_response();
-    let cookie = state_cookie(&state, csrf.secret(), LOGIN_TTL_SECS);
+    let cookie = state_cookie(&state, &seal(&state, &pending)?, LOGIN_TTL_SECS);
     resp.headers_mut().append(header::SET_COOKIE, cookie);
     Ok(resp)
 }
@@ -158,6 +230,8 @@ pub struct CallbackQuery {
 }
 
 /// Completes sign-in: checks state, exchanges the code, validates the ID token.
+///
+/// Every answer clears the state cookie: a sign-in attempt is used once.
 #[utoipa::path(get, path = "/oauth2/callback", tag = "auth", params(CallbackQuery),
     responses((status = 303, description = "signed in"), (status = 400, description = "bad or replayed state"),
         (status = 403, description = "ID token or email refused")))]
@@ -166,7 +240,17 @@ pub async fn callback(
     session: Session,
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
-) -> ApiResult<Response> {
+) -> Response {
+    let mut resp = match complete(&state, session, headers, q).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    };
+    resp.headers_mut()
+        .append(header::SET_COOKIE, state_cookie(&state, "", 0));
+    resp
+}
+
+async fn complete(state: &AppState, session: Session, headers: HeaderMap, q: CallbackQuery) -> ApiResult<Response> {
     if let Some(e) = q.error {
         return Err(ApiError::Forbidden(format!(
             "the identity provider refused sign-in ({e}); try /login again"
@@ -177,25 +261,29 @@ pub async fn callback(
             "code and state are required; start again at /login".into(),
         ));
     };
-    let cookie_state = cookie_value(&headers, &state.config.state_cookie_name);
-    // Taken out of the session before anything else: a code or state can be used once.
-    let pending: Option<Pending> = session.remove(PENDING).await.map_err(session_error)?;
-    let Some(pending) = pending else {
+    let cookie = cookie_value(&headers, &state.config.state_cookie());
+    let Some(cookie) = cookie.filter(|c| !c.is_empty()) else {
         return Err(ApiError::BadRequest(
             "no sign-in in progress for this browser (already completed or expired); start again at /login".into(),
         ));
     };
-    if cookie_state.as_deref() != Some(pending.state.as_str()) || query_state != pending.state {
+    let Some(pending) = open(state, &cookie)? else {
+        return Err(ApiError::BadRequest(
+            "the sign-in state cookie is not valid; start again at /login".into(),
+        ));
+    };
+    if query_state != pending.state {
         return Err(ApiError::BadRequest(
             "sign-in state does not match; start again at /login".into(),
         ));
     }
-    if crate::db::now() - pending.started > LOGIN_TTL_SECS {
+    let age = crate::db::now() - pending.started;
+    if !(0..=LOGIN_TTL_SECS).contains(&age) {
         return Err(ApiError::BadRequest(
             "sign-in took too long; start again at /login".into(),
         ));
     }
-    let client = client(&state, false).await?;
+    let client = client(state, false).await?;
     let exchange = client
         .exchange_code(AuthorizationCode::new(code))
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("the provider has no token endpoint: {e}")))?
@@ -212,7 +300,7 @@ pub async fn callback(
         Ok(c) => c.clone(),
         Err(first) => {
             // The provider may have rotated its keys: re-read them once.
-            let fresh = self::client(&state, true).await?;
+            let fresh = self::client(state, true).await?;
             id_token
                 .claims(&fresh.id_token_verifier(), &nonce)
                 .cloned()
@@ -241,10 +329,7 @@ pub async fn callback(
     session.cycle_id().await.map_err(session_error)?;
     session.insert(SESSION_USER, &user.id).await.map_err(session_error)?;
     tracing::info!(user = %user.id, created, "signed in");
-    let mut resp = Redirect::to(&pending.redirect).into_response();
-    resp.headers_mut()
-        .append(header::SET_COOKIE, state_cookie(&state, "", 0));
-    Ok(resp)
+    Ok(Redirect::to(&pending.redirect).into_response())
 }
 
 async fn client(
@@ -291,7 +376,7 @@ fn state_cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
     let secure = if c.cookie_secure { "; Secure" } else { "" };
     let v = format!(
         "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
-        c.state_cookie_name
+        c.state_cookie()
     );
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -10,18 +11,43 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store;
 use tower_sessions::{ExpiredDeletion, SessionStore};
 
-use super::is_active;
+use super::{DEFAULT_MAX_LIFETIME, capped, deadline_from_now, is_active};
+
+/// A record and the end of its absolute lifetime.
+#[derive(Clone, Debug)]
+struct Entry {
+    record: Record,
+    deadline: OffsetDateTime,
+}
 
 /// Session records in memory. Clones share the map.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct MemoryStore {
-    records: Arc<Mutex<HashMap<Id, Record>>>,
+    records: Arc<Mutex<HashMap<Id, Entry>>>,
+    max_lifetime: Duration,
+}
+
+impl Default for MemoryStore {
+    fn default() -> MemoryStore {
+        MemoryStore {
+            records: Arc::default(),
+            max_lifetime: DEFAULT_MAX_LIFETIME,
+        }
+    }
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// The same store with sessions ending `max` after their creation at the latest.
+    pub fn with_max_lifetime(self, max: Duration) -> MemoryStore {
+        MemoryStore {
+            max_lifetime: max,
+            ..self
+        }
     }
 
     /// How many records are held, expired ones included.
@@ -44,11 +70,11 @@ impl MemoryStore {
         let now = OffsetDateTime::now_utc();
         let mut records = self.records();
         let before = records.len();
-        records.retain(|_, r| r.expiry_date > now);
+        records.retain(|_, e| e.record.expiry_date > now);
         (before - records.len()) as u64
     }
 
-    fn records(&self) -> MutexGuard<'_, HashMap<Id, Record>> {
+    fn records(&self) -> MutexGuard<'_, HashMap<Id, Entry>> {
         // A panic while holding the lock cannot leave the map half-updated (every change is one
         // call on it), so a poisoned lock is still usable.
         self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -62,17 +88,31 @@ impl SessionStore for MemoryStore {
         while records.contains_key(&record.id) {
             record.id = Id::default();
         }
-        records.insert(record.id, record.clone());
+        let deadline = deadline_from_now(self.max_lifetime);
+        record.expiry_date = capped(record, deadline);
+        records.insert(
+            record.id,
+            Entry {
+                record: record.clone(),
+                deadline,
+            },
+        );
         Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        self.records().insert(record.id, record.clone());
+        // Only an existing record is updated: a deleted session is not brought back.
+        if let Some(entry) = self.records().get_mut(&record.id) {
+            entry.record = Record {
+                expiry_date: capped(record, entry.deadline),
+                ..record.clone()
+            };
+        }
         Ok(())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        Ok(self.records().get(id).filter(|r| is_active(r)).cloned())
+        Ok(self.records().get(id).map(|e| e.record.clone()).filter(is_active))
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {

@@ -14,6 +14,16 @@
 //! - `postgres`: [`SqlStore`] over the `sessions` table of the database.
 //! - `redis`: [`RedisStore`]; Redis expires the keys itself.
 //!
+//! Lifetimes: a session expires `SESSION_DURATION` after its last change (tower-sessions'
+//! [`Expiry::OnInactivity`]) and, whatever its changes, `SESSION_MAX_LIFETIME` after it was
+//! created (sign-in): every store records that deadline with the record and caps the expiry at it
+//! ([`Store::with_max_lifetime`]).
+//!
+//! A deleted session stays deleted: `save` only updates a record that still exists, it never
+//! inserts one (tower-sessions calls `create` for new sessions and `save` only for a session it
+//! loaded). So a request that loaded the session before `POST /logout` deleted it, and saves it
+//! afterwards, does not bring it back.
+//!
 //! The persistent stores never keep the session id (the cookie value) itself: rows and keys are
 //! named by the SHA-256 of the id ([`storage_key`]), and the stored JSON omits the id, so a leaked
 //! database or Redis dump cannot be replayed as cookies. Store errors carry context but never
@@ -25,6 +35,8 @@ mod sql;
 
 use std::collections::HashMap;
 use std::time::Duration;
+
+use time::OffsetDateTime;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -59,6 +71,16 @@ impl Store {
             Store::Memory(s) => Ok(s.delete_expired_count()),
             Store::Sql(s) => s.delete_expired_count().await,
             Store::Redis(_) => Ok(0),
+        }
+    }
+
+    /// The same store with sessions ending `max` after their creation at the latest
+    /// (`SESSION_MAX_LIFETIME`; [`DEFAULT_MAX_LIFETIME`] otherwise).
+    pub fn with_max_lifetime(self, max: Duration) -> Store {
+        match self {
+            Store::Memory(s) => Store::Memory(s.with_max_lifetime(max)),
+            Store::Sql(s) => Store::Sql(s.with_max_lifetime(max)),
+            Store::Redis(s) => Store::Redis(s.with_max_lifetime(max)),
         }
     }
 
@@ -118,6 +140,12 @@ impl ExpiredDeletion for Store {
 /// Creates the store of `SESSION_BACKEND`. For Redis, connects and checks the server with PING, so a
 /// wrong `REDIS_ADDR` stops start-up.
 pub async fn build(config: &Config, db: &Db) -> anyhow::Result<Store> {
+    Ok(build_backend(config, db)
+        .await?
+        .with_max_lifetime(config.session_max_lifetime))
+}
+
+async fn build_backend(config: &Config, db: &Db) -> anyhow::Result<Store> {
     match config.session_backend {
         SessionBackend::Memory => Ok(Store::Memory(MemoryStore::default())),
         SessionBackend::Postgres => {
@@ -165,22 +193,23 @@ pub fn spawn_cleanup(store: &Store, every: Duration) -> Option<tokio::task::Join
 
 /// The session middleware: the cookie `SESSION_COOKIE_NAME` (path `/`, `HttpOnly`, `SameSite=Lax`,
 /// `Secure` with `COOKIE_SECURE`, `Domain` with `SESSION_COOKIE_DOMAIN`), expiring after
-/// `SESSION_DURATION` of inactivity.
+/// `SESSION_DURATION` of inactivity. With `COOKIE_SECURE` the name carries the `__Host-` prefix
+/// (`__Secure-` with a domain; see [`Config::session_cookie`]): tenant apps share the platform's
+/// site and could otherwise set a session cookie the server accepts. Logs the configuration's
+/// warnings ([`Config::session_warnings`]).
 pub fn layer(store: Store, config: &Config) -> SessionManagerLayer<Store> {
+    for warning in config.session_warnings() {
+        tracing::warn!("{warning}");
+    }
     let duration = time::Duration::try_from(config.session_duration).unwrap_or(time::Duration::MAX);
     let layer = SessionManagerLayer::new(store)
-        .with_name(config.session_cookie_name.clone())
+        .with_name(config.session_cookie())
         .with_path("/")
         .with_secure(config.cookie_secure)
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_expiry(Expiry::OnInactivity(duration));
-    match config
-        .session_cookie_domain
-        .as_deref()
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-    {
+    match config.cookie_domain() {
         Some(domain) => layer.with_domain(domain.to_string()),
         None => layer,
     }
@@ -194,16 +223,31 @@ pub fn storage_key(id: &Id) -> String {
 
 /// Whether the record has not expired yet.
 fn is_active(record: &Record) -> bool {
-    record.expiry_date > time::OffsetDateTime::now_utc()
+    record.expiry_date > OffsetDateTime::now_utc()
 }
 
-/// The JSON stored for a record: its data and exact expiry, without the id (the id is the cookie
-/// value; the row or key is named by its hash).
+/// The sessions' absolute lifetime when none is configured: 7 days.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The deadline of a session created now with absolute lifetime `max`.
+fn deadline_from_now(max: Duration) -> OffsetDateTime {
+    OffsetDateTime::now_utc().saturating_add(time::Duration::try_from(max).unwrap_or(time::Duration::MAX))
+}
+
+/// The record's expiry, capped at `deadline`.
+fn capped(record: &Record, deadline: OffsetDateTime) -> OffsetDateTime {
+    record.expiry_date.min(deadline)
+}
+
+/// The JSON stored for a record: its data, exact expiry (capped at the deadline) and deadline,
+/// without the id (the id is the cookie value; the row or key is named by its hash).
 #[derive(serde::Serialize)]
 struct StoredRef<'a> {
     data: &'a HashMap<String, serde_json::Value>,
     /// Unix nanoseconds.
     expiry_date: i128,
+    /// Unix nanoseconds: the end of the session's absolute lifetime.
+    deadline: i128,
 }
 
 /// [`StoredRef`] read back.
@@ -211,28 +255,45 @@ struct StoredRef<'a> {
 struct Stored {
     data: HashMap<String, serde_json::Value>,
     expiry_date: i128,
+    /// Absent in records stored before absolute lifetimes.
+    #[serde(default)]
+    deadline: Option<i128>,
 }
 
-/// The JSON stored for a record.
-fn encode(record: &Record) -> session_store::Result<String> {
+/// The JSON stored for a record whose absolute lifetime ends at `deadline`, and the expiry it
+/// was stored with.
+fn encode(record: &Record, deadline: OffsetDateTime) -> session_store::Result<(String, OffsetDateTime)> {
+    let expiry = capped(record, deadline);
     let stored = StoredRef {
         data: &record.data,
-        expiry_date: record.expiry_date.unix_timestamp_nanos(),
+        expiry_date: expiry.unix_timestamp_nanos(),
+        deadline: deadline.unix_timestamp_nanos(),
     };
-    serde_json::to_string(&stored).map_err(|e| Error::Encode(json_error("encoding a session", &e)))
+    let json = serde_json::to_string(&stored).map_err(|e| Error::Encode(json_error("encoding a session", &e)))?;
+    Ok((json, expiry))
 }
 
-/// The record of `id` from its stored JSON (see [`encode`]).
-fn decode(id: &Id, json: &str) -> session_store::Result<Record> {
+/// The record of `id` from its stored JSON (see [`encode`]) and its deadline, if stored.
+fn decode(id: &Id, json: &str) -> session_store::Result<(Record, Option<OffsetDateTime>)> {
     let stored: Stored =
         serde_json::from_str(json).map_err(|e| Error::Decode(json_error("decoding a stored session", &e)))?;
-    let expiry_date = time::OffsetDateTime::from_unix_timestamp_nanos(stored.expiry_date)
-        .map_err(|_| Error::Decode("decoding a stored session: expiry out of range".into()))?;
-    Ok(Record {
-        id: *id,
-        data: stored.data,
-        expiry_date,
-    })
+    let time = |nanos| {
+        OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .map_err(|_| Error::Decode("decoding a stored session: time out of range".into()))
+    };
+    let deadline = stored.deadline.map(time).transpose()?;
+    let mut expiry_date = time(stored.expiry_date)?;
+    if let Some(deadline) = deadline {
+        expiry_date = expiry_date.min(deadline);
+    }
+    Ok((
+        Record {
+            id: *id,
+            data: stored.data,
+            expiry_date,
+        },
+        deadline,
+    ))
 }
 
 /// A serde_json error without its message, which may quote session data.

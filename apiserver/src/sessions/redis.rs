@@ -18,7 +18,7 @@ use tower_sessions::SessionStore;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, Error};
 
-use super::{CREATE_ATTEMPTS, decode, encode, is_active, storage_key};
+use super::{CREATE_ATTEMPTS, DEFAULT_MAX_LIFETIME, deadline_from_now, decode, encode, is_active, storage_key};
 
 /// The key prefix of session records.
 pub const DEFAULT_REDIS_PREFIX: &str = "k8s-scheduler:session:";
@@ -27,6 +27,7 @@ pub const DEFAULT_REDIS_PREFIX: &str = "k8s-scheduler:session:";
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
+    max_lifetime: Duration,
 }
 
 struct Inner {
@@ -89,7 +90,16 @@ impl RedisStore {
                 prefix: prefix.into(),
                 server,
             }),
+            max_lifetime: DEFAULT_MAX_LIFETIME,
         })
+    }
+
+    /// The same store with sessions ending `max` after their creation at the latest.
+    pub fn with_max_lifetime(self, max: Duration) -> RedisStore {
+        RedisStore {
+            max_lifetime: max,
+            ..self
+        }
     }
 
     /// The key prefix.
@@ -160,15 +170,15 @@ async fn name_connection(conn: &mut MultiplexedConnection) {
 }
 
 /// The `EXAT` argument: the expiry rounded up to whole seconds.
-fn expire_at(record: &Record) -> i64 {
-    let t = record.expiry_date;
+fn expire_at(t: OffsetDateTime) -> i64 {
     t.unix_timestamp() + i64::from(t.nanosecond() > 0)
 }
 
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        let data = encode(record)?;
+        let (data, expiry) = encode(record, deadline_from_now(self.max_lifetime))?;
+        record.expiry_date = expiry;
         for _ in 0..CREATE_ATTEMPTS {
             let key = self.key(&record.id);
             let created = if is_active(record) {
@@ -180,7 +190,7 @@ impl SessionStore for RedisStore {
                             .arg(&data)
                             .arg("NX")
                             .arg("EXAT")
-                            .arg(expire_at(record)),
+                            .arg(expire_at(expiry)),
                     )
                     .await?;
                 set.is_some()
@@ -201,21 +211,32 @@ impl SessionStore for RedisStore {
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let key = self.key(&record.id);
-        if record.expiry_date <= OffsetDateTime::now_utc() {
+        let stored: Option<String> = self
+            .run("reading a session to save it", ::redis::cmd("GET").arg(&key))
+            .await?;
+        // Deleted (signed out) or expired meanwhile: it stays deleted.
+        let Some(stored) = stored else { return Ok(()) };
+        let deadline = decode(&record.id, &stored)?
+            .1
+            .unwrap_or_else(|| deadline_from_now(self.max_lifetime));
+        let (data, expiry) = encode(record, deadline)?;
+        if expiry <= OffsetDateTime::now_utc() {
             // Redis rejects or drops an expiry in the past; an expired session is simply gone.
             let _: i64 = self
                 .run("saving an expired session", ::redis::cmd("DEL").arg(&key))
                 .await?;
             return Ok(());
         }
+        // XX: only if the key still exists, so a delete between the read and here wins.
         let _: Option<String> = self
             .run(
                 "saving a session",
                 ::redis::cmd("SET")
                     .arg(&key)
-                    .arg(encode(record)?)
+                    .arg(data)
+                    .arg("XX")
                     .arg("EXAT")
-                    .arg(expire_at(record)),
+                    .arg(expire_at(expiry)),
             )
             .await?;
         Ok(())
@@ -226,7 +247,7 @@ impl SessionStore for RedisStore {
             .run("loading a session", ::redis::cmd("GET").arg(self.key(id)))
             .await?;
         match data {
-            Some(data) => Ok(Some(decode(id, &data)?).filter(is_active)),
+            Some(data) => Ok(Some(decode(id, &data)?.0).filter(is_active)),
             None => Ok(None),
         }
     }
