@@ -73,6 +73,8 @@ pub struct TokenInfo {
     pub created_at: i64,
     /// Unix seconds of the last use, if any.
     pub last_used_at: Option<i64>,
+    /// Unix seconds from which the token no longer works; null: it does not expire.
+    pub expires_at: Option<i64>,
 }
 
 /// Current Unix time in seconds.
@@ -239,12 +241,31 @@ impl Db {
         Ok(row.map(|r| user(&r)))
     }
 
-    /// Stores a new token (by hash) and returns its listing.
+    /// Stores a new token (by hash) that does not expire and returns its listing.
     pub async fn insert_token(&self, user_id: &str, name: &str, hash: &str, scopes: &[String]) -> Result<TokenInfo> {
+        self.insert_token_limited(user_id, name, hash, scopes, None, u32::MAX)
+            .await?
+            .context("a token without a limit is always stored")
+    }
+
+    /// Stores a new token (by hash), expiring at `expires_at` (Unix seconds) if given, unless the
+    /// user already holds `max` tokens that have not expired: then `None` and nothing is stored.
+    pub async fn insert_token_limited(
+        &self,
+        user_id: &str,
+        name: &str,
+        hash: &str,
+        scopes: &[String],
+        expires_at: Option<i64>,
+        max: u32,
+    ) -> Result<Option<TokenInfo>> {
         let id = crate::auth::random_token(12);
         let created_at = now();
-        sqlx::query(
-            "INSERT INTO api_tokens (id, user_id, name, token_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        // One statement: the count and the insert see the same rows.
+        let res = sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, name, token_hash, scopes, created_at, expires_at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7 \
+             WHERE (SELECT COUNT(*) FROM api_tokens WHERE user_id = $2 AND (expires_at IS NULL OR expires_at > $6)) < $8",
         )
         .bind(&id)
         .bind(user_id)
@@ -252,21 +273,27 @@ impl Db {
         .bind(hash)
         .bind(scopes.join(" "))
         .bind(created_at)
+        .bind(expires_at)
+        .bind(i64::from(max))
         .execute(&self.pool)
         .await?;
-        Ok(TokenInfo {
+        if res.rows_affected() != 1 {
+            return Ok(None);
+        }
+        Ok(Some(TokenInfo {
             id,
             name: name.into(),
             scopes: scopes.to_vec(),
             created_at,
             last_used_at: None,
-        })
+            expires_at,
+        }))
     }
 
-    /// The tokens of a user, newest first.
+    /// The tokens of a user, newest first (expired ones included, with their expiry).
     pub async fn list_tokens(&self, user_id: &str) -> Result<Vec<TokenInfo>> {
         let rows = sqlx::query(
-            "SELECT id, name, scopes, created_at, last_used_at FROM api_tokens WHERE user_id = $1 \
+            "SELECT id, name, scopes, created_at, last_used_at, expires_at FROM api_tokens WHERE user_id = $1 \
              ORDER BY created_at DESC, id",
         )
         .bind(user_id)
@@ -280,6 +307,7 @@ impl Db {
                 scopes: scopes(r.get("scopes")),
                 created_at: r.get("created_at"),
                 last_used_at: r.get("last_used_at"),
+                expires_at: r.get("expires_at"),
             })
             .collect())
     }
@@ -313,16 +341,60 @@ impl Db {
         Ok(())
     }
 
-    /// The user and scopes of a token hash, without recording a use.
+    /// The user and scopes of a token hash, without recording a use; `None` also when the token
+    /// expired or its user is deactivated.
     pub async fn find_token(&self, hash: &str) -> Result<Option<(User, Vec<String>)>> {
         let row = sqlx::query(
             "SELECT u.id, u.email, u.name, u.subject, t.scopes FROM api_tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.token_hash = $1",
+             WHERE t.token_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > $2) AND u.deactivated_at IS NULL",
         )
         .bind(hash)
+        .bind(now())
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| (user(&r), scopes(r.get("scopes")))))
+    }
+
+    /// Whether the user with this id exists and is not deactivated.
+    pub async fn user_is_active(&self, id: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE id = $1 AND deactivated_at IS NULL")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Deactivates (`active` false) or reactivates the user whose id, or else whose email address
+    /// (case-insensitive), is `who`; returns that user. An error names `who` when no user or more
+    /// than one user (same email, other identities) matches; nothing is changed then.
+    pub async fn set_user_active(&self, who: &str, active: bool) -> Result<User> {
+        let who = who.trim();
+        let mut rows = sqlx::query("SELECT id, email, name, subject FROM users WHERE id = $1")
+            .bind(who)
+            .fetch_all(&self.pool)
+            .await?;
+        if rows.is_empty() {
+            rows = sqlx::query("SELECT id, email, name, subject FROM users WHERE LOWER(email) = LOWER($1) ORDER BY id")
+                .bind(who)
+                .fetch_all(&self.pool)
+                .await?;
+        }
+        let users: Vec<User> = rows.iter().map(user).collect();
+        let user = match users.as_slice() {
+            [] => anyhow::bail!("no user has the id or email address {who:?}"),
+            [one] => one.clone(),
+            many => anyhow::bail!(
+                "{} users have the email address {who:?} ({}); name one by its id",
+                many.len(),
+                many.iter().map(|u| u.id.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        sqlx::query("UPDATE users SET deactivated_at = $1 WHERE id = $2")
+            .bind((!active).then(now))
+            .bind(&user.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(user)
     }
 
     /// Without Kubernetes: stores a deployment manifest; false when the name is taken.

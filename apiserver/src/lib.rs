@@ -195,6 +195,20 @@ pub async fn run(config: Config) -> Result<()> {
         }
         return Ok(());
     }
+    if let Some((who, active)) = config
+        .deactivate_user
+        .as_deref()
+        .map(|w| (w, false))
+        .or(config.reactivate_user.as_deref().map(|w| (w, true)))
+    {
+        // Issue 15 item 13: an administrator locks a user out (sessions and tokens answer 401,
+        // sign-in 403, no sandbox is recreated) or lets them back in.
+        let db = Db::connect(config.postgres_dsn(), &config.sqlite_path).await?;
+        let user = db.set_user_active(who, active).await?;
+        let done = if active { "reactivated" } else { "deactivated" };
+        println!("{done} user {} ({})", user.id, user.email);
+        return Ok(());
+    }
     if config.migrate_only {
         Db::connect(config.postgres_dsn(), &config.sqlite_path).await?;
         tracing::info!("migrations applied");

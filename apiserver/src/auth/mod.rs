@@ -161,7 +161,7 @@ impl FromRequestParts<AppState> for Principal {
             let hash = hash_token(token.trim());
             let found = state.db.find_token(&hash).await?;
             let (user, scopes) =
-                found.ok_or_else(|| ApiError::Unauthorized("the API token is unknown or revoked".into()))?;
+                found.ok_or_else(|| ApiError::Unauthorized("the API token is unknown, revoked or expired".into()))?;
             refuse_dev_mode_user(state, &user, "API token")?;
             state.db.touch_token(&hash).await?;
             let scopes = scopes.iter().filter_map(|s| Scope::parse(s)).collect();
@@ -181,6 +181,11 @@ impl FromRequestParts<AppState> for Principal {
             if let Some(id) = user_id
                 && let Some(user) = state.db.user_by_id(&id).await?
             {
+                if !state.db.user_is_active(&user.id).await? {
+                    // Deactivated by an administrator (`--deactivate-user`): no access, and no
+                    // sandbox is recreated.
+                    return Err(ApiError::Unauthorized("this account is deactivated".into()));
+                }
                 refuse_dev_mode_user(state, &user, "session")?;
                 state.platform.ensure_sandbox(&user).await?;
                 return Ok(Principal {

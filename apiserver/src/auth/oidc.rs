@@ -325,6 +325,12 @@ async fn complete(state: &AppState, session: Session, headers: HeaderMap, q: Cal
         .unwrap_or_default();
     let subject = format!("{}|{}", claims.issuer().as_str(), claims.subject().as_str());
     let (user, created) = state.db.upsert_user(&subject, &email, &name).await?;
+    if !state.db.user_is_active(&user.id).await? {
+        tracing::warn!(user = %user.id, "sign-in of a deactivated user refused");
+        return Err(ApiError::Forbidden(
+            "this account is deactivated; ask the platform's administrator".into(),
+        ));
+    }
     state.platform.ensure_sandbox(&user).await?;
     session.cycle_id().await.map_err(session_error)?;
     session.insert(SESSION_USER, &user.id).await.map_err(session_error)?;

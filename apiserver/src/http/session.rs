@@ -57,6 +57,9 @@ pub async fn dev_login(
 ) -> ApiResult<impl IntoResponse> {
     let redirect = oidc::redirect_target(&q)?;
     let (user, _) = state.db.upsert_user(DEV_SUBJECT, DEV_EMAIL, "Developer").await?;
+    if !state.db.user_is_active(&user.id).await? {
+        return Err(ApiError::Forbidden("this account is deactivated".into()));
+    }
     state.platform.ensure_sandbox(&user).await?;
     let err = |e: tower_sessions::session::Error| ApiError::Internal(anyhow::anyhow!("session store: {e}"));
     session.cycle_id().await.map_err(err)?;

@@ -1,5 +1,7 @@
 //! `/api/tokens`: API tokens for scripts and CI. A token is shown once, at creation; the database
 //! keeps its SHA-256. Tokens are managed from a browser session only (a token cannot mint tokens).
+//! A token may expire (`expiresInDays`; an expired token answers 401), and a user holds at most
+//! `API_TOKENS_MAX_PER_USER` unexpired tokens (409 beyond).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -29,7 +31,14 @@ pub struct CreateToken {
     pub name: String,
     /// Scopes, e.g. `["deployments:read", "deployments:write"]`.
     pub scopes: Vec<Scope>,
+    /// Days until the token stops working (1 to 3650); omitted: it does not expire.
+    #[serde(rename = "expiresInDays", default)]
+    #[schema(minimum = 1, maximum = 3650)]
+    pub expires_in_days: Option<i64>,
 }
+
+/// The longest token lifetime that can be asked for: ten years.
+pub const MAX_TOKEN_DAYS: i64 = 3650;
 
 /// A new token: the only time its value is shown.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -59,7 +68,9 @@ pub async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json
 
 /// Creates a token.
 #[utoipa::path(post, path = "/api/tokens", tag = "tokens", request_body = CreateToken,
-    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody)))]
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody),
+        (status = 409, description = "the caller holds API_TOKENS_MAX_PER_USER unexpired tokens already, or the \
+            caller's sandbox belongs to another identity or installation", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     p: Principal,
@@ -76,14 +87,29 @@ pub async fn create(
             Scope::ALL.map(|s| s.as_str()).join(", ")
         )));
     }
+    let expires_at = match body.expires_in_days {
+        None => None,
+        Some(days) if (1..=MAX_TOKEN_DAYS).contains(&days) => Some(crate::db::now() + days * 86_400),
+        Some(_) => {
+            return Err(ApiError::BadRequest(format!(
+                "expiresInDays must be 1 to {MAX_TOKEN_DAYS}, or omitted for a token that does not expire"
+            )));
+        }
+    };
     let mut scopes: Vec<String> = body.scopes.iter().map(|s| s.to_string()).collect();
     scopes.sort();
     scopes.dedup();
     let token = new_api_token();
+    let max = state.config.api_tokens_max_per_user;
     let info = state
         .db
-        .insert_token(&p.user.id, name, &hash_token(&token), &scopes)
-        .await?;
+        .insert_token_limited(&p.user.id, name, &hash_token(&token), &scopes, expires_at, max)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "you already hold {max} API tokens, the most allowed (API_TOKENS_MAX_PER_USER); revoke one first"
+            ))
+        })?;
     tracing::info!(user = %p.user.id, token_id = %info.id, "API token created");
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info })))
 }
