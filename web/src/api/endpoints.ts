@@ -40,8 +40,11 @@ export const deleteDeployment = (name: string) =>
   api<void>(`/api/deployments/${seg(name)}`, { method: "DELETE", as: "none" });
 
 export const listTokens = () => api<TokenInfo[]>("/api/tokens");
-export const createToken = (name: string, scopes: string[]) =>
-  api<CreatedToken>("/api/tokens", { method: "POST", body: { name, scopes } });
+export const createToken = (name: string, scopes: string[], expiresInDays?: number) =>
+  api<CreatedToken>("/api/tokens", {
+    method: "POST",
+    body: expiresInDays === undefined ? { name, scopes } : { name, scopes, expiresInDays },
+  });
 export const revokeToken = (id: string) => api<void>(`/api/tokens/${seg(id)}`, { method: "DELETE", as: "none" });
 
 /** The path of a secret under /api/secrets. */

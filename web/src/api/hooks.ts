@@ -99,7 +99,8 @@ export function useTokenActions() {
   const refresh = () => qc.invalidateQueries({ queryKey: keys.tokens });
   return {
     create: useMutation({
-      mutationFn: (v: { name: string; scopes: string[] }) => ep.createToken(v.name, v.scopes),
+      mutationFn: (v: { name: string; scopes: string[]; expiresInDays?: number }) =>
+        ep.createToken(v.name, v.scopes, v.expiresInDays),
       onSuccess: refresh,
     }),
     revoke: useMutation({ mutationFn: ep.revokeToken, onSuccess: refresh }),

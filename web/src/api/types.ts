@@ -157,6 +157,8 @@ export interface TokenInfo {
   /** Unix seconds. */
   createdAt: number;
   lastUsedAt: number | null;
+  /** Unix seconds from which the token no longer works; null: it does not expire. */
+  expiresAt: number | null;
 }
 
 export interface CreatedToken extends TokenInfo {

@@ -9,11 +9,28 @@ import { Empty, ErrorState, InlineError, Loading } from "../components/States";
 import { useToast } from "../components/Toasts";
 import { ago, exact } from "../lib/format";
 
+/** Lifetimes offered for a new token, in days ("" = does not expire). */
+const EXPIRY_CHOICES = [
+  { value: "30", label: "30 days" },
+  { value: "90", label: "90 days" },
+  { value: "365", label: "1 year" },
+  { value: "", label: "Never" },
+];
+
+/** The expiry cell of a token: never, expired, or its date. */
+function Expiry({ at }: { at: number | null }) {
+  if (at === null) return <span className="muted">never</span>;
+  const when = new Date(at * 1000).toLocaleDateString();
+  if (at * 1000 <= Date.now()) return <strong title={exact(at)}>expired {when}</strong>;
+  return <time title={exact(at)}>{when}</time>;
+}
+
 export function Tokens() {
   const tokens = useTokens();
   const { create, revoke } = useTokenActions();
   const toast = useToast();
   const [name, setName] = useState("");
+  const [expiry, setExpiry] = useState("90");
   const [scopes, setScopes] = useState<string[]>(["deployments:read", "deployments:write", "templates:read"]);
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [created, setCreated] = useState<CreatedToken | null>(null);
@@ -28,7 +45,7 @@ export function Tokens() {
     setErrors(errs);
     if (Object.keys(errs).length > 0) return;
     create.mutate(
-      { name: n, scopes },
+      { name: n, scopes, expiresInDays: expiry === "" ? undefined : Number(expiry) },
       {
         onSuccess: (t) => {
           setCreated(t);
@@ -75,6 +92,16 @@ export function Tokens() {
             </p>
           )}
         </div>
+        <div className="field">
+          <label htmlFor="token-expiry">Expires after</label>
+          <select id="token-expiry" value={expiry} onChange={(e) => setExpiry(e.target.value)}>
+            {EXPIRY_CHOICES.map((c) => (
+              <option key={c.value} value={c.value}>
+                {c.label}
+              </option>
+            ))}
+          </select>
+        </div>
         <fieldset className={`field scopes${errors.scopes ? " field-invalid" : ""}`} aria-describedby={errors.scopes ? "token-scopes-error" : undefined}>
           <legend>Scopes</legend>
           {SCOPES.map((s) => (
@@ -118,6 +145,7 @@ export function Tokens() {
                   <th scope="col">Scopes</th>
                   <th scope="col">Created</th>
                   <th scope="col">Last used</th>
+                  <th scope="col">Expires</th>
                   <th scope="col">
                     <span className="sr-only">Actions</span>
                   </th>
@@ -141,6 +169,9 @@ export function Tokens() {
                     </td>
                     <td data-label="Last used">
                       {t.lastUsedAt ? <time title={exact(t.lastUsedAt)}>{ago(t.lastUsedAt)}</time> : <span className="muted">never</span>}
+                    </td>
+                    <td data-label="Expires">
+                      <Expiry at={t.expiresAt} />
                     </td>
                     <td className="actions">
                       <button type="button" className="btn btn-small btn-danger" onClick={() => setRevoking(t)} aria-label={`Revoke ${t.name}`}>
