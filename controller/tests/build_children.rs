@@ -550,3 +550,30 @@ fn parameter_values_escape_variable_expansion() {
     // The template's own values keep their meaning (its author may use `$(VAR)` on purpose).
     assert_eq!(env["DB_HOST"], "blog-db");
 }
+
+/// Issue 15 item 19: a sandbox's quota limits ephemeral storage (a container's writable layer,
+/// logs and emptyDirs fill the node's disk otherwise), and its LimitRange gives containers
+/// default requests and limits of it.
+#[test]
+fn sandbox_quota_limits_ephemeral_storage() {
+    let sb: UserSandbox = fixture("sandbox-alice.yaml");
+    let c = build::sandbox::build(&sb, &Config::for_tests());
+    let hard = c.quota.spec.clone().unwrap().hard.unwrap();
+    let plan = crds::Plan::Business.limits();
+    assert_eq!(hard["requests.ephemeral-storage"].0, plan.requests_ephemeral_storage);
+    assert_eq!(hard["limits.ephemeral-storage"].0, plan.limits_ephemeral_storage);
+    assert_eq!(plan.requests_ephemeral_storage, "8Gi");
+    let limits = &c.limit_range.spec.as_ref().unwrap().limits[0];
+    assert_eq!(
+        limits.default_request.as_ref().unwrap()["ephemeral-storage"].0,
+        crds::plan::DEFAULT_REQUEST_EPHEMERAL_STORAGE
+    );
+    assert_eq!(
+        limits.default.as_ref().unwrap()["ephemeral-storage"].0,
+        crds::plan::DEFAULT_LIMIT_EPHEMERAL_STORAGE
+    );
+    for plan in [crds::Plan::Free, crds::Plan::Business, crds::Plan::Enterprise] {
+        let l = plan.limits();
+        assert!(!l.requests_ephemeral_storage.is_empty() && !l.limits_ephemeral_storage.is_empty());
+    }
+}

@@ -1,16 +1,19 @@
 //! Plans and the quotas they grant: the one documented table.
 //!
-//! | plan       | deployments | pods | requests.cpu | requests.memory | limits.cpu | limits.memory | services |
-//! |------------|-------------|------|--------------|-----------------|------------|---------------|----------|
-//! | free       | 1           | 10   | 1            | 1Gi             | 2          | 2Gi           | 10       |
-//! | business   | 10          | 60   | 8            | 16Gi            | 16         | 32Gi          | 60       |
-//! | enterprise | unlimited   | 300  | 32           | 64Gi            | 64         | 128Gi         | 300      |
+//! | plan       | deployments | pods | requests.cpu | requests.memory | limits.cpu | limits.memory | requests.ephemeral-storage | limits.ephemeral-storage | services |
+//! |------------|-------------|------|--------------|-----------------|------------|---------------|----------------------------|--------------------------|----------|
+//! | free       | 1           | 10   | 1            | 1Gi             | 2          | 2Gi           | 1Gi                        | 2Gi                      | 10       |
+//! | business   | 10          | 60   | 8            | 16Gi            | 16         | 32Gi          | 8Gi                        | 16Gi                     | 60       |
+//! | enterprise | unlimited   | 300  | 32           | 64Gi            | 64         | 128Gi         | 32Gi                       | 64Gi                     | 300      |
 //!
 //! The HTTP server refuses a create beyond the deployments limit with 403; the sandbox's
 //! ResourceQuota enforces the same count for objects applied with kubectl or GitOps.
 //!
 //! Every plan forbids NodePort and LoadBalancer services (quota of 0). Default container
-//! requests/limits (LimitRange): 100m / 128Mi requested, 500m / 512Mi limit.
+//! requests/limits (LimitRange): 100m / 128Mi / 64Mi ephemeral storage requested, 500m / 512Mi /
+//! 512Mi ephemeral storage limit. Ephemeral storage (a container's writable layer, its logs and
+//! its emptyDir volumes) is under quota like CPU and memory, so one sandbox cannot fill a node's
+//! disk; a container that writes past its limit is evicted by the kubelet.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -43,6 +46,10 @@ pub struct PlanLimits {
     pub limits_cpu: &'static str,
     /// Sum of memory limits.
     pub limits_memory: &'static str,
+    /// Sum of ephemeral storage requests.
+    pub requests_ephemeral_storage: &'static str,
+    /// Sum of ephemeral storage limits.
+    pub limits_ephemeral_storage: &'static str,
     /// Most Services.
     pub services: i32,
 }
@@ -58,6 +65,8 @@ impl Plan {
                 requests_memory: "1Gi",
                 limits_cpu: "2",
                 limits_memory: "2Gi",
+                requests_ephemeral_storage: "1Gi",
+                limits_ephemeral_storage: "2Gi",
                 services: 10,
             },
             Plan::Business => PlanLimits {
@@ -67,6 +76,8 @@ impl Plan {
                 requests_memory: "16Gi",
                 limits_cpu: "16",
                 limits_memory: "32Gi",
+                requests_ephemeral_storage: "8Gi",
+                limits_ephemeral_storage: "16Gi",
                 services: 60,
             },
             Plan::Enterprise => PlanLimits {
@@ -76,6 +87,8 @@ impl Plan {
                 requests_memory: "64Gi",
                 limits_cpu: "64",
                 limits_memory: "128Gi",
+                requests_ephemeral_storage: "32Gi",
+                limits_ephemeral_storage: "64Gi",
                 services: 300,
             },
         }
@@ -99,3 +112,7 @@ pub const DEFAULT_REQUEST_MEMORY: &str = "128Mi";
 pub const DEFAULT_LIMIT_CPU: &str = "500m";
 /// See [`DEFAULT_REQUEST_CPU`].
 pub const DEFAULT_LIMIT_MEMORY: &str = "512Mi";
+/// See [`DEFAULT_REQUEST_CPU`].
+pub const DEFAULT_REQUEST_EPHEMERAL_STORAGE: &str = "64Mi";
+/// See [`DEFAULT_REQUEST_CPU`].
+pub const DEFAULT_LIMIT_EPHEMERAL_STORAGE: &str = "512Mi";

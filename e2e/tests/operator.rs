@@ -158,9 +158,18 @@ async fn sandbox_provisions_a_restricted_namespace() -> Result<()> {
         assert_eq!(hard["services.nodeports"].0, "0");
         assert_eq!(hard["services.loadbalancers"].0, "0");
         assert_eq!(hard["requests.cpu"].0, "8");
-        Api::<LimitRange>::namespaced(client.clone(), ns)
+        // Ephemeral storage is under quota too, with container defaults (issue 15 item 19).
+        assert_eq!(hard["requests.ephemeral-storage"].0, "8Gi");
+        assert_eq!(hard["limits.ephemeral-storage"].0, "16Gi");
+        let limit_range = Api::<LimitRange>::namespaced(client.clone(), ns)
             .get("sandbox-limits")
             .await?;
+        let defaults = &limit_range.spec.unwrap().limits[0];
+        assert_eq!(defaults.default.as_ref().unwrap()["ephemeral-storage"].0, "512Mi");
+        assert_eq!(
+            defaults.default_request.as_ref().unwrap()["ephemeral-storage"].0,
+            "64Mi"
+        );
         let policies = names::<NetworkPolicy>(&client, ns, "app.kubernetes.io/managed-by=k8s-scheduler").await?;
         assert_eq!(
             policies,

@@ -3,7 +3,10 @@
 //! ServiceAccount without token automount.
 
 use crds::UserSandbox;
-use crds::plan::{DEFAULT_LIMIT_CPU, DEFAULT_LIMIT_MEMORY, DEFAULT_REQUEST_CPU, DEFAULT_REQUEST_MEMORY};
+use crds::plan::{
+    DEFAULT_LIMIT_CPU, DEFAULT_LIMIT_EPHEMERAL_STORAGE, DEFAULT_LIMIT_MEMORY, DEFAULT_REQUEST_CPU,
+    DEFAULT_REQUEST_EPHEMERAL_STORAGE, DEFAULT_REQUEST_MEMORY,
+};
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::ResourceExt;
@@ -87,6 +90,8 @@ pub fn build(sb: &UserSandbox, config: &Config) -> SandboxChildren {
             "requests.memory": memory,
             "limits.cpu": limit_cpu,
             "limits.memory": limit_memory,
+            "requests.ephemeral-storage": limits.requests_ephemeral_storage,
+            "limits.ephemeral-storage": limits.limits_ephemeral_storage,
             "pods": pods.to_string(),
             "services": limits.services.max(pods).to_string(),
             "services.nodeports": "0",
@@ -105,8 +110,16 @@ pub fn build(sb: &UserSandbox, config: &Config) -> SandboxChildren {
         "metadata": meta(LIMIT_RANGE_NAME),
         "spec": { "limits": [{
             "type": "Container",
-            "defaultRequest": { "cpu": DEFAULT_REQUEST_CPU, "memory": DEFAULT_REQUEST_MEMORY },
-            "default": { "cpu": DEFAULT_LIMIT_CPU, "memory": DEFAULT_LIMIT_MEMORY },
+            "defaultRequest": {
+                "cpu": DEFAULT_REQUEST_CPU,
+                "memory": DEFAULT_REQUEST_MEMORY,
+                "ephemeral-storage": DEFAULT_REQUEST_EPHEMERAL_STORAGE,
+            },
+            "default": {
+                "cpu": DEFAULT_LIMIT_CPU,
+                "memory": DEFAULT_LIMIT_MEMORY,
+                "ephemeral-storage": DEFAULT_LIMIT_EPHEMERAL_STORAGE,
+            },
         }] },
     }));
     let network_policies = if config.disable_network_policies {
