@@ -65,6 +65,8 @@ pub struct ValidatedDeployment {
     pub visibility: Visibility,
     /// Restart marker copied onto the pods (`spec.restartedAt`).
     pub restarted_at: Option<String>,
+    /// Name of the Template it runs (its secret scope), none for inline services.
+    pub template: Option<String>,
 }
 
 impl ValidatedDeployment {
@@ -446,5 +448,6 @@ pub fn validate_deployment(
         ingress,
         visibility: spec.visibility,
         restarted_at: spec.restarted_at.clone(),
+        template: template.and(spec.template_ref.as_ref()).map(|r| r.name.clone()),
     })
 }

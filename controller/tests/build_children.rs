@@ -83,7 +83,7 @@ fn single_public_service() {
     assert_eq!(c.deployments.len(), 1);
     assert_eq!(c.services.len(), 1);
     assert!(c.config_maps.is_empty());
-    assert!(c.external_secret.is_none());
+    assert!(c.external_secrets.is_empty());
     let d = &c.deployments[0];
     assert_eq!(d.metadata.name.as_deref(), Some("my-app-web"));
     assert_restricted(d);
@@ -160,15 +160,38 @@ fn two_services_with_parameters_and_secrets() {
     for d in &c.deployments {
         assert_restricted(d);
     }
-    let es = c.external_secret.as_ref().expect("external secret with a store");
+    // Issue 15 item 22: the ExternalSecret merges the scopes in the server's order (user, template,
+    // deployment; later wins), each a `dataFrom` extract; each service gets its own scope's.
+    let extracts = |es: &kube::api::DynamicObject| -> Vec<String> {
+        es.data["spec"]["dataFrom"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["extract"]["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(c.external_secrets.len(), 3, "the app's Secret and one per service");
+    let es = &c.external_secrets[0];
     assert_eq!(es.data["spec"]["secretStoreRef"]["name"], "vault-backend");
     assert_eq!(es.data["spec"]["secretStoreRef"]["kind"], "ClusterSecretStore");
     assert_eq!(es.data["spec"]["target"]["name"], "my-app-secrets");
     assert_eq!(
-        es.data["spec"]["data"][0]["remoteRef"]["key"],
-        "users/alice/deployments/my-app"
+        extracts(es),
+        [
+            "users/alice/secrets",
+            "users/alice/templates/blog",
+            "users/alice/deployments/my-app"
+        ]
     );
-    assert_eq!(es.data["spec"]["data"][0]["remoteRef"]["property"], "DB_PASSWORD");
+    // A scope without secrets is skipped, not an error (deletionPolicy Delete, see the build).
+    assert_eq!(es.data["spec"]["target"]["deletionPolicy"], "Delete");
+    let web = &c.external_secrets[1];
+    assert_eq!(web.data["spec"]["target"]["name"], "my-app-web-secrets");
+    assert_eq!(extracts(web), ["users/alice/deployments/my-app/services/web"]);
+    assert_eq!(
+        c.external_secrets[2].data["spec"]["target"]["name"],
+        "my-app-db-secrets"
+    );
     let own = env_from[1].secret_ref.as_ref().unwrap();
     assert_eq!((own.name.as_str(), own.optional), ("my-app-web-secrets", Some(true)));
     let ing = c.ingress.as_ref().unwrap().spec.clone().unwrap();

@@ -488,20 +488,28 @@ async fn external_secret_with_cluster_secret_store() -> Result<()> {
         assert_eq!(es.data["spec"]["secretStoreRef"]["name"], "vault-backend");
         assert_eq!(es.data["spec"]["secretStoreRef"]["kind"], "ClusterSecretStore");
         assert_eq!(es.data["spec"]["target"]["name"], "shop-secrets");
-        let keys: BTreeSet<String> = es.data["spec"]["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| {
-                format!(
-                    "{}#{}",
-                    d["remoteRef"]["key"].as_str().unwrap(),
-                    d["remoteRef"]["property"].as_str().unwrap()
-                )
-            })
-            .collect();
-        let path = format!("users/{}/deployments/shop", sb.user_id);
-        assert_eq!(keys, [format!("{path}#API_KEY"), format!("{path}#DB_PASSWORD")].into());
+        // The scopes in the server's order, later wins (issue 15 item 22).
+        let extracts = |es: &DynamicObject| -> Vec<String> {
+            es.data["spec"]["dataFrom"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["extract"]["key"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let user = format!("users/{}", sb.user_id);
+        assert_eq!(
+            extracts(&es),
+            [
+                format!("{user}/secrets"),
+                format!("{user}/templates/blog"),
+                format!("{user}/deployments/shop")
+            ]
+        );
+        assert_eq!(es.data["spec"]["target"]["deletionPolicy"], "Delete");
+        let web = es_api.get("shop-web-secrets").await?;
+        assert_eq!(extracts(&web), [format!("{user}/deployments/shop/services/web")]);
+        assert_eq!(web.data["spec"]["target"]["name"], "shop-web-secrets");
         let d = Api::<Deployment>::namespaced(client.clone(), ns)
             .get("shop-web")
             .await?;

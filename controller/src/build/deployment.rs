@@ -28,8 +28,9 @@ pub struct DeploymentChildren {
     pub ingress: Option<Ingress>,
     /// Unless network policies are disabled.
     pub network_policy: Option<NetworkPolicy>,
-    /// When `CLUSTER_SECRET_STORE` is set and the app has secrets.
-    pub external_secret: Option<DynamicObject>,
+    /// When `CLUSTER_SECRET_STORE` is set and the app has secrets: the app's Secret's, then one
+    /// per service (its own values).
+    pub external_secrets: Vec<DynamicObject>,
 }
 
 /// The Secret with one service's own secret values (written by the HTTP server).
@@ -82,7 +83,7 @@ pub fn build(vd: &ValidatedDeployment, config: &Config) -> DeploymentChildren {
         out.network_policy = Some(network_policy(vd, config));
     }
     if !config.cluster_secret_store.is_empty() && !vd.secret_keys.is_empty() {
-        out.external_secret = Some(external_secret(vd, &config.cluster_secret_store));
+        out.external_secrets = external_secrets(vd, &config.cluster_secret_store);
     }
     out
 }
@@ -287,27 +288,51 @@ fn network_policy(vd: &ValidatedDeployment, config: &Config) -> NetworkPolicy {
     }))
 }
 
-fn external_secret(vd: &ValidatedDeployment, store: &str) -> DynamicObject {
-    let data: Vec<Value> = vd
-        .secret_keys
-        .iter()
-        .map(|k| {
-            json!({
-                "secretKey": k,
-                "remoteRef": { "key": format!("users/{}/deployments/{}", vd.user_id, vd.name), "property": k },
-            })
-        })
-        .collect();
+/// Remote key of a user's scope in the secret store, the HTTP server's layout
+/// (`apiserver/src/secrets`): `users/<user>/secrets`, `users/<user>/templates/<template>`,
+/// `users/<user>/deployments/<app>`, `users/<user>/deployments/<app>/services/<service>`.
+pub fn remote_key(user: &str, scope: &str) -> String {
+    format!("users/{user}/{scope}")
+}
+
+/// The ExternalSecrets of an app. Its Secret merges the user, template and deployment scopes in
+/// the server's order, one `dataFrom` extract each: ESO merges them in order, later wins. Each
+/// service's Secret (read after it, `optional`) holds that service's scope.
+///
+/// A scope without secrets has no remote key. With `deletionPolicy: Delete`, ESO skips a
+/// `dataFrom` entry whose key does not exist (a Normal event "secret does not exist at provider
+/// using .dataFrom[i]") instead of failing the whole sync, which it does under the default
+/// `Retain`; when no scope has a key at all it removes (or never creates) the Secret: a service
+/// Secret is optional, and the app's own Secret is then missing as it is when the server writes
+/// Secrets and has nothing to write (the pods wait for it).
+fn external_secrets(vd: &ValidatedDeployment, store: &str) -> Vec<DynamicObject> {
+    let mut scopes = vec![remote_key(&vd.user_id, "secrets")];
+    if let Some(t) = &vd.template {
+        scopes.push(remote_key(&vd.user_id, &format!("templates/{t}")));
+    }
+    let deployment = remote_key(&vd.user_id, &format!("deployments/{}", vd.name));
+    scopes.push(deployment.clone());
+    let mut out = vec![external_secret(vd, store, &vd.secret_name, &scopes)];
+    for svc in &vd.services {
+        let name = names::service_secret(&vd.name, &svc.spec.name);
+        let scope = format!("{deployment}/services/{}", svc.spec.name);
+        out.push(external_secret(vd, store, &name, &[scope]));
+    }
+    out
+}
+
+fn external_secret(vd: &ValidatedDeployment, store: &str, name: &str, keys: &[String]) -> DynamicObject {
+    let data_from: Vec<Value> = keys.iter().map(|k| json!({ "extract": { "key": k } })).collect();
     let ar = external_secret_resource();
     typed(json!({
         "apiVersion": ar.api_version,
         "kind": ar.kind,
-        "metadata": metadata(vd, &vd.secret_name, None),
+        "metadata": metadata(vd, name, None),
         "spec": {
             "refreshInterval": "1h",
             "secretStoreRef": { "kind": "ClusterSecretStore", "name": store },
-            "target": { "name": vd.secret_name, "creationPolicy": "Owner" },
-            "data": data,
+            "target": { "name": name, "creationPolicy": "Owner", "deletionPolicy": "Delete" },
+            "dataFrom": data_from,
         },
     }))
 }

@@ -321,7 +321,7 @@ async fn apply(
     if let Some(ing) = &children.ingress {
         ctx.apply_child(KIND, ing).await?;
     }
-    if let Some(es) = &children.external_secret {
+    for es in &children.external_secrets {
         apply_external_secret(ctx, &ns, es).await?;
     }
 
@@ -402,7 +402,7 @@ fn child_names(c: &DeploymentChildren) -> Vec<String> {
             .map(|o| format!("NetworkPolicy/{}", o.name_any())),
     );
     names.extend(
-        c.external_secret
+        c.external_secrets
             .iter()
             .map(|o| format!("ExternalSecret/{}", o.name_any())),
     );
@@ -462,7 +462,7 @@ async fn prune(ud: &UserDeployment, ctx: &Context, c: &DeploymentChildren) -> Re
         &c.network_policy.iter().map(|o| o.name_any()).collect::<Vec<_>>(),
     )
     .await?;
-    let keep: Vec<String> = c.external_secret.iter().map(|o| o.name_any()).collect();
+    let keep: Vec<String> = c.external_secrets.iter().map(|o| o.name_any()).collect();
     prune_external_secrets(ctx, &ns, &sel, &keep).await
 }
 
