@@ -236,7 +236,7 @@ impl Platform for OfflinePlatform {
         c.services.iter().for_each(|o| push(serde_json::to_value(o)));
         c.ingress.iter().for_each(|o| push(serde_json::to_value(o)));
         c.network_policy.iter().for_each(|o| push(serde_json::to_value(o)));
-        c.external_secret.iter().for_each(|o| push(serde_json::to_value(o)));
+        c.external_secrets.iter().for_each(|o| push(serde_json::to_value(o)));
         Some(out)
     }
 
