@@ -989,3 +989,67 @@ async fn colliding_child_names_refuse_the_newer_app() -> Result<()> {
     })
     .await
 }
+
+/// Issue 15 item 18: the controller runs only templates the server lists (one rule,
+/// `crds::template::is_visible`): before, it ran a private template of the platform namespace
+/// and another namespace's public template.
+#[tokio::test]
+async fn only_visible_templates_run() -> Result<()> {
+    let client = e2e::client().await?;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let platform = e2e::unique_name("platform");
+    let other = e2e::unique_name("other");
+    for ns in [&platform, &other] {
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "apiVersion": "v1", "kind": "Namespace",
+                    "metadata": { "name": ns, "labels": { e2e::cluster::TEST_NAMESPACE_LABEL: "true" } },
+                }))?,
+            )
+            .await?;
+    }
+    let template = |ns: &str, name: &str, visibility: &str| -> Result<Template> {
+        Ok(serde_json::from_value(json!({
+            "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "Template",
+            "metadata": { "name": name, "namespace": ns },
+            "spec": { "displayName": name, "visibility": visibility,
+                      "services": [{ "name": "web", "image": "ghcr.io/example/web:1", "port": 8080 }] },
+        }))?)
+    };
+    e2e::operator::ensure_crds(&client).await?;
+    for (ns, name, visibility) in [
+        (platform.as_str(), "private", "private"),
+        (platform.as_str(), "shared", "org"),
+        (other.as_str(), "elsewhere", "public"),
+    ] {
+        Api::<Template>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &template(ns, name, visibility)?)
+            .await?;
+    }
+    let (p, o) = (platform.clone(), other.clone());
+    let result = with_sandbox(&[("PLATFORM_NAMESPACE", platform.as_str())], |client, sb| async move {
+        let uds: Api<UserDeployment> = Api::namespaced(client.clone(), &sb.namespace);
+        let app = |name: &str, template: serde_json::Value| -> Result<UserDeployment> {
+            Ok(serde_json::from_value(json!({
+                "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserDeployment",
+                "metadata": { "name": name }, "spec": { "templateRef": template },
+            }))?)
+        };
+        create_deployment(&uds, &app("shared", json!({ "name": "shared" }))?).await?;
+        ready(&uds, "shared").await?;
+        create_deployment(&uds, &app("private", json!({ "name": "private" }))?).await?;
+        degraded_with(&uds, "private", "TemplateNotFound").await?;
+        create_deployment(&uds, &app("named", json!({ "name": "private", "namespace": p }))?).await?;
+        degraded_with(&uds, "named", "TemplateNotFound").await?;
+        create_deployment(&uds, &app("elsewhere", json!({ "name": "elsewhere", "namespace": o }))?).await?;
+        degraded_with(&uds, "elsewhere", "TemplateNotFound").await?;
+        Ok(())
+    })
+    .await;
+    for ns in [&platform, &other] {
+        let _ = namespaces.delete(ns, &DeleteParams::background()).await;
+    }
+    result
+}
