@@ -88,6 +88,8 @@ impl ServerProcess {
             .env("REACT_UI", "true")
             .env("KUBERNETES_ENABLED", "false")
             .env("SERVER_ADDR", format!("127.0.0.1:{port}"))
+            // Metrics on a port of their own, so that servers started side by side do not clash.
+            .env("METRICS_ADDR", "127.0.0.1:0")
             .env("BASE_URL", &url)
             .env("SQLITE_PATH", dir.0.join("server.db"))
             .env("SESSION_BACKEND", "memory")

@@ -89,7 +89,8 @@ test("sign in, deploy the guestbook with its secret, watch it become Ready, YAML
 
   // The deployment page, updated live until Ready (no reload: a marker on window survives).
   await expect(page).toHaveURL(new RegExp(`/deployments/${name}$`), { timeout: 150_000 });
-  expect(sent).toEqual([`PUT /api/secrets/deployments/${name}/REDIS_PASSWORD`, "POST /api/deployments"]);
+  // The deployment first: a secret's scope must exist before a value is stored under it.
+  expect(sent).toEqual(["POST /api/deployments", `PUT /api/secrets/deployments/${name}/REDIS_PASSWORD`]);
   await page.evaluate(() => ((window as unknown as { __noReload: boolean }).__noReload = true));
   await expect(page.getByRole("heading", { name, level: 1 })).toBeVisible();
   const badge = page.locator(".page-header").getByTestId("status-badge");

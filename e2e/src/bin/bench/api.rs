@@ -367,6 +367,8 @@ impl Server {
             .env("KUBERNETES_ENABLED", "true")
             .env("KUBECONFIG_PATH", e2e::cluster::kubeconfig_path())
             .env("SERVER_ADDR", format!("127.0.0.1:{port}"))
+            // Metrics on a port of their own, so that servers started side by side do not clash.
+            .env("METRICS_ADDR", "127.0.0.1:0")
             .env("BASE_URL", &base_url)
             .env("SQLITE_PATH", &sqlite)
             .env("KUBERNETES_NAMESPACE", format!("{run}-%s"))
