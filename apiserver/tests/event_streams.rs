@@ -173,3 +173,57 @@ async fn streams_are_capped_and_end_at_sign_out_and_revocation() -> Result<()> {
     assert_eq!(app.state.streams.count(&alice.id), (0, 0));
     Ok(())
 }
+
+/// What another process does (`apiserver --deactivate-user`) or time does (a token expiring)
+/// reaches open streams at their next check: the stream of an expired token and the streams of a
+/// deactivated user end; others stay.
+#[tokio::test]
+async fn streams_end_when_their_token_expires_or_their_user_is_deactivated() -> Result<()> {
+    let app = apiserver::app(offline_config()).await?;
+    app.state.streams.set_recheck(Duration::from_millis(200));
+    let db = &app.state.db;
+    let mut tokens = vec![];
+    for who in ["bob", "carol"] {
+        let (user, _) = db
+            .upsert_user(&format!("test|{who}"), &format!("{who}@example.com"), who)
+            .await?;
+        let token = apiserver::auth::new_api_token();
+        db.insert_token(
+            &user.id,
+            "t",
+            &apiserver::auth::hash_token(&token),
+            &["deployments:read".to_string()],
+        )
+        .await?;
+        tokens.push((user, token));
+    }
+    let (bob, bob_token) = &tokens[0];
+    let (carol, carol_token) = &tokens[1];
+    let mut bobs = stream(&app, None, Some(bob_token)).await?;
+    let mut carols = stream(&app, None, Some(carol_token)).await?;
+
+    // Bob's token expires (its expiry is written as time would make it).
+    sqlx::query("UPDATE api_tokens SET expires_at = 1 WHERE user_id = $1")
+        .bind(&bob.id)
+        .execute(db.pool())
+        .await?;
+    assert!(
+        ends_within(&mut bobs, Duration::from_secs(5)).await,
+        "the expired token's stream is still open"
+    );
+    assert!(
+        !ends_within(&mut carols, Duration::from_millis(600)).await,
+        "a valid token's stream ended"
+    );
+
+    // Carol is deactivated by another process: the same database, not this server's registry.
+    db.set_user_active(&carol.id, false).await?;
+    assert!(
+        ends_within(&mut carols, Duration::from_secs(5)).await,
+        "a deactivated user's stream is still open"
+    );
+    // An ended body is dropped by the connection; then both places are free.
+    drop((bobs, carols));
+    assert_eq!(app.state.streams.count(&carol.id), (0, 0));
+    Ok(())
+}

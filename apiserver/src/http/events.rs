@@ -5,12 +5,15 @@
 //! Open streams are counted in [`Streams`] (`AppState::streams`): at most
 //! EVENTS_MAX_STREAMS_PER_USER per user and EVENTS_MAX_STREAMS in all (429 beyond), and each
 //! stream ends when the session or API token that opened it is signed out or revoked, or its user
-//! deactivated.
+//! deactivated. Besides, every open stream checks every 30 seconds ([`Streams::set_recheck`]) that
+//! its token is still valid (not expired, revoked on another replica) and its user still active
+//! (`apiserver --deactivate-user` runs in a process of its own, which cannot reach the streams).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -45,7 +48,12 @@ pub struct Streams {
     max_total: usize,
     next: AtomicU64,
     open: Mutex<HashMap<u64, Holder>>,
+    /// Milliseconds between two checks of an open stream's token and user.
+    recheck_ms: AtomicU64,
 }
+
+/// Default time between two checks of an open stream's token and user.
+pub const STREAM_RECHECK: Duration = Duration::from_secs(30);
 
 /// One open stream's place in [`Streams`]; dropping it (the stream ended or the client went away)
 /// frees the place.
@@ -68,7 +76,19 @@ impl Streams {
             max_total,
             next: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
+            recheck_ms: AtomicU64::new(STREAM_RECHECK.as_millis() as u64),
         })
+    }
+
+    /// Sets how often open streams check their token and user (default [`STREAM_RECHECK`]);
+    /// tests shorten it.
+    pub fn set_recheck(&self, every: Duration) {
+        self.recheck_ms
+            .store(every.as_millis().max(1) as u64, Ordering::Relaxed);
+    }
+
+    fn recheck(&self) -> Duration {
+        Duration::from_millis(self.recheck_ms.load(Ordering::Relaxed))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Holder>> {
@@ -191,7 +211,8 @@ pub async fn events(
             Some(crate::auth::hash_token(value.strip_prefix("Bearer ")?.trim()))
         })
         .flatten();
-    let (ticket, stop) = state.streams.open(&p.user.id, session_id, token)?;
+    let (ticket, stop) = state.streams.open(&p.user.id, session_id, token.clone())?;
+    let revoked = until_invalid(state.clone(), p.user.id.clone(), token, state.streams.recheck());
     let ns = state.platform.sandbox(&p.user).namespace;
     // Subscribe before the snapshot so that nothing falls between them.
     let rx = state.platform.subscribe();
@@ -221,7 +242,35 @@ pub async fn events(
         };
         async move { out }
     });
-    // Ends when the session or token is signed out or revoked (the ticket's sender is dropped).
-    let stream = first.chain(changes).take_until(stop);
+    // Ends when the session or token is signed out or revoked (the ticket's sender is dropped),
+    // or a periodic check finds the token or the user no longer valid.
+    let end = async move {
+        tokio::select! {
+            _ = stop => {}
+            _ = revoked => {}
+        }
+    };
+    let stream = first.chain(changes).take_until(end);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Resolves once the stream's API token (by hash) no longer authenticates (expired, revoked,
+/// its user deactivated) or, for a session's stream, its user is deactivated; checked every
+/// `every`. A database error keeps the stream open (logged): the next check decides.
+async fn until_invalid(state: AppState, user: String, token: Option<String>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate: the stream was just authenticated
+    loop {
+        tick.tick().await;
+        let valid = match &token {
+            Some(hash) => state.db.find_token(hash).await.map(|t| t.is_some()),
+            None => state.db.user_is_active(&user).await,
+        };
+        match valid {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => tracing::warn!(error = %e, "checking an event stream's token or user failed; it stays open"),
+        }
+    }
 }
