@@ -756,15 +756,8 @@ fn parse_namespace_pattern(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
-/// Namespaces no sandbox may use: they belong to Kubernetes or a distribution.
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "openshift", "kube-system", "kube-public", "kube-node-lease"];
-/// Prefixes of namespaces no sandbox may use.
-pub const SYSTEM_NAMESPACE_PREFIXES: &[&str] = &["kube-", "openshift-"];
-
-/// Whether `namespace` is a system namespace (of Kubernetes or a distribution).
-pub fn is_system_namespace(namespace: &str) -> bool {
-    SYSTEM_NAMESPACES.contains(&namespace) || SYSTEM_NAMESPACE_PREFIXES.iter().any(|p| namespace.starts_with(p))
-}
+// System namespaces: one list, the one the UserSandbox CRD's CEL rule is made from.
+pub use crds::sandbox::{SYSTEM_NAMESPACE_PREFIXES, SYSTEM_NAMESPACES, is_system_namespace};
 
 /// Whether namespace pattern `pattern` (`<prefix>%s<suffix>`) gives `namespace` for some
 /// non-empty user id.
