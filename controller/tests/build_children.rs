@@ -599,4 +599,22 @@ fn sandbox_quota_limits_ephemeral_storage() {
         let l = plan.limits();
         assert!(!l.requests_ephemeral_storage.is_empty() && !l.limits_ephemeral_storage.is_empty());
     }
+
+    // An override raises the storage like CPU and memory: requests as given, limits doubled
+    // (without it, a sandbox whose pods were raised stayed capped at 16Gi / 512Mi = 32 pods).
+    let mut big = sb.clone();
+    big.spec.quota_overrides = Some(crds::sandbox::QuotaOverrides {
+        pods: Some(500),
+        ephemeral_storage: Some("300Gi".into()),
+        ..Default::default()
+    });
+    let hard = build::sandbox::build(&big, &Config::for_tests())
+        .quota
+        .spec
+        .unwrap()
+        .hard
+        .unwrap();
+    assert_eq!(hard["requests.ephemeral-storage"].0, "300Gi");
+    assert_eq!(hard["limits.ephemeral-storage"].0, "600Gi");
+    assert_eq!(hard["pods"].0, "500");
 }

@@ -14,6 +14,8 @@
 //! 512Mi ephemeral storage limit. Ephemeral storage (a container's writable layer, its logs and
 //! its emptyDir volumes) is under quota like CPU and memory, so one sandbox cannot fill a node's
 //! disk; a container that writes past its limit is evicted by the kubelet.
+//! A sandbox's `quotaOverrides` can raise it (`ephemeralStorage`, limit x2) as it raises CPU and
+//! memory.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

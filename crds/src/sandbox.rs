@@ -155,6 +155,13 @@ pub struct QuotaOverrides {
     #[x_kube(validation = kube::core::Rule::new("isQuantity(self)").message("memory must be a quantity, e.g. 8Gi"))]
     #[schemars(length(max = 32))]
     pub memory: Option<String>,
+    /// Sum of ephemeral-storage requests (a quantity, e.g. `20Gi`); also scales the
+    /// ephemeral-storage limit (x2). Raise it with `pods`: each container is limited to 512Mi by
+    /// default, so the plan's storage limit also caps how many pods run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new("isQuantity(self)").message("ephemeralStorage must be a quantity, e.g. 20Gi"))]
+    #[schemars(length(max = 32))]
+    pub ephemeral_storage: Option<String>,
 }
 
 /// Observed state of a sandbox.

@@ -81,6 +81,13 @@ pub fn build(sb: &UserSandbox, config: &Config) -> SandboxChildren {
         _ => (double(&cpu), double(&memory)),
     };
     let pods = o.pods.unwrap_or(limits.pods);
+    let (ephemeral, limit_ephemeral) = match &o.ephemeral_storage {
+        Some(q) => (q.clone(), double(q)),
+        None => (
+            limits.requests_ephemeral_storage.to_string(),
+            limits.limits_ephemeral_storage.to_string(),
+        ),
+    };
     let mut quota: k8s_openapi::api::core::v1::ResourceQuota = typed(json!({
         "apiVersion": "v1",
         "kind": "ResourceQuota",
@@ -90,8 +97,8 @@ pub fn build(sb: &UserSandbox, config: &Config) -> SandboxChildren {
             "requests.memory": memory,
             "limits.cpu": limit_cpu,
             "limits.memory": limit_memory,
-            "requests.ephemeral-storage": limits.requests_ephemeral_storage,
-            "limits.ephemeral-storage": limits.limits_ephemeral_storage,
+            "requests.ephemeral-storage": ephemeral,
+            "limits.ephemeral-storage": limit_ephemeral,
             "pods": pods.to_string(),
             "services": limits.services.max(pods).to_string(),
             "services.nodeports": "0",

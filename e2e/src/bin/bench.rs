@@ -552,7 +552,7 @@ fn sandbox_object(name: &str, run: &str, ns: &str, user: &str, per_sandbox: usiz
         "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserSandbox",
         "metadata": { "name": name, "labels": { RUN_LABEL: run } },
         "spec": { "owner": { "userId": user }, "plan": "enterprise", "namespace": ns,
-            "quotaOverrides": { "deployments": per_sandbox + 10, "pods": per_sandbox + 10, "cpu": "1000", "memory": "1000Gi" } },
+            "quotaOverrides": { "deployments": per_sandbox + 10, "pods": per_sandbox + 10, "cpu": "1000", "memory": "1000Gi", "ephemeralStorage": "1000Gi" } },
     }))?)
 }
 
