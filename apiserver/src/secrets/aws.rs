@@ -224,17 +224,12 @@ impl SecretStore for AwsStore {
                 let Some((values, descriptions)) = self.read(&name).await? else {
                     return Ok(vec![]);
                 };
-                Ok(values
-                    .keys()
-                    .map(|key| {
-                        SecretInfo::new(
-                            &scope,
-                            key,
-                            descriptions.get(key).map(String::as_str).unwrap_or(""),
-                            changed,
-                        )
-                    })
-                    .collect::<Vec<_>>())
+                Ok(SecretInfo::of_scope(
+                    &scope,
+                    values.keys(),
+                    |k| descriptions.get(k).cloned(),
+                    changed,
+                ))
             },
         )
         .await?;

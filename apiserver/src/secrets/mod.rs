@@ -161,6 +161,22 @@ impl SecretInfo {
             updated_at,
         }
     }
+
+    /// The listing entries of one scope's `keys`, each with the description `describe` gives it
+    /// (empty when none), all updated at `updated_at_unix`.
+    pub fn of_scope<K: AsRef<str>>(
+        scope: &Scope,
+        keys: impl IntoIterator<Item = K>,
+        describe: impl Fn(&str) -> Option<String>,
+        updated_at_unix: i64,
+    ) -> Vec<SecretInfo> {
+        keys.into_iter()
+            .map(|key| {
+                let key = key.as_ref();
+                SecretInfo::new(scope, key, &describe(key).unwrap_or_default(), updated_at_unix)
+            })
+            .collect()
+    }
 }
 
 /// Errors of the secret stores.

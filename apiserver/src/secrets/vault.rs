@@ -287,17 +287,12 @@ impl SecretStore for VaultStore {
                 .parse::<k8s_openapi::jiff::Timestamp>()
                 .map(|t| t.as_second())
                 .unwrap_or(0);
-            Ok(values
-                .keys()
-                .map(|key| {
-                    SecretInfo::new(
-                        &scope,
-                        key,
-                        descriptions.get(key).map(String::as_str).unwrap_or(""),
-                        updated,
-                    )
-                })
-                .collect::<Vec<_>>())
+            Ok(SecretInfo::of_scope(
+                &scope,
+                values.keys(),
+                |k| descriptions.get(k).cloned(),
+                updated,
+            ))
         })
         .await?;
         Ok(per_scope.into_iter().flatten().collect())
