@@ -250,6 +250,18 @@ fn delete_cluster_rbac(name: &str) {
     }
 }
 
+/// `who` (a ServiceAccount's kubeconfig) may do every request of `allowed` and none of `denied`
+/// (`kubectl auth can-i` argument lists).
+fn check_rights(kubeconfig: &std::path::Path, who: &str, allowed: &[&[&str]], denied: &[&[&str]]) -> Result<()> {
+    for args in allowed {
+        ensure!(can_i(kubeconfig, args)?, "the {who} may {args:?}");
+    }
+    for args in denied {
+        ensure!(!can_i(kubeconfig, args)?, "the {who} must not {args:?}");
+    }
+    Ok(())
+}
+
 /// `kubectl auth can-i` with the kubeconfig of a ServiceAccount: true for "yes".
 fn can_i(kubeconfig: &std::path::Path, args: &[&str]) -> Result<bool> {
     let out = Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()))
@@ -1233,60 +1245,59 @@ async fn server_rbac_grants_exactly_the_listed_rules() -> Result<()> {
             let (ok, out) = kubectl_stdin(&["apply", "-f", "-"], &serde_json::to_string(&role_binding)?)?;
             ensure!(ok, "the sandbox's RoleBinding: {out}");
             let other_ns = "sandbox-someone-else";
-            let result = (|| {
-                for args in [
-                    &["create", "userdeployments.k8s-scheduler.io", "-n", other_ns][..],
-                    &["update", "userdeployments.k8s-scheduler.io", "-n", other_ns],
-                    &["delete", "userdeployments.k8s-scheduler.io", "-n", other_ns],
-                    &["watch", "userdeployments.k8s-scheduler.io", "--all-namespaces"],
-                    &["watch", "templates.k8s-scheduler.io", "--all-namespaces"],
-                    &["create", "usersandboxes.k8s-scheduler.io"],
-                    &["watch", "usersandboxes.k8s-scheduler.io"],
-                    &["list", "events", "-n", other_ns],
-                    &["create", "secrets", "-n", &ns],
-                    &["patch", "secrets", "-n", &ns],
-                    &["get", "secrets", "-n", &ns],
-                    &["delete", "secrets", "-n", &ns],
-                ] {
-                    ensure!(can_i(&kubeconfig, args)?, "the server may {args:?}");
-                }
-                for args in [
-                    &["list", "pods", "-n", other_ns][..],
-                    &["list", "pods", "--all-namespaces"],
-                    &["create", "namespaces"],
-                    &["create", "deployments.apps", "-n", other_ns],
-                    &["delete", "usersandboxes.k8s-scheduler.io"],
+            let result = {
+                check_rights(
+                    &kubeconfig,
+                    "server",
                     &[
-                        "update",
-                        "userdeployments.k8s-scheduler.io",
-                        "--subresource=status",
-                        "-n",
-                        other_ns,
+                        &["create", "userdeployments.k8s-scheduler.io", "-n", other_ns][..],
+                        &["update", "userdeployments.k8s-scheduler.io", "-n", other_ns],
+                        &["delete", "userdeployments.k8s-scheduler.io", "-n", other_ns],
+                        &["watch", "userdeployments.k8s-scheduler.io", "--all-namespaces"],
+                        &["watch", "templates.k8s-scheduler.io", "--all-namespaces"],
+                        &["create", "usersandboxes.k8s-scheduler.io"],
+                        &["watch", "usersandboxes.k8s-scheduler.io"],
+                        &["list", "events", "-n", other_ns],
+                        &["create", "secrets", "-n", &ns],
+                        &["patch", "secrets", "-n", &ns],
+                        &["get", "secrets", "-n", &ns],
+                        &["delete", "secrets", "-n", &ns],
                     ],
-                    &["create", "events", "-n", other_ns],
-                    &["watch", "events", "-n", other_ns],
-                    &["create", "clusterrolebindings.rbac.authorization.k8s.io"],
-                    &["patch", "userdeployments.k8s-scheduler.io", "-n", other_ns],
-                    &["update", "usersandboxes.k8s-scheduler.io"],
-                    &["update", "usersandboxes.k8s-scheduler.io", "--subresource=status"],
-                    // No Template writes: not the platform's public ones (the release namespace,
-                    // here the test namespace), not anywhere.
-                    &["create", "templates.k8s-scheduler.io", "-n", &ns],
-                    &["update", "templates.k8s-scheduler.io", "-n", &ns],
-                    &["patch", "templates.k8s-scheduler.io", "-n", &ns],
-                    &["delete", "templates.k8s-scheduler.io", "-n", &ns],
-                    &["create", "templates.k8s-scheduler.io", "-n", other_ns],
-                    &["get", "templates.k8s-scheduler.io", "-n", &ns],
-                    // Secrets: only in the sandbox namespace that binds it, and never listed.
-                    &["list", "secrets", "-n", &ns],
-                    &["update", "secrets", "-n", &ns],
-                    &["create", "secrets", "-n", other_ns],
-                    &["get", "secrets", "-n", "kube-system"],
-                ] {
-                    ensure!(!can_i(&kubeconfig, args)?, "the server must not {args:?}");
-                }
-                Ok(())
-            })();
+                    &[
+                        &["list", "pods", "-n", other_ns][..],
+                        &["list", "pods", "--all-namespaces"],
+                        &["create", "namespaces"],
+                        &["create", "deployments.apps", "-n", other_ns],
+                        &["delete", "usersandboxes.k8s-scheduler.io"],
+                        &[
+                            "update",
+                            "userdeployments.k8s-scheduler.io",
+                            "--subresource=status",
+                            "-n",
+                            other_ns,
+                        ],
+                        &["create", "events", "-n", other_ns],
+                        &["watch", "events", "-n", other_ns],
+                        &["create", "clusterrolebindings.rbac.authorization.k8s.io"],
+                        &["patch", "userdeployments.k8s-scheduler.io", "-n", other_ns],
+                        &["update", "usersandboxes.k8s-scheduler.io"],
+                        &["update", "usersandboxes.k8s-scheduler.io", "--subresource=status"],
+                        // No Template writes: not the platform's public ones (the release namespace,
+                        // here the test namespace), not anywhere.
+                        &["create", "templates.k8s-scheduler.io", "-n", &ns],
+                        &["update", "templates.k8s-scheduler.io", "-n", &ns],
+                        &["patch", "templates.k8s-scheduler.io", "-n", &ns],
+                        &["delete", "templates.k8s-scheduler.io", "-n", &ns],
+                        &["create", "templates.k8s-scheduler.io", "-n", other_ns],
+                        &["get", "templates.k8s-scheduler.io", "-n", &ns],
+                        // Secrets: only in the sandbox namespace that binds it, and never listed.
+                        &["list", "secrets", "-n", &ns],
+                        &["update", "secrets", "-n", &ns],
+                        &["create", "secrets", "-n", other_ns],
+                        &["get", "secrets", "-n", "kube-system"],
+                    ],
+                )
+            };
             let _ = std::fs::remove_file(&kubeconfig);
             result
         }
@@ -1600,70 +1611,69 @@ async fn operator_rbac_grants_exactly_the_listed_rules() -> Result<()> {
         let checks = async {
             let kubeconfig = service_account_kubeconfig(&sa, &ns)?;
             let sandbox_ns = "sandbox-someone";
-            let result = (|| {
+            let result = {
                 let lease = format!("leases.coordination.k8s.io/{sa}");
                 let bind_secrets = format!("clusterroles.rbac.authorization.k8s.io/{secrets_role}");
-                for args in [
-                    &["create", "namespaces"][..],
-                    &["patch", "namespaces"],
-                    &["patch", "deployments.apps", "-n", sandbox_ns],
-                    &["delete", "configmaps", "-n", sandbox_ns],
-                    &["create", "rolebindings.rbac.authorization.k8s.io", "-n", sandbox_ns],
-                    &["bind", &bind_secrets],
-                    &["patch", "userdeployments.k8s-scheduler.io", "-n", sandbox_ns],
+                check_rights(
+                    &kubeconfig,
+                    "operator",
                     &[
-                        "patch",
-                        "userdeployments.k8s-scheduler.io",
-                        "--subresource=status",
-                        "-n",
-                        sandbox_ns,
+                        &["create", "namespaces"][..],
+                        &["patch", "namespaces"],
+                        &["patch", "deployments.apps", "-n", sandbox_ns],
+                        &["delete", "configmaps", "-n", sandbox_ns],
+                        &["create", "rolebindings.rbac.authorization.k8s.io", "-n", sandbox_ns],
+                        &["bind", &bind_secrets],
+                        &["patch", "userdeployments.k8s-scheduler.io", "-n", sandbox_ns],
+                        &[
+                            "patch",
+                            "userdeployments.k8s-scheduler.io",
+                            "--subresource=status",
+                            "-n",
+                            sandbox_ns,
+                        ],
+                        &["create", "events.events.k8s.io", "-n", sandbox_ns],
+                        &["update", &lease, "-n", &ns],
+                        &["create", "leases.coordination.k8s.io", "-n", &ns],
                     ],
-                    &["create", "events.events.k8s.io", "-n", sandbox_ns],
-                    &["update", &lease, "-n", &ns],
-                    &["create", "leases.coordination.k8s.io", "-n", &ns],
-                ] {
-                    ensure!(can_i(&kubeconfig, args)?, "the operator may {args:?}");
-                }
-                for args in [
-                    // No RBAC of its own making: no ClusterRoleBindings, no other role to bind,
-                    // no escalation.
-                    &["create", "clusterrolebindings.rbac.authorization.k8s.io"][..],
-                    &["create", "clusterroles.rbac.authorization.k8s.io"],
-                    &["create", "roles.rbac.authorization.k8s.io", "-n", sandbox_ns],
-                    &["bind", "clusterroles.rbac.authorization.k8s.io/cluster-admin"],
-                    &["bind", "clusterroles.rbac.authorization.k8s.io/admin"],
-                    &["bind", "clusterroles.rbac.authorization.k8s.io/edit"],
-                    &["escalate", "clusterroles.rbac.authorization.k8s.io"],
-                    &["escalate", "roles.rbac.authorization.k8s.io", "-n", sandbox_ns],
-                    &["delete", "rolebindings.rbac.authorization.k8s.io", "-n", sandbox_ns],
-                    &["impersonate", "serviceaccounts", "-n", "kube-system"],
-                    &["create", "serviceaccounts", "--subresource=token", "-n", "kube-system"],
-                    // No Secrets, pods or other workloads; children are applied, not updated.
-                    &["get", "secrets", "-n", sandbox_ns],
-                    &["list", "secrets", "--all-namespaces"],
-                    &["create", "pods", "-n", sandbox_ns],
-                    &["create", "daemonsets.apps", "-n", sandbox_ns],
-                    &["create", "jobs.batch", "-n", sandbox_ns],
-                    &["update", "deployments.apps", "-n", sandbox_ns],
-                    &["get", "configmaps", "-n", "kube-system"],
-                    &["delete", "namespaces"],
-                    &["update", "namespaces"],
-                    // The custom resources: no spec writes, no creation or deletion.
-                    &["create", "usersandboxes.k8s-scheduler.io"],
-                    &["update", "usersandboxes.k8s-scheduler.io"],
-                    &["delete", "usersandboxes.k8s-scheduler.io"],
-                    &["create", "templates.k8s-scheduler.io", "-n", &ns],
-                    &["patch", "templates.k8s-scheduler.io", "-n", &ns],
-                    &["update", "userdeployments.k8s-scheduler.io", "-n", sandbox_ns],
-                    &["delete", "userdeployments.k8s-scheduler.io", "-n", sandbox_ns],
-                    // Only its own Lease, only in the release namespace.
-                    &["update", "leases.coordination.k8s.io/other", "-n", &ns],
-                    &["create", "leases.coordination.k8s.io", "-n", "kube-system"],
-                ] {
-                    ensure!(!can_i(&kubeconfig, args)?, "the operator must not {args:?}");
-                }
-                Ok(())
-            })();
+                    &[
+                        // No RBAC of its own making: no ClusterRoleBindings, no other role to bind,
+                        // no escalation.
+                        &["create", "clusterrolebindings.rbac.authorization.k8s.io"][..],
+                        &["create", "clusterroles.rbac.authorization.k8s.io"],
+                        &["create", "roles.rbac.authorization.k8s.io", "-n", sandbox_ns],
+                        &["bind", "clusterroles.rbac.authorization.k8s.io/cluster-admin"],
+                        &["bind", "clusterroles.rbac.authorization.k8s.io/admin"],
+                        &["bind", "clusterroles.rbac.authorization.k8s.io/edit"],
+                        &["escalate", "clusterroles.rbac.authorization.k8s.io"],
+                        &["escalate", "roles.rbac.authorization.k8s.io", "-n", sandbox_ns],
+                        &["delete", "rolebindings.rbac.authorization.k8s.io", "-n", sandbox_ns],
+                        &["impersonate", "serviceaccounts", "-n", "kube-system"],
+                        &["create", "serviceaccounts", "--subresource=token", "-n", "kube-system"],
+                        // No Secrets, pods or other workloads; children are applied, not updated.
+                        &["get", "secrets", "-n", sandbox_ns],
+                        &["list", "secrets", "--all-namespaces"],
+                        &["create", "pods", "-n", sandbox_ns],
+                        &["create", "daemonsets.apps", "-n", sandbox_ns],
+                        &["create", "jobs.batch", "-n", sandbox_ns],
+                        &["update", "deployments.apps", "-n", sandbox_ns],
+                        &["get", "configmaps", "-n", "kube-system"],
+                        &["delete", "namespaces"],
+                        &["update", "namespaces"],
+                        // The custom resources: no spec writes, no creation or deletion.
+                        &["create", "usersandboxes.k8s-scheduler.io"],
+                        &["update", "usersandboxes.k8s-scheduler.io"],
+                        &["delete", "usersandboxes.k8s-scheduler.io"],
+                        &["create", "templates.k8s-scheduler.io", "-n", &ns],
+                        &["patch", "templates.k8s-scheduler.io", "-n", &ns],
+                        &["update", "userdeployments.k8s-scheduler.io", "-n", sandbox_ns],
+                        &["delete", "userdeployments.k8s-scheduler.io", "-n", sandbox_ns],
+                        // Only its own Lease, only in the release namespace.
+                        &["update", "leases.coordination.k8s.io/other", "-n", &ns],
+                        &["create", "leases.coordination.k8s.io", "-n", "kube-system"],
+                    ],
+                )
+            };
             let _ = std::fs::remove_file(&kubeconfig);
             result
         }
