@@ -1,0 +1,6 @@
+//go:build tools
+
+// Package tools pins the commands hack/cluster builds for the real node.
+package tools
+
+import _ "github.com/coredns/coredns"
