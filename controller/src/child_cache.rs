@@ -6,7 +6,9 @@
 //! observed version differs from the one applied (someone else edited it), or when it is deleted
 //! or unknown (e.g. after a restart: everything is applied once, as no-ops). Deployments are
 //! compared by `metadata.generation`, so status updates do not count as edits; their rollout state
-//! is kept too, so readiness needs no extra read.
+//! is kept too, so readiness needs no extra read. HTTPRoutes are compared by generation too (the
+//! gateway controller writes their status), and a route's refusal by its Gateway is kept (see
+//! [`ChildCache::note_refusal`]).
 //!
 //! Memory: at 10,000 UserDeployments the table holds some 40,000 children, so an entry is a few
 //! fixed-size integers: one table per kind keyed by a 64-bit hash of namespace and name, content
@@ -27,7 +29,17 @@ use kube::runtime::watcher::Event;
 use kube::{Resource, ResourceExt};
 
 /// Kinds of children tracked.
-const KINDS: [&str; 5] = ["Deployment", "Service", "ConfigMap", "Ingress", "NetworkPolicy"];
+const KINDS: [&str; 6] = [
+    "Deployment",
+    "Service",
+    "ConfigMap",
+    "Ingress",
+    "NetworkPolicy",
+    "HTTPRoute",
+];
+
+/// Kinds compared by `metadata.generation` (their status is written by others, often).
+const BY_GENERATION: [&str; 2] = ["Deployment", "HTTPRoute"];
 
 /// Identity of a child: its kind's table and a hash of namespace and name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,6 +108,8 @@ struct Entry {
 struct Table {
     entries: HashMap<u64, Entry>,
     rollouts: HashMap<u64, RolloutState>,
+    /// Routes a parent refused, and why (few: only refused ones have an entry).
+    refusals: HashMap<u64, String>,
     epoch: u32,
     /// The watch has listed this kind at least once.
     synced: bool,
@@ -139,6 +153,7 @@ impl Table {
             Self::uncount(owners, e.owner);
         }
         self.rollouts.remove(&id);
+        self.refusals.remove(&id);
     }
 }
 
@@ -162,9 +177,10 @@ pub fn content_hash(serialized: &str) -> u64 {
     hash64(&[serialized])
 }
 
-/// The version a child is compared by: generation for Deployments, resourceVersion otherwise.
+/// The version a child is compared by: generation for Deployments and HTTPRoutes,
+/// resourceVersion otherwise.
 fn version_of<K: Resource<DynamicType = ()>>(obj: &K) -> u64 {
-    if K::kind(&()) == "Deployment" {
+    if BY_GENERATION.contains(&K::kind(&()).as_ref()) {
         obj.meta().generation.map(|g| hash64(&[&g.to_string()])).unwrap_or(0)
     } else {
         obj.meta()
@@ -233,6 +249,38 @@ impl ChildCache {
         }
     }
 
+    /// Notes whether a parent refused the route `obj` (from the HTTPRoute watch, before
+    /// [`ChildCache::observe`]); `None` clears it.
+    pub fn note_refusal<K: Resource<DynamicType = ()>>(&self, obj: &K, refusal: Option<String>) {
+        if !tracked::<K>() {
+            return;
+        }
+        let key = key_of(obj);
+        let mut tables = self.lock();
+        let refusals = &mut tables.kinds[key.kind].refusals;
+        match refusal {
+            Some(why) => {
+                refusals.insert(key.id, why);
+            }
+            None => {
+                refusals.remove(&key.id);
+            }
+        }
+    }
+
+    /// Why a parent refused the route `key`, as last seen.
+    pub fn refusal(&self, key: &ChildKey) -> Option<String> {
+        self.lock().kinds[key.kind].refusals.get(&key.id).cloned()
+    }
+
+    /// Marks kind `K` as one no watch lists (the cluster does not serve it): it has no children
+    /// to count, and [`ChildCache::count_children`] does not wait for its list.
+    pub fn unwatched<K: Resource<DynamicType = ()>>(&self) {
+        if let Some(kind) = KINDS.iter().position(|k| *k == K::kind(&())) {
+            self.lock().kinds[kind].synced = true;
+        }
+    }
+
     /// Rollout state of a Deployment, as last seen.
     pub fn rollout(&self, key: &ChildKey) -> Option<RolloutState> {
         self.lock().kinds[key.kind].rollouts.get(&key.id).copied()
@@ -269,7 +317,12 @@ impl ChildCache {
             Event::Init => table.epoch = table.epoch.wrapping_add(1),
             Event::InitDone => {
                 let epoch = table.epoch;
-                let Table { entries, rollouts, .. } = table;
+                let Table {
+                    entries,
+                    rollouts,
+                    refusals,
+                    ..
+                } = table;
                 entries.retain(|_, e| {
                     let keep = e.epoch == epoch;
                     if !keep {
@@ -278,6 +331,7 @@ impl ChildCache {
                     keep
                 });
                 rollouts.retain(|id, _| entries.contains_key(id));
+                refusals.retain(|id, _| entries.contains_key(id));
                 entries.shrink_to_fit();
                 rollouts.shrink_to_fit();
                 owners.shrink_to_fit();
@@ -401,6 +455,51 @@ mod tests {
         cache.observe(&Event::<Service>::InitDone, |_| None);
         assert_eq!(cache.count_children("ns", "a"), Some(0), "gone in the relist");
         assert_eq!(cache.count_children("ns", "b"), Some(1));
+    }
+
+    #[test]
+    fn routes_compare_generation_and_keep_their_refusal() {
+        use crate::gateway::HTTPRoute;
+        let cache = ChildCache::default();
+        let mut r = HTTPRoute::new("shop", Default::default());
+        r.metadata.namespace = Some("ns".into());
+        r.metadata.generation = Some(1);
+        r.metadata.resource_version = Some("10".into());
+        cache.applied(&r, 3, None);
+        r.metadata.resource_version = Some("11".into());
+        cache.note_refusal(&r, Some("Gateway gw does not accept the route".into()));
+        cache.observe(&Event::Apply(r.clone()), |_| None);
+        assert!(
+            cache.unchanged(&key_of(&r), 3),
+            "the gateway's status write is not an edit"
+        );
+        assert_eq!(
+            cache.refusal(&key_of(&r)).as_deref(),
+            Some("Gateway gw does not accept the route")
+        );
+        assert_eq!(
+            cache.refusal(&key_of(&svc("1"))),
+            None,
+            "another kind's child of that name"
+        );
+        cache.note_refusal(&r, None);
+        assert_eq!(cache.refusal(&key_of(&r)), None);
+        cache.note_refusal(&r, Some("again".into()));
+        cache.observe(&Event::Delete(r.clone()), |_| None);
+        assert_eq!(cache.refusal(&key_of(&r)), None, "gone with the route");
+    }
+
+    #[test]
+    fn an_unwatched_kind_does_not_hold_up_counting() {
+        use crate::gateway::HTTPRoute;
+        let cache = ChildCache::default();
+        for kind in KINDS.iter().filter(|k| **k != "HTTPRoute") {
+            let i = KINDS.iter().position(|k| k == kind).unwrap();
+            cache.lock().kinds[i].synced = true;
+        }
+        assert_eq!(cache.count_children("ns", "a"), None, "HTTPRoutes not listed yet");
+        cache.unwatched::<HTTPRoute>();
+        assert_eq!(cache.count_children("ns", "a"), Some(0));
     }
 
     #[test]

@@ -62,18 +62,55 @@ pub struct Config {
     #[arg(long, env = "POD_NAME", default_value = "")]
     pub identity: String,
 
-    /// Namespace of the ingress controller, allowed through the sandboxes' NetworkPolicies.
-    #[arg(long, env = "INGRESS_NAMESPACE", default_value = "ingress-nginx", value_parser = parse_name)]
+    /// How public apps are routed: `auto` (decided at start-up: Gateway API HTTPRoutes when the
+    /// cluster serves `gateway.networking.k8s.io/v1` HTTPRoute, else Ingresses), `gateway` or
+    /// `ingress`. After start-up this holds the mode in use (`gateway` or `ingress`).
+    #[arg(long, env = "ROUTING", default_value = "auto", value_parser = parse_routing)]
+    pub routing: Routing,
+
+    /// Name of the platform Gateway the apps' HTTPRoutes attach to (ROUTING gateway).
+    #[arg(long, env = "GATEWAY_NAME", default_value = "k8s-scheduler", value_parser = parse_subdomain)]
+    pub gateway_name: String,
+
+    /// Namespace of the platform Gateway.
+    #[arg(long, env = "GATEWAY_NAMESPACE", default_value = "gateway-system", value_parser = parse_name)]
+    pub gateway_namespace: String,
+
+    /// Listener of the Gateway the HTTPRoutes attach to (their parentRef's `sectionName`);
+    /// empty: every listener that admits them.
+    #[arg(long, env = "GATEWAY_LISTENER", default_value = "", value_parser = parse_optional_subdomain)]
+    pub gateway_listener: String,
+
+    /// Namespace of the gateway or ingress controller's pods (the proxies), allowed through the
+    /// sandboxes' NetworkPolicies to reach public apps.
+    #[arg(long, env = "INGRESS_NAMESPACE", default_value = "gateway-system", value_parser = parse_name)]
     pub ingress_namespace: String,
 
-    /// IngressClass of the apps' Ingresses.
-    #[arg(long, env = "INGRESS_CLASS", default_value = "nginx", value_parser = parse_name)]
+    /// IngressClass of the apps' Ingresses (ROUTING ingress); empty: no `ingressClassName`, the
+    /// cluster's default IngressClass serves them.
+    #[arg(long, env = "INGRESS_CLASS", default_value = "", value_parser = parse_optional_subdomain)]
     pub ingress_class: String,
 
     /// TLS Secret of the apps' Ingresses (e.g. a wildcard certificate); empty: one per app,
-    /// `<name>-tls`, issued by cert-manager when `CERT_MANAGER_ISSUER` is set.
+    /// `<name>-tls`, issued by cert-manager when `CERT_MANAGER_ISSUER` is set. Ingresses get no
+    /// TLS section with `APP_URL_SCHEME=http`. (HTTPRoutes have no TLS of their own: the Gateway's
+    /// listener holds one wildcard certificate.)
     #[arg(long, env = "INGRESS_TLS_SECRET", default_value = "", value_parser = parse_optional_name)]
     pub ingress_tls_secret: String,
+
+    /// Scheme of the apps' URLs in status (`https` or `http`): what the gateway serves them on.
+    #[arg(long, env = "APP_URL_SCHEME", default_value = "https", value_parser = parse_scheme)]
+    pub app_url_scheme: String,
+
+    /// Port of the apps' URLs in status (`<scheme>://<host>:<port>`), for a gateway that is not
+    /// on the scheme's default port (e.g. 8088 on a laptop); empty: none.
+    #[arg(long, env = "APP_URL_PORT", default_value = "", value_parser = parse_port)]
+    pub app_url_port: UrlPort,
+
+    /// Whether the cluster serves HTTPRoute v1 (found at start-up; then the controller watches
+    /// and prunes HTTPRoutes in either mode).
+    #[arg(skip)]
+    pub http_routes_served: bool,
 
     /// The HTTP server's ServiceAccount, `namespace/name`: each sandbox namespace gets a RoleBinding
     /// granting it SERVER_SECRETS_CLUSTER_ROLE there (it writes the apps' Secrets), so the server
@@ -137,6 +174,7 @@ impl Config {
         [
             ("PLATFORM_NAMESPACE", Some(self.platform_namespace.as_str())),
             ("INGRESS_NAMESPACE", Some(self.ingress_namespace.as_str())),
+            ("GATEWAY_NAMESPACE", Some(self.gateway_namespace.as_str())),
             ("LEASE_NAMESPACE", Some(self.lease_namespace.as_str())),
             ("SERVER_SERVICE_ACCOUNT", server_ns),
         ]
@@ -145,9 +183,101 @@ impl Config {
         .map(|(var, _)| format!("namespace {namespace} is the platform's own ({var}); choose another spec.namespace"))
     }
 
+    /// The public URL of an app whose host is `host`: `<scheme>://<host>[:<port>]`.
+    pub fn app_url(&self, host: &str) -> String {
+        match self.app_url_port.0 {
+            Some(port) => format!("{}://{host}:{port}", self.app_url_scheme),
+            None => format!("{}://{host}", self.app_url_scheme),
+        }
+    }
+
+    /// Whether apps are served over plain HTTP (`APP_URL_SCHEME=http`): no TLS on their routes.
+    pub fn plain_http(&self) -> bool {
+        self.app_url_scheme == "http"
+    }
+
     /// A configuration for unit tests.
     pub fn for_tests() -> Self {
         Config::try_parse_from(["controller", "--deployment-domain", "example.com"]).expect("test config")
+    }
+}
+
+/// How public apps are routed (`ROUTING`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Routing {
+    /// Decided at start-up from what the cluster serves; until then (and where no cluster is
+    /// asked, e.g. the HTTP server's offline preview) apps are built with an Ingress.
+    #[default]
+    Auto,
+    /// A Gateway API HTTPRoute per public app, attached to the platform Gateway.
+    Gateway,
+    /// An Ingress per public app.
+    Ingress,
+}
+
+impl std::fmt::Display for Routing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Routing::Auto => "auto",
+            Routing::Gateway => "gateway",
+            Routing::Ingress => "ingress",
+        })
+    }
+}
+
+fn parse_routing(s: &str) -> Result<Routing, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "" | "auto" => Ok(Routing::Auto),
+        "gateway" => Ok(Routing::Gateway),
+        "ingress" => Ok(Routing::Ingress),
+        other => Err(format!(
+            "{other:?} is not a routing mode; use auto (Gateway API when the cluster serves it, else Ingress), gateway or ingress"
+        )),
+    }
+}
+
+fn parse_scheme(s: &str) -> Result<String, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "" | "https" => Ok("https".into()),
+        "http" => Ok("http".into()),
+        other => Err(format!("{other:?} is not a URL scheme of apps; use https or http")),
+    }
+}
+
+/// The port of the apps' URLs, if not the scheme's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UrlPort(pub Option<u16>);
+
+fn parse_port(s: &str) -> Result<UrlPort, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(UrlPort(None));
+    }
+    match s.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(UrlPort(Some(p))),
+        _ => Err(format!(
+            "{s:?} is not a port (1-65535); leave it empty for the scheme's default"
+        )),
+    }
+}
+
+/// A DNS subdomain (RFC 1123): dot-separated DNS labels, at most 253 characters; the names of
+/// Gateways, listeners and IngressClasses.
+fn parse_subdomain(s: &str) -> Result<String, String> {
+    if s.len() <= 253 && s.split('.').all(|l| crds::is_dns_label(l, 63)) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a DNS subdomain (lower-case letters, digits, '-' and '.')"
+        ))
+    }
+}
+
+fn parse_optional_subdomain(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Ok(String::new())
+    } else {
+        parse_subdomain(s)
     }
 }
 
@@ -299,6 +429,7 @@ mod tests {
             ("platform", "PLATFORM_NAMESPACE"),
             ("traefik", "INGRESS_NAMESPACE"),
             ("leases", "LEASE_NAMESPACE"),
+            ("gateway-system", "GATEWAY_NAMESPACE"),
             ("web", "SERVER_SERVICE_ACCOUNT"),
         ] {
             let why = c
@@ -307,6 +438,67 @@ mod tests {
             assert!(why.contains(says) && why.contains(ns), "{why}");
         }
         assert_eq!(c.namespace_refusal("sandbox-alice"), None);
+    }
+
+    #[test]
+    fn routing_defaults_name_no_ingress_controller() {
+        let c = parse(&["--deployment-domain", "example.com"]).unwrap();
+        assert_eq!(c.routing, Routing::Auto);
+        assert_eq!(c.ingress_class, "", "no class: the cluster's default IngressClass");
+        assert_eq!(c.ingress_namespace, "gateway-system");
+        assert_eq!(
+            (
+                c.gateway_name.as_str(),
+                c.gateway_namespace.as_str(),
+                c.gateway_listener.as_str()
+            ),
+            ("k8s-scheduler", "gateway-system", "")
+        );
+        assert_eq!(c.app_url("u-shop.example.com"), "https://u-shop.example.com");
+        assert!(!c.plain_http());
+        let c = parse(&[
+            "--deployment-domain",
+            "localhost",
+            "--routing",
+            "Gateway",
+            "--gateway-listener",
+            "http",
+            "--ingress-class",
+            "traefik.io",
+            "--app-url-scheme",
+            "http",
+            "--app-url-port",
+            "8088",
+        ])
+        .unwrap();
+        assert_eq!(c.routing, Routing::Gateway);
+        assert_eq!(c.gateway_listener, "http");
+        assert_eq!(c.ingress_class, "traefik.io");
+        assert_eq!(c.app_url("u-shop.localhost"), "http://u-shop.localhost:8088");
+        assert!(c.plain_http());
+    }
+
+    #[test]
+    fn bad_routing_settings_name_the_variable() {
+        for (flag, value, variable, says) in [
+            ("--routing", "nginx", "ROUTING", "use auto"),
+            ("--app-url-scheme", "ftp", "APP_URL_SCHEME", "use https or http"),
+            ("--app-url-port", "0", "APP_URL_PORT", "not a port"),
+            ("--app-url-port", "70000", "APP_URL_PORT", "not a port"),
+            ("--app-url-port", "eighty", "APP_URL_PORT", "not a port"),
+            ("--gateway-name", "My_Gateway", "GATEWAY_NAME", "not a DNS subdomain"),
+            (
+                "--gateway-namespace",
+                "gw.system",
+                "GATEWAY_NAMESPACE",
+                "not a DNS label",
+            ),
+            ("--gateway-listener", "HTTPS", "GATEWAY_LISTENER", "not a DNS subdomain"),
+            ("--ingress-class", "nginx_", "INGRESS_CLASS", "not a DNS subdomain"),
+        ] {
+            let err = parse(&["--deployment-domain", "example.com", flag, value]).unwrap_err();
+            assert!(err.contains(variable) && err.contains(says), "{flag} {value}: {err}");
+        }
     }
 
     #[test]

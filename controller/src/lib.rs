@@ -6,6 +6,7 @@ pub mod build;
 pub mod child_cache;
 pub mod config;
 pub mod conflict;
+pub mod gateway;
 pub mod leader;
 pub mod lean;
 pub mod metrics;
@@ -28,6 +29,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use crate::build::{MANAGED_BY, MANAGER};
 use crate::child_cache::{ChildCache, RolloutState};
 use crate::config::Config;
+use crate::gateway::HTTPRoute;
 use crate::leader::{Election, Leader};
 use crate::lean::{DeploymentRollout, LeanMeta};
 use crate::metrics::{Metrics, Readiness};
@@ -98,6 +100,18 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         .apiserver_version()
         .await
         .context("the Kubernetes API does not answer; check KUBECONFIG / --kubeconfig")?;
+    // How public apps are routed, decided once: a Gateway API installed later takes a restart.
+    let served = gateway::http_routes_served(&client)
+        .await
+        .context("discovering whether the cluster serves the Gateway API (gateway.networking.k8s.io/v1)")?;
+    let (routing, why) = gateway::resolve(config.routing, served).map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        routing = %routing,
+        gateway = %format!("{}/{}", config.gateway_namespace, config.gateway_name),
+        "{why}"
+    );
+    config.routing = routing;
+    config.http_routes_served = served;
 
     let metrics = Metrics::default();
     let ready = Readiness::default();
@@ -286,7 +300,7 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
         tokio::time::sleep(deployment::RESYNC).await;
         Some(((), ()))
     });
-    let ud_ctrl = Controller::for_stream(ud_stream, ud_store.clone())
+    let mut ud_ctrl = Controller::for_stream(ud_stream, ud_store.clone())
         .with_config(ctrl_config)
         .reconcile_all_on(resync)
         .reconcile_on(retriggered)
@@ -339,6 +353,14 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
                     .collect::<Vec<_>>()
             },
         );
+    // HTTPRoutes wherever the cluster serves them, in either routing mode: a deleted route comes
+    // back, the Gateway's verdict reaches the app's status, and after a switch to Ingresses the
+    // old routes are still counted (and pruned).
+    if config.http_routes_served {
+        ud_ctrl = ud_ctrl.owns_stream(route_events(&client, &config, &children));
+    } else {
+        children.unwatched::<HTTPRoute>();
+    }
 
     let gauges = {
         let metrics = metrics.clone();
@@ -519,6 +541,29 @@ where
     .default_backoff()
     .map_ok(move |ev| {
         cache.observe(&ev, rollout);
+        ev
+    })
+    .touched_objects()
+}
+
+/// Full watch of the HTTPRoutes (their status says whether the Gateway accepted them) feeding
+/// the child cache, as owner triggers. Routes are few and small; they are not kept.
+fn route_events(
+    client: &Client,
+    config: &Config,
+    cache: &Arc<ChildCache>,
+) -> impl futures::Stream<Item = Result<HTTPRoute, watcher::Error>> + Send + 'static {
+    let cache = cache.clone();
+    watcher(
+        namespaced_api::<HTTPRoute>(client, &config.watch_namespace),
+        list_config(config, managed()),
+    )
+    .default_backoff()
+    .map_ok(move |ev| {
+        if let watcher::Event::Apply(r) | watcher::Event::InitApply(r) = &ev {
+            cache.note_refusal(r, r.refusal());
+        }
+        cache.observe(&ev, |_| None);
         ev
     })
     .touched_objects()

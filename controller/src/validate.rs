@@ -61,6 +61,8 @@ pub struct ValidatedDeployment {
     pub ingress: Option<(String, i32)>,
     /// `<user-id>-<name>.<domain>`.
     pub host: String,
+    /// Where the app answers when public: `<APP_URL_SCHEME>://<host>[:<APP_URL_PORT>]`.
+    pub public_url: String,
     /// Who may reach the app.
     pub visibility: Visibility,
     /// Restart marker copied onto the pods (`spec.restartedAt`).
@@ -72,7 +74,7 @@ pub struct ValidatedDeployment {
 impl ValidatedDeployment {
     /// The public URL, for public apps with an ingress.
     pub fn url(&self) -> Option<String> {
-        self.ingress.as_ref().map(|_| format!("https://{}", self.host))
+        self.ingress.as_ref().map(|_| self.public_url.clone())
     }
 }
 
@@ -435,9 +437,11 @@ pub fn validate_deployment(
         _ => None,
     };
 
+    let host = format!("{host_label}.{}", config.deployment_domain);
     Ok(ValidatedDeployment {
         secret_name: crate::build::names::secret(&name, spec.secret_name.as_deref()),
-        host: format!("{host_label}.{}", config.deployment_domain),
+        public_url: config.app_url(&host),
+        host,
         owner: owner_ref(ud),
         name,
         namespace,

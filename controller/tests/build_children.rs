@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use controller::build::{self, DEPLOYMENT_LABEL};
-use controller::config::{Config, Registries};
+use controller::config::{Config, Registries, Routing, UrlPort};
 use controller::validate::{validate_deployment, validate_template};
 use crds::conditions::reasons;
 use crds::{Template, UserDeployment, UserSandbox};
@@ -114,7 +114,11 @@ fn single_public_service() {
     assert_eq!(svc.spec.as_ref().unwrap().type_.as_deref(), Some("ClusterIP"));
     let ing = c.ingress.as_ref().expect("public app has an ingress");
     let spec = ing.spec.as_ref().unwrap();
-    assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+    assert_eq!(
+        spec.ingress_class_name, None,
+        "no INGRESS_CLASS: the cluster's default IngressClass, no ingress-nginx"
+    );
+    assert!(c.http_route.is_none(), "ROUTING unresolved (auto) builds an Ingress");
     assert_eq!(
         spec.rules.as_ref().unwrap()[0].host.as_deref(),
         Some("alice-my-app.example.com")
@@ -133,6 +137,116 @@ fn single_public_service() {
         .as_ref()
         .unwrap();
     assert_eq!(from.len(), 2, "own sandbox + ingress controller");
+    assert_eq!(
+        from[1]
+            .namespace_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()["kubernetes.io/metadata.name"],
+        "gateway-system",
+        "INGRESS_NAMESPACE's default"
+    );
+}
+
+/// A public app's children in gateway mode.
+fn gateway_children(config: &Config) -> build::deployment::DeploymentChildren {
+    let t: Template = fixture("template-two-service.yaml");
+    let ud = ud_for(
+        "blog",
+        "  parameters:\n    SITE_TITLE: My blog\n  secretRefs: [DB_PASSWORD]\n",
+    );
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", config).expect("valid");
+    build::deployment::build(&vd, config)
+}
+
+#[test]
+fn gateway_mode_routes_the_public_service_with_an_httproute() {
+    let mut config = Config::for_tests();
+    config.routing = Routing::Gateway;
+    let c = gateway_children(&config);
+    assert!(c.ingress.is_none(), "no Ingress in gateway mode");
+    let route = c.http_route.as_ref().expect("public app has an HTTPRoute");
+    let v = serde_json::to_value(route).unwrap();
+    assert_eq!(v["apiVersion"], "gateway.networking.k8s.io/v1");
+    assert_eq!(v["kind"], "HTTPRoute");
+    assert_eq!(v["metadata"]["name"], "my-app", "named like the Ingress");
+    assert_eq!(v["metadata"]["namespace"], "sandbox-alice");
+    assert_eq!(v["metadata"]["labels"][DEPLOYMENT_LABEL], "my-app");
+    assert_eq!(
+        v["metadata"]["ownerReferences"][0]["kind"], "UserDeployment",
+        "owned, so it goes with the app"
+    );
+    assert!(v.get("status").is_none(), "status is not applied");
+    assert_eq!(
+        v["spec"],
+        serde_json::json!({
+            "parentRefs": [{ "group": "gateway.networking.k8s.io", "kind": "Gateway",
+                             "name": "k8s-scheduler", "namespace": "gateway-system" }],
+            "hostnames": ["alice-my-app.example.com"],
+            "rules": [{
+                "matches": [{ "path": { "type": "PathPrefix", "value": "/" } }],
+                "backendRefs": [{ "group": "", "kind": "Service", "name": "my-app-web", "port": 3000 }],
+            }],
+        }),
+        "no TLS per app: the Gateway's listener holds the wildcard certificate"
+    );
+
+    // A named Gateway and listener.
+    config.gateway_name = "platform".into();
+    config.gateway_namespace = "traefik".into();
+    config.gateway_listener = "websecure".into();
+    let route = gateway_children(&config).http_route.unwrap();
+    assert_eq!(
+        serde_json::to_value(&route.spec.parent_refs).unwrap(),
+        serde_json::json!([{ "group": "gateway.networking.k8s.io", "kind": "Gateway",
+                             "name": "platform", "namespace": "traefik", "sectionName": "websecure" }])
+    );
+
+    // Internal: no route at all.
+    let t: Template = fixture("template-internal-worker.yaml");
+    let ud = ud_for("worker", "  visibility: internal\n");
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).unwrap();
+    let c = build::deployment::build(&vd, &config);
+    assert!(c.http_route.is_none() && c.ingress.is_none());
+}
+
+#[test]
+fn the_url_carries_the_configured_scheme_and_port() {
+    let t: Template = fixture("template-web.yaml");
+    let ud = ud_for("web", "");
+    let mut config = Config::for_tests();
+    config.deployment_domain = "localhost".into();
+    config.app_url_scheme = "http".into();
+    config.app_url_port = UrlPort(Some(8088));
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).unwrap();
+    assert_eq!(vd.url().as_deref(), Some("http://alice-my-app.localhost:8088"));
+    assert_eq!(vd.host, "alice-my-app.localhost", "the host has no port");
+    // Plain HTTP: the Ingress has no TLS section and no certificate annotation.
+    config.cert_manager_issuer = "letsencrypt".into();
+    config.ingress_class = "traefik".into();
+    let ing = build::deployment::build(&vd, &config).ingress.unwrap();
+    let spec = ing.spec.as_ref().unwrap();
+    assert!(spec.tls.is_none(), "no TLS with APP_URL_SCHEME=http");
+    assert!(ing.metadata.annotations.is_none());
+    assert_eq!(spec.ingress_class_name.as_deref(), Some("traefik"));
+    // HTTPS (the default) keeps the TLS section and the issuer; a port is kept too.
+    config.app_url_scheme = "https".into();
+    config.app_url_port = UrlPort(Some(8443));
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).unwrap();
+    assert_eq!(vd.url().as_deref(), Some("https://alice-my-app.localhost:8443"));
+    let ing = build::deployment::build(&vd, &config).ingress.unwrap();
+    assert_eq!(
+        ing.spec.as_ref().unwrap().tls.as_ref().unwrap()[0]
+            .secret_name
+            .as_deref(),
+        Some("my-app-tls")
+    );
+    assert_eq!(
+        ing.metadata.annotations.as_ref().unwrap()["cert-manager.io/cluster-issuer"],
+        "letsencrypt"
+    );
 }
 
 #[test]
@@ -248,6 +362,9 @@ fn internal_app_has_no_ingress_and_only_sandbox_traffic() {
     assert_eq!(vd.url(), None);
     let c = build::deployment::build(&vd, &config);
     assert!(c.ingress.is_none());
+    config.routing = Routing::Gateway;
+    assert!(build::deployment::build(&vd, &config).http_route.is_none());
+    config.routing = Routing::Auto;
     assert_eq!(c.deployments[0].spec.as_ref().unwrap().replicas, Some(3));
     let np = c.network_policy.as_ref().unwrap();
     assert_eq!(

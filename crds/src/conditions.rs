@@ -49,6 +49,9 @@ pub mod reasons {
     /// A child or Secret name of the app (`<app>-<service>`, `<app>-<service>-secrets`, ...) is
     /// already one of an older app of the same sandbox: rename one of them.
     pub const NAME_CONFLICT: &str = "NameConflict";
+    /// The app runs, but the platform Gateway does not accept its HTTPRoute (or cannot resolve
+    /// its backend): the route's parent status says why. Ready does not depend on it.
+    pub const ROUTE_NOT_ACCEPTED: &str = "RouteNotAccepted";
     /// The Template passed validation.
     pub const VALIDATED: &str = "Validated";
     /// The Template failed validation.

@@ -417,6 +417,17 @@ fn schema_rejects_wrong_types() -> Result<()> {
         ("vault.address=vault:8200", "address"),
         ("server.ingress.enabeld=true", "enabeld"),
         ("operator.clusterSecretStore=Vault_Backend", "clusterSecretStore"),
+        ("routing.mode=nginx", "mode"),
+        ("routing.url.scheme=ftp", "scheme"),
+        ("routing.url.port=0", "port"),
+        ("routing.gateway.namespace=Gateway_System", "namespace"),
+        ("routing.gateway.https.port=70000", "port"),
+        (
+            "routing.gateway.certificate.certManagerIssuerKind=Vault",
+            "certManagerIssuerKind",
+        ),
+        ("routing.ingress.className=Nginx", "className"),
+        ("routing.ingres.className=x", "ingres"),
     ] {
         let mut cmd = helm();
         cmd.args(["template", "x", &chart(), "--kube-version", KUBE_VERSION, "--set", set]);
@@ -484,8 +495,13 @@ async fn every_option_renders_and_passes_server_dry_run() -> Result<()> {
                 "server.podDisruptionBudget.enabled=false",
             ],
             &[
-                "operator.ingress.certManagerIssuer=letsencrypt",
-                "operator.ingress.tlsSecret=wildcard-tls",
+                "routing.mode=ingress",
+                "routing.ingress.className=traefik",
+                "routing.ingress.certManagerIssuer=letsencrypt",
+                "routing.ingress.tlsSecret=wildcard-tls",
+                "routing.controllerNamespace=traefik",
+                "routing.url.scheme=http",
+                "routing.url.port=8088",
             ],
             &[
                 "metrics.serviceMonitor.enabled=true",
@@ -1053,6 +1069,19 @@ async fn operator_runs_with_the_chart_rbac_and_nothing_more() -> Result<()> {
             create_deployment(&uds, &ud).await?;
             wait_for(&uds, "app", Duration::from_secs(90), "Ready with the chart's RBAC", is_ready_condition::<UserDeployment>)
                 .await?;
+            // Its route, of the kind ROUTING=auto picks here: HTTPRoutes where the cluster serves
+            // the Gateway API (hack/test installs it), which the chart's RBAC must cover too.
+            if controller::gateway::http_routes_served(&client).await? {
+                Api::<controller::gateway::HTTPRoute>::namespaced(client.clone(), tns)
+                    .get("app")
+                    .await
+                    .context("the app's HTTPRoute (ROUTING=auto on a cluster with the Gateway API)")?;
+            } else {
+                Api::<k8s_openapi::api::networking::v1::Ingress>::namespaced(client.clone(), tns)
+                    .get("app")
+                    .await
+                    .context("the app's Ingress (ROUTING=auto on a cluster without the Gateway API)")?;
+            }
             // The server's RoleBinding in the sandbox namespace (needs `bind` on the ClusterRole).
             let rb: Api<RoleBinding> = Api::namespaced(client.clone(), tns);
             let rb = rb.get("k8s-scheduler-server").await.context("the server's RoleBinding in the sandbox")?;
@@ -1128,6 +1157,11 @@ const OPERATOR_RULES: &[(&str, &str, &[&str])] = &[
     (
         "networking.k8s.io",
         "networkpolicies",
+        &["list", "watch", "create", "patch", "delete"],
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "httproutes",
         &["list", "watch", "create", "patch", "delete"],
     ),
     (
@@ -1633,6 +1667,9 @@ async fn operator_rbac_grants_exactly_the_listed_rules() -> Result<()> {
                             sandbox_ns,
                         ],
                         &["create", "events.events.k8s.io", "-n", sandbox_ns],
+                        &["watch", "httproutes.gateway.networking.k8s.io", "--all-namespaces"],
+                        &["patch", "httproutes.gateway.networking.k8s.io", "-n", sandbox_ns],
+                        &["delete", "httproutes.gateway.networking.k8s.io", "-n", sandbox_ns],
                         &["update", &lease, "-n", &ns],
                         &["create", "leases.coordination.k8s.io", "-n", &ns],
                     ],
@@ -1658,6 +1695,11 @@ async fn operator_rbac_grants_exactly_the_listed_rules() -> Result<()> {
                         &["create", "jobs.batch", "-n", sandbox_ns],
                         &["update", "deployments.apps", "-n", sandbox_ns],
                         &["get", "configmaps", "-n", "kube-system"],
+                        // Routes are applied, not updated; the Gateway is not the operator's.
+                        &["update", "httproutes.gateway.networking.k8s.io", "-n", sandbox_ns],
+                        &["get", "gateways.gateway.networking.k8s.io", "-n", "gateway-system"],
+                        &["patch", "gateways.gateway.networking.k8s.io", "-n", "gateway-system"],
+                        &["create", "grpcroutes.gateway.networking.k8s.io", "-n", sandbox_ns],
                         &["delete", "namespaces"],
                         &["update", "namespaces"],
                         // The custom resources: no spec writes, no creation or deletion.
@@ -2059,7 +2101,7 @@ fn server_metrics_have_their_own_port() -> Result<()> {
     ensure!(
         ingress[0]["ports"] == json!([{ "port": "http", "protocol": "TCP" }])
             && ingress[0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-                == json!("ingress-nginx")
+                == json!("gateway-system")
             && ingress[1] == json!({ "ports": [{ "port": "metrics", "protocol": "TCP" }] })
             && ingress.as_array().map(Vec::len) == Some(2),
         "the server's NetworkPolicy: HTTP from the ingress controller, metrics like the operator's: {ingress}"
@@ -2070,4 +2112,300 @@ fn server_metrics_have_their_own_port() -> Result<()> {
         "no ServiceMonitor unless enabled"
     );
     Ok(())
+}
+
+/// `helm template` as against a cluster serving `apis` (`--api-versions`); (success, output).
+fn template_with_apis(namespace: &str, apis: &[&str], sets: &[&str]) -> Result<(bool, String)> {
+    let mut cmd = helm();
+    cmd.args([
+        "template",
+        "r",
+        &chart(),
+        "--namespace",
+        namespace,
+        "--kube-version",
+        KUBE_VERSION,
+    ]);
+    for api in apis {
+        cmd.args(["--api-versions", api]);
+    }
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    output(cmd)
+}
+
+/// The routing values reach the operator's environment (ROUTING, GATEWAY_*, INGRESS_*,
+/// APP_URL_*), and no default names ingress-nginx or its class: Ingresses (the apps' and the
+/// server's) name no class unless one is set, and the policies admit `gateway-system`.
+#[test]
+fn routing_values_reach_the_operator_and_no_default_names_ingress_nginx() -> Result<()> {
+    let rendered = render("r", "platform", &["server.ingress.enabled=true"])?;
+    ensure!(
+        !rendered.contains("nginx"),
+        "a default still names ingress-nginx:\n{rendered}"
+    );
+    let docs = documents(&rendered)?;
+    let env = operator_env(&docs, "r-operator")?;
+    let defaults = [
+        ("ROUTING", "auto"),
+        ("GATEWAY_NAME", "k8s-scheduler"),
+        ("GATEWAY_NAMESPACE", "gateway-system"),
+        ("GATEWAY_LISTENER", ""),
+        ("INGRESS_NAMESPACE", "gateway-system"),
+        ("INGRESS_CLASS", ""),
+        ("INGRESS_TLS_SECRET", ""),
+        ("CERT_MANAGER_ISSUER", ""),
+        ("APP_URL_SCHEME", "https"),
+        ("APP_URL_PORT", ""),
+    ];
+    for (k, v) in defaults {
+        ensure!(
+            env.get(k).map(String::as_str) == Some(v),
+            "default {k}: {:?}",
+            env.get(k)
+        );
+    }
+    let server_ingress = get(&docs, "Ingress", "r-server")?;
+    ensure!(
+        server_ingress["spec"]["ingressClassName"].is_null(),
+        "the server's Ingress names no class by default: {:?}",
+        server_ingress["spec"]
+    );
+
+    let docs = documents(&render(
+        "r",
+        "platform",
+        &[
+            "routing.mode=gateway",
+            "routing.gateway.name=edge",
+            "routing.gateway.namespace=traefik",
+            "routing.gateway.listener=websecure",
+            "routing.controllerNamespace=traefik",
+            "routing.ingress.className=traefik",
+            "routing.ingress.tlsSecret=wildcard-tls",
+            "routing.ingress.certManagerIssuer=letsencrypt",
+            "routing.url.scheme=http",
+            "routing.url.port=8088",
+        ],
+    )?)?;
+    let env = operator_env(&docs, "r-operator")?;
+    for (k, v) in [
+        ("ROUTING", "gateway"),
+        ("GATEWAY_NAME", "edge"),
+        ("GATEWAY_NAMESPACE", "traefik"),
+        ("GATEWAY_LISTENER", "websecure"),
+        ("INGRESS_NAMESPACE", "traefik"),
+        ("INGRESS_CLASS", "traefik"),
+        ("INGRESS_TLS_SECRET", "wildcard-tls"),
+        ("CERT_MANAGER_ISSUER", "letsencrypt"),
+        ("APP_URL_SCHEME", "http"),
+        ("APP_URL_PORT", "8088"),
+    ] {
+        ensure!(env.get(k).map(String::as_str) == Some(v), "{k}: {:?}", env.get(k));
+    }
+    let policy = get(&docs, "NetworkPolicy", "r-server")?;
+    ensure!(
+        policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            == "traefik",
+        "the server admits HTTP from routing.controllerNamespace: {:?}",
+        policy["spec"]["ingress"]
+    );
+
+    // The values of chart 0.1 say where they went instead of being ignored.
+    let (ok, out) = template_with_apis("platform", &[], &["operator.ingress.className=nginx"])?;
+    ensure!(
+        !ok && out.contains("routing.ingress.className") && out.contains("routing.controllerNamespace"),
+        "operator.ingress.*: {out}"
+    );
+    Ok(())
+}
+
+/// The platform Gateway (routing.gateway.create): rendered only where the cluster serves the
+/// Gateway API (else a clear failure), with an HTTPS listener for `*.<domain>` holding one
+/// wildcard certificate (a cert-manager Certificate, or a provided Secret) and an optional HTTP
+/// listener; both admit HTTPRoutes only from namespaces carrying the labels the operator puts on
+/// sandbox namespaces. The apiserver accepts it (server dry-run).
+#[tokio::test]
+async fn platform_gateway_admits_routes_from_sandboxes_only() -> Result<()> {
+    const GATEWAY_API: &str = "gateway.networking.k8s.io/v1/Gateway";
+    const CERT_MANAGER: &str = "cert-manager.io/v1/Certificate";
+    with_namespace(|client, ns| async move {
+        ensure!(
+            controller::gateway::http_routes_served(&client).await?,
+            "the cluster does not serve the Gateway API (gateway.networking.k8s.io/v1): hack/test installs its \
+             CRDs (hack/tools/gateway-api/crds); install them into the cluster of E2E_KUBECONFIG first"
+        );
+        let gateway_ns = format!("routing.gateway.namespace={ns}");
+        let docs = documents(&render("r", &ns, &[])?)?;
+        ensure!(
+            !docs.iter().any(|d| d["kind"] == "Gateway" || d["kind"] == "Certificate"),
+            "no Gateway unless routing.gateway.create"
+        );
+        for (apis, sets, says) in [
+            (
+                &[][..],
+                &["routing.gateway.create=true", "routing.gateway.certificate.secretName=wild"][..],
+                "does not serve gateway.networking.k8s.io/v1 Gateway",
+            ),
+            (&[GATEWAY_API][..], &["routing.gateway.create=true"][..], "certificate for *.example.com"),
+            (
+                &[GATEWAY_API][..],
+                &["routing.gateway.create=true", "routing.gateway.certificate.certManagerIssuer=le"][..],
+                "does not serve cert-manager.io/v1 Certificate",
+            ),
+            (
+                &[GATEWAY_API][..],
+                &["routing.gateway.create=true", "routing.gateway.https.enabled=false"][..],
+                "needs a listener",
+            ),
+        ] {
+            let (ok, out) = template_with_apis(&ns, apis, sets)?;
+            ensure!(!ok && out.contains(says), "{sets:?} must fail saying {says:?}: {out}");
+        }
+
+        // The labels of a sandbox namespace, as the operator builds it.
+        let sandbox: crds::UserSandbox = serde_json::from_value(json!({
+            "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserSandbox",
+            "metadata": { "name": "alice", "uid": "u1" },
+            "spec": { "owner": { "userId": "alice" }, "namespace": "sandbox-alice" },
+        }))?;
+        let sandbox_labels = controller::build::sandbox::build(&sandbox, &controller::config::Config::for_tests())
+            .namespace
+            .metadata
+            .labels
+            .unwrap_or_default();
+
+        let (ok, rendered) = template_with_apis(
+            &ns,
+            &[GATEWAY_API, CERT_MANAGER],
+            &[
+                "domain=apps.acme.io",
+                "routing.gateway.create=true",
+                &gateway_ns,
+                "routing.gateway.certificate.certManagerIssuer=letsencrypt-dns",
+                "routing.gateway.http.port=8000",
+            ],
+        )?;
+        ensure!(ok, "{rendered}");
+        let docs = documents(&rendered)?;
+        let gateway = get(&docs, "Gateway", "k8s-scheduler")?;
+        ensure!(gateway["metadata"]["namespace"].as_str() == Some(ns.as_str()));
+        ensure!(gateway["spec"]["gatewayClassName"] == "traefik", "{gateway:?}");
+        let listeners = gateway["spec"]["listeners"].as_sequence().context("listeners")?;
+        let summary: Vec<(String, String, u64, String)> = listeners
+            .iter()
+            .map(|l| {
+                (
+                    l["name"].as_str().unwrap_or_default().to_string(),
+                    l["protocol"].as_str().unwrap_or_default().to_string(),
+                    l["port"].as_u64().unwrap_or_default(),
+                    l["hostname"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        ensure!(
+            summary
+                == [
+                    ("https".into(), "HTTPS".into(), 443, "*.apps.acme.io".into()),
+                    ("http".into(), "HTTP".into(), 8000, "*.apps.acme.io".into()),
+                ],
+            "listeners: {summary:?}"
+        );
+        ensure!(
+            serde_json::to_value(&listeners[0]["tls"])?
+                == json!({ "mode": "Terminate",
+                           "certificateRefs": [{ "group": "", "kind": "Secret", "name": "k8s-scheduler-wildcard-tls" }] }),
+            "one wildcard certificate: {:?}",
+            listeners[0]["tls"]
+        );
+        for l in listeners {
+            let allowed = &l["allowedRoutes"];
+            ensure!(
+                serde_json::to_value(&allowed["kinds"])?
+                    == json!([{ "group": "gateway.networking.k8s.io", "kind": "HTTPRoute" }])
+                    && allowed["namespaces"]["from"] == "Selector",
+                "{allowed:?}"
+            );
+            let selector = &allowed["namespaces"]["selector"];
+            let labels: BTreeMap<String, String> = serde_yaml::from_value(selector["matchLabels"].clone())?;
+            ensure!(
+                labels.iter().all(|(k, v)| sandbox_labels.get(k) == Some(v))
+                    && labels.get(controller::build::MANAGED_BY).map(String::as_str) == Some(controller::build::MANAGER),
+                "matchLabels {labels:?} must select sandbox namespaces ({sandbox_labels:?})"
+            );
+            ensure!(
+                serde_json::to_value(&selector["matchExpressions"])?
+                    == json!([{ "key": controller::build::SANDBOX_LABEL, "operator": "Exists" }])
+                    && sandbox_labels.contains_key(controller::build::SANDBOX_LABEL),
+                "only namespaces with the sandbox label: {selector:?}"
+            );
+        }
+        let cert = get(&docs, "Certificate", "k8s-scheduler-wildcard")?;
+        ensure!(
+            serde_json::to_value(&cert["spec"])?
+                == json!({ "secretName": "k8s-scheduler-wildcard-tls", "dnsNames": ["*.apps.acme.io"],
+                           "issuerRef": { "group": "cert-manager.io", "kind": "ClusterIssuer", "name": "letsencrypt-dns" } }),
+            "the wildcard Certificate: {:?}",
+            cert["spec"]
+        );
+
+        // A provided Secret: no Certificate; HTTPS only.
+        let (ok, rendered) = template_with_apis(
+            &ns,
+            &[GATEWAY_API],
+            &[
+                "routing.gateway.create=true",
+                &gateway_ns,
+                "routing.gateway.name=platform",
+                "routing.gateway.className=other",
+                "routing.gateway.certificate.secretName=wildcard-example-com",
+            ],
+        )?;
+        ensure!(ok, "{rendered}");
+        let docs = documents(&rendered)?;
+        ensure!(find(&docs, "Certificate", "platform-wildcard").is_none());
+        let gateway = get(&docs, "Gateway", "platform")?;
+        let listeners = gateway["spec"]["listeners"].as_sequence().context("listeners")?;
+        ensure!(
+            listeners.len() == 1
+                && listeners[0]["tls"]["certificateRefs"][0]["name"] == "wildcard-example-com"
+                && gateway["spec"]["gatewayClassName"] == "other",
+            "{gateway:?}"
+        );
+        let env = operator_env(&docs, "r-operator")?;
+        ensure!(
+            env.get("GATEWAY_NAME").map(String::as_str) == Some("platform")
+                && env.get("GATEWAY_NAMESPACE") == Some(&ns),
+            "the operator's routes name the chart's Gateway: {env:?}"
+        );
+        // The apiserver accepts the Gateway (the test cluster serves the Gateway API CRDs).
+        let (ok, out) = kubectl_stdin(
+            &["apply", "--dry-run=server", "-n", &ns, "-f", "-"],
+            &serde_yaml::to_string(gateway)?,
+        )?;
+        ensure!(ok, "server dry-run of the Gateway: {out}");
+        // A local setup: plain HTTP only.
+        let (ok, rendered) = template_with_apis(
+            &ns,
+            &[GATEWAY_API],
+            &[
+                "routing.gateway.create=true",
+                &gateway_ns,
+                "routing.gateway.https.enabled=false",
+                "routing.gateway.http.port=8000",
+                "routing.url.scheme=http",
+                "routing.url.port=8088",
+            ],
+        )?;
+        ensure!(ok, "{rendered}");
+        let docs = documents(&rendered)?;
+        let listeners = get(&docs, "Gateway", "k8s-scheduler")?["spec"]["listeners"].clone();
+        ensure!(
+            listeners.as_sequence().map(Vec::len) == Some(1) && listeners[0]["protocol"] == "HTTP",
+            "{listeners:?}"
+        );
+        Ok(())
+    })
+    .await
 }

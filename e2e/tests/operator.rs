@@ -1,10 +1,15 @@
 //! The operator against the local control plane: sandboxes, templates, deployments, the tenant
-//! allow-list, ExternalSecrets, leader election and configuration errors.
+//! allow-list, routing (Gateway API HTTPRoutes or Ingresses), ExternalSecrets, leader election
+//! and configuration errors.
+//!
+//! Tests that look at an app's route set `ROUTING` explicitly: the default (`auto`) follows what
+//! the cluster serves, and the test cluster serves the Gateway API (see [`ensure_gateway_api`]).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
+use controller::gateway::HTTPRoute;
 use crds::{Template, UserDeployment, UserSandbox};
 use e2e::operator::{
     TestSandbox, condition_of, create_deployment, is_ready_condition, kubectl_apply, workspace_binary,
@@ -92,6 +97,70 @@ where
         .iter()
         .map(|o| o.name_any())
         .collect())
+}
+
+/// Names of the app routes (Ingresses and HTTPRoutes, `Kind/name`) matching `selector` in `ns`;
+/// HTTPRoutes count only where the cluster serves them.
+async fn route_names(client: &Client, ns: &str, selector: &str) -> Result<BTreeSet<String>> {
+    let mut out: BTreeSet<String> = names::<Ingress>(client, ns, selector)
+        .await?
+        .into_iter()
+        .map(|n| format!("Ingress/{n}"))
+        .collect();
+    if controller::gateway::http_routes_served(client).await? {
+        out.extend(
+            names::<HTTPRoute>(client, ns, selector)
+                .await?
+                .into_iter()
+                .map(|n| format!("HTTPRoute/{n}")),
+        );
+    }
+    Ok(out)
+}
+
+/// Makes sure the cluster serves the Gateway API's HTTPRoute v1: installs the standard-channel
+/// CRDs when missing, from the folder `GATEWAY_API_CRDS` names or the one
+/// `hack/tools/gateway-api/crds` prints. `hack/test` installs them before any test runs (as it
+/// does the project's CRDs), so that no controller started in `ROUTING=auto` sees them appear.
+async fn ensure_gateway_api(client: &Client) -> Result<()> {
+    if controller::gateway::http_routes_served(client).await? {
+        return Ok(());
+    }
+    let dir = match std::env::var("GATEWAY_API_CRDS").ok().filter(|d| !d.is_empty()) {
+        Some(dir) => dir,
+        None => {
+            let script = e2e::repo_path("hack/tools/gateway-api/crds");
+            if !script.exists() {
+                bail!(
+                    "the cluster does not serve gateway.networking.k8s.io/v1 HTTPRoute: install the Gateway API \
+                     CRDs (standard channel), or set GATEWAY_API_CRDS to a folder of them"
+                );
+            }
+            let out = std::process::Command::new(&script)
+                .output()
+                .with_context(|| format!("running {}", script.display()))?;
+            ensure!(
+                out.status.success(),
+                "{} failed: {}",
+                script.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        }
+    };
+    let out = e2e::operator::kubectl()
+        .args(["apply", "--server-side", "--force-conflicts", "-f", &dir])
+        .output()
+        .context("running kubectl")?;
+    ensure!(
+        out.status.success(),
+        "installing the Gateway API CRDs from {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    poll(TIMEOUT, "HTTPRoute v1 served", || async {
+        Ok(controller::gateway::http_routes_served(client).await?.then_some(()))
+    })
+    .await
 }
 
 /// Deletes `name` and waits until the controller has created it again: another object of that
@@ -270,7 +339,7 @@ async fn sandbox_without_network_policies_when_disabled() -> Result<()> {
 
 #[tokio::test]
 async fn two_service_deployment_lifecycle() -> Result<()> {
-    with_sandbox(&[], |client, sb| async move {
+    with_sandbox(&[("ROUTING", "ingress")], |client, sb| async move {
         let ns = sb.namespace.as_str();
         Api::<Template>::namespaced(client.clone(), ns)
             .create(&PostParams::default(), &two_service_template(ns))
@@ -377,7 +446,7 @@ async fn two_service_deployment_lifecycle() -> Result<()> {
         poll(TIMEOUT, "every child removed", || async {
             let left = names::<Deployment>(&client, ns, sel).await?.len()
                 + names::<Service>(&client, ns, sel).await?.len()
-                + names::<Ingress>(&client, ns, sel).await?.len()
+                + route_names(&client, ns, sel).await?.len()
                 + names::<NetworkPolicy>(&client, ns, sel).await?.len()
                 + names::<ConfigMap>(&client, ns, sel).await?.len();
             Ok((left == 0).then_some(()))
@@ -708,7 +777,9 @@ async fn a_host_goes_to_the_oldest_app_across_sandboxes() -> Result<()> {
     let sb_bob = TestSandbox::create_as(&client, &run, &bob, json!({})).await?;
     let sb_bob_smith = TestSandbox::create_as(&client, &run, &bob_smith, json!({})).await?;
     let (a, b) = (sb_bob.clone(), sb_bob_smith.clone());
-    with_run_controller(&run, &[], vec![sb_bob, sb_bob_smith], || async move {
+    // The Ingresses are looked at below.
+    let env = [("ROUTING", "ingress")];
+    with_run_controller(&run, &env, vec![sb_bob, sb_bob_smith], || async move {
         a.wait_ready().await?;
         b.wait_ready().await?;
         let in_bob: Api<UserDeployment> = Api::namespaced(client.clone(), &a.namespace);
@@ -734,8 +805,8 @@ async fn a_host_goes_to_the_oldest_app_across_sandboxes() -> Result<()> {
         ensure!(refused.status.unwrap().url.is_none());
         let sel = "k8s-scheduler.io/deployment=smith-shop";
         ensure!(
-            names::<Ingress>(&client, &a.namespace, sel).await?.is_empty(),
-            "no Ingress for the refused app"
+            route_names(&client, &a.namespace, sel).await?.is_empty(),
+            "no route for the refused app"
         );
         ensure!(
             names::<Deployment>(&client, &a.namespace, sel).await?.is_empty(),
@@ -814,7 +885,7 @@ async fn one_owner_id_one_sandbox() -> Result<()> {
         ready(&in_first, "shop").await?;
         let sel = "k8s-scheduler.io/deployment=shop";
         ensure!(names::<Deployment>(&client, &second.namespace, sel).await?.is_empty());
-        ensure!(names::<Ingress>(&client, &second.namespace, sel).await?.is_empty());
+        ensure!(route_names(&client, &second.namespace, sel).await?.is_empty());
 
         // The first sandbox goes: the second holds the owner id now, and its app runs.
         f.clone().delete().await?;
@@ -970,7 +1041,7 @@ async fn colliding_child_names_refuse_the_newer_app() -> Result<()> {
         );
         let sel = "k8s-scheduler.io/deployment=web-db";
         ensure!(names::<Deployment>(&client, ns, sel).await?.is_empty());
-        ensure!(names::<Ingress>(&client, ns, sel).await?.is_empty());
+        ensure!(route_names(&client, ns, sel).await?.is_empty());
         // A name of the sandbox's own NetworkPolicies.
         create_deployment(&uds, &web_app("default-deny")).await?;
         degraded_with(&uds, "default-deny", "NameConflict").await?;
@@ -1052,4 +1123,285 @@ async fn only_visible_templates_run() -> Result<()> {
         let _ = namespaces.delete(ns, &DeleteParams::background()).await;
     }
     result
+}
+
+#[test]
+fn controller_with_bad_routing_settings_exits_naming_them() -> Result<()> {
+    for (variable, value, says) in [
+        ("ROUTING", "nginx", "use auto"),
+        ("APP_URL_SCHEME", "ftp", "use https or http"),
+        ("APP_URL_PORT", "0", "not a port"),
+        ("GATEWAY_NAME", "Platform_GW", "not a DNS subdomain"),
+    ] {
+        let out = std::process::Command::new(workspace_binary("controller")?)
+            .env("DEPLOYMENT_DOMAIN", "example.com")
+            .env(variable, value)
+            .output()?;
+        ensure!(!out.status.success(), "{variable}={value} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            stderr.contains(variable) && stderr.contains(says),
+            "{variable}={value}: {stderr}"
+        );
+    }
+    Ok(())
+}
+
+/// The parentRef the gateway tests configure.
+const TEST_GATEWAY: (&str, &str, &str) = ("edge", "platform", "web");
+
+/// Plays the gateway controller: writes the route's parent status with `Accepted` = `accepted`.
+async fn set_route_accepted(routes: &Api<HTTPRoute>, name: &str, accepted: bool) -> Result<()> {
+    let (namespace, gateway, listener) = TEST_GATEWAY;
+    let generation = routes.get(name).await?.metadata.generation;
+    let (status, reason, message) = if accepted {
+        ("True", "Accepted", "")
+    } else {
+        (
+            "False",
+            "NotAllowedByListeners",
+            "no listener of the Gateway admits routes from this namespace",
+        )
+    };
+    routes
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": { "parents": [{
+                "parentRef": { "group": "gateway.networking.k8s.io", "kind": "Gateway",
+                               "name": gateway, "namespace": namespace, "sectionName": listener },
+                "controllerName": "example.com/e2e-gateway",
+                "conditions": [{ "type": "Accepted", "status": status, "reason": reason, "message": message,
+                                 "observedGeneration": generation,
+                                 "lastTransitionTime": "2026-11-29T10:00:00Z" }],
+            }] } })),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Gateway mode: a public app gets one HTTPRoute, named like its Ingress would be, on the
+/// configured Gateway and listener, with the app's host and its public Service as the backend,
+/// owned by the UserDeployment; no Ingress. The URL in status carries APP_URL_SCHEME and
+/// APP_URL_PORT. A deleted route comes back. A Gateway's refusal (Accepted=False) shows as
+/// Degraded (RouteNotAccepted) while the app stays Ready, and clears when it accepts. Deleting
+/// the app removes the route.
+#[tokio::test]
+async fn gateway_mode_routes_public_apps_with_httproutes() -> Result<()> {
+    ensure_gateway_api(&e2e::client().await?).await?;
+    let (gw_namespace, gw_name, listener) = TEST_GATEWAY;
+    let env = [
+        ("ROUTING", "gateway"),
+        ("GATEWAY_NAME", gw_name),
+        ("GATEWAY_NAMESPACE", gw_namespace),
+        ("GATEWAY_LISTENER", listener),
+        ("APP_URL_SCHEME", "http"),
+        ("APP_URL_PORT", "8088"),
+    ];
+    with_sandbox(&env, |client, sb| async move {
+        let ns = sb.namespace.as_str();
+        let uds: Api<UserDeployment> = Api::namespaced(client.clone(), ns);
+        create_deployment(&uds, &web_app("shop")).await?;
+        let ud = ready(&uds, "shop").await?;
+        let host = format!("{}-shop.apps.example.com", sb.user_id);
+        let url = ud.status.clone().unwrap_or_default().url;
+        ensure!(
+            url == Some(format!("http://{host}:8088")),
+            "the URL a browser opens: {url:?}"
+        );
+
+        let routes: Api<HTTPRoute> = Api::namespaced(client.clone(), ns);
+        let route = routes.get("shop").await.context("the app's HTTPRoute")?;
+        let spec = serde_json::to_value(&route.spec)?;
+        ensure!(
+            spec["hostnames"] == json!([host])
+                && spec["parentRefs"]
+                    == json!([{ "group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                "name": gw_name, "namespace": gw_namespace, "sectionName": listener }]),
+            "host and parent: {spec}"
+        );
+        let backends = &spec["rules"][0]["backendRefs"];
+        ensure!(
+            backends.as_array().map(Vec::len) == Some(1)
+                && backends[0]["name"] == "shop-web"
+                && backends[0]["port"] == 8080
+                && backends[0]["kind"] == "Service",
+            "backend: {backends}"
+        );
+        let owner = route.owner_references().first().cloned().context("owner reference")?;
+        ensure!(
+            owner.kind == "UserDeployment" && owner.name == "shop" && owner.uid == ud.uid().unwrap_or_default(),
+            "owned by the app: {owner:?}"
+        );
+        let sel = "k8s-scheduler.io/deployment=shop";
+        ensure!(
+            route_names(&client, ns, sel).await? == BTreeSet::from(["HTTPRoute/shop".to_string()]),
+            "one route, no Ingress"
+        );
+
+        let want_host = host.clone();
+        deleted_and_recreated(&routes, "shop", "HTTPRoute recreated", move |r: &HTTPRoute| {
+            r.spec.hostnames == [want_host.clone()]
+        })
+        .await?;
+
+        set_route_accepted(&routes, "shop", false).await?;
+        let refused = degraded_with(&uds, "shop", "RouteNotAccepted").await?;
+        let message = degraded_message(&refused);
+        ensure!(
+            message.contains(&format!("{gw_namespace}/{gw_name}")) && message.contains("NotAllowedByListeners"),
+            "{message}"
+        );
+        ensure!(
+            is_ready_condition(Some(&refused)),
+            "Ready does not wait for the Gateway"
+        );
+        set_route_accepted(&routes, "shop", true).await?;
+        wait_for(
+            &uds,
+            "shop",
+            TIMEOUT,
+            "Degraded cleared",
+            |ud: Option<&UserDeployment>| condition_of(ud, "Degraded") == Some(("False".into(), "AsExpected".into())),
+        )
+        .await?;
+
+        uds.delete("shop", &DeleteParams::default()).await?;
+        wait_until_gone(&uds, "shop", TIMEOUT).await?;
+        wait_until_gone(&routes, "shop", TIMEOUT).await
+    })
+    .await
+}
+
+/// Ingress mode with the defaults: the app's Ingress names no IngressClass (the cluster's default
+/// serves it, no ingress-nginx), carries the app's TLS section, and the sandbox's policies admit
+/// the gateway/ingress controller's namespace, `gateway-system` by default.
+#[tokio::test]
+async fn ingress_mode_leaves_the_class_to_the_cluster() -> Result<()> {
+    with_sandbox(&[("ROUTING", "ingress")], |client, sb| async move {
+        let ns = sb.namespace.as_str();
+        let uds: Api<UserDeployment> = Api::namespaced(client.clone(), ns);
+        create_deployment(&uds, &web_app("shop")).await?;
+        let ud = ready(&uds, "shop").await?;
+        let host = format!("{}-shop.apps.example.com", sb.user_id);
+        ensure!(ud.status.unwrap_or_default().url == Some(format!("https://{host}")));
+        let ing = Api::<Ingress>::namespaced(client.clone(), ns).get("shop").await?;
+        let spec = ing.spec.clone().unwrap_or_default();
+        ensure!(
+            spec.ingress_class_name.is_none(),
+            "no ingressClassName by default: {:?}",
+            spec.ingress_class_name
+        );
+        let tls = spec.tls.clone().unwrap_or_default();
+        ensure!(
+            tls.len() == 1
+                && tls[0].hosts == Some(vec![host.clone()])
+                && tls[0].secret_name.as_deref() == Some("shop-tls"),
+            "TLS: {tls:?}"
+        );
+        let rule = &spec.rules.clone().unwrap_or_default()[0];
+        let backend = rule.http.clone().unwrap_or_default().paths[0].backend.service.clone();
+        ensure!(
+            rule.host.as_deref() == Some(host.as_str())
+                && backend.as_ref().map(|b| b.name.as_str()) == Some("shop-web"),
+            "rule: {rule:?}"
+        );
+        ensure!(
+            route_names(&client, ns, "k8s-scheduler.io/deployment=shop").await?
+                == BTreeSet::from(["Ingress/shop".to_string()]),
+            "no HTTPRoute in ingress mode"
+        );
+        let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+        for name in ["allow-ingress-controller", "shop"] {
+            let policy = serde_json::to_value(policies.get(name).await?)?;
+            let peers = policy["spec"]["ingress"][0]["from"].to_string();
+            ensure!(
+                peers.contains("\"kubernetes.io/metadata.name\":\"gateway-system\""),
+                "{name} admits gateway-system: {peers}"
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// An app's route follows its visibility (internal: none; public again: back) and the routing
+/// mode: restarted in ingress mode, the controller replaces the app's HTTPRoute with an Ingress,
+/// and back in gateway mode the Ingress with an HTTPRoute.
+#[tokio::test]
+async fn routes_follow_visibility_and_the_routing_mode() -> Result<()> {
+    let client = e2e::client().await?;
+    ensure_gateway_api(&client).await?;
+    let sb = TestSandbox::create(&client, json!({})).await?;
+    let ns = sb.namespace.clone();
+    let uds: Api<UserDeployment> = Api::namespaced(client.clone(), &ns);
+    let sel = "k8s-scheduler.io/deployment=shop";
+    let routes_are = |want: &'static [&'static str]| {
+        let (client, ns) = (client.clone(), ns.clone());
+        async move {
+            let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+            poll(TIMEOUT, &format!("routes {want:?}"), || async {
+                Ok((route_names(&client, &ns, sel).await? == want).then_some(()))
+            })
+            .await
+        }
+    };
+    let set_visibility = |visibility: &'static str| {
+        let uds = uds.clone();
+        async move {
+            uds.patch(
+                "shop",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": { "visibility": visibility } })),
+            )
+            .await
+        }
+    };
+    let mut ctrl = sb.start_controller(&[("ROUTING", "gateway")])?;
+    let mut logs = String::new();
+    let result = async {
+        sb.wait_ready().await?;
+        let mut app = web_app("shop");
+        app.spec.visibility = crds::Visibility::Internal;
+        create_deployment(&uds, &app).await?;
+        let ud = ready(&uds, "shop").await?;
+        ensure!(
+            ud.status.unwrap_or_default().url.is_none(),
+            "an internal app has no URL"
+        );
+        routes_are(&[]).await?;
+        set_visibility("public").await?;
+        routes_are(&["HTTPRoute/shop"]).await?;
+        wait_for(&uds, "shop", TIMEOUT, "a URL", |ud: Option<&UserDeployment>| {
+            ud.and_then(|u| u.status.as_ref()).is_some_and(|s| s.url.is_some())
+        })
+        .await?;
+        set_visibility("internal").await?;
+        routes_are(&[]).await?;
+        wait_for(&uds, "shop", TIMEOUT, "no URL", |ud: Option<&UserDeployment>| {
+            ud.and_then(|u| u.status.as_ref()).is_some_and(|s| s.url.is_none())
+        })
+        .await?;
+        set_visibility("public").await?;
+        routes_are(&["HTTPRoute/shop"]).await?;
+
+        const SWITCHES: [(&str, &[&str]); 2] = [("ingress", &["Ingress/shop"]), ("gateway", &["HTTPRoute/shop"])];
+        for (mode, want) in SWITCHES {
+            logs.push_str(&ctrl.logs());
+            ctrl.kill();
+            ctrl = sb.start_controller(&[("ROUTING", mode)])?;
+            routes_are(want)
+                .await
+                .with_context(|| format!("after a restart with ROUTING={mode}: only {want:?}"))?;
+            ready(&uds, "shop").await?;
+        }
+        Ok(())
+    }
+    .await;
+    // Deleted while a controller runs: it removes the deployments' finalizers.
+    let cleanup = sb.delete().await;
+    logs.push_str(&ctrl.logs());
+    ctrl.kill();
+    result.with_context(|| format!("controller logs:\n{logs}"))?;
+    cleanup
 }

@@ -1,6 +1,7 @@
 //! Children of a UserDeployment: per service a Deployment, a ClusterIP Service and (with config
-//! files) a ConfigMap; one Ingress for the public service; a NetworkPolicy for its visibility; an
-//! ExternalSecret when a ClusterSecretStore is configured.
+//! files) a ConfigMap; one route for the public service (a Gateway API HTTPRoute on the platform
+//! Gateway, or an Ingress: `ROUTING`); a NetworkPolicy for its visibility; an ExternalSecret when
+//! a ClusterSecretStore is configured.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -12,7 +13,8 @@ use super::{
     CONFIG_HASH_ANNOTATION, DEPLOYMENT_LABEL, RESTARTED_AT_ANNOTATION, SERVICE_LABEL, VISIBILITY_LABEL,
     deployment_labels, fnv_hash, names, typed,
 };
-use crate::config::Config;
+use crate::config::{Config, Routing};
+use crate::gateway::HTTPRoute;
 use crate::validate::{ResolvedService, ValidatedDeployment};
 
 /// Everything the controller applies for one UserDeployment.
@@ -24,8 +26,10 @@ pub struct DeploymentChildren {
     pub services: Vec<Service>,
     /// One per service that has config files.
     pub config_maps: Vec<ConfigMap>,
-    /// For public apps with an ingress.
+    /// For public apps with an ingress, routed with Ingresses (`ROUTING` ingress).
     pub ingress: Option<Ingress>,
+    /// For public apps with an ingress, routed with the Gateway API (`ROUTING` gateway).
+    pub http_route: Option<HTTPRoute>,
     /// Unless network policies are disabled.
     pub network_policy: Option<NetworkPolicy>,
     /// When `CLUSTER_SECRET_STORE` is set and the app has secrets: the app's Secret's, then one
@@ -78,7 +82,12 @@ pub fn build(vd: &ValidatedDeployment, config: &Config) -> DeploymentChildren {
         out.services.push(service(vd, svc));
         out.config_maps.extend(cm);
     }
-    out.ingress = ingress(vd, config);
+    match config.routing {
+        Routing::Gateway => out.http_route = http_route(vd, config),
+        // `auto` is resolved at start-up; unresolved (the HTTP server's offline preview, tests)
+        // it builds what a cluster without the Gateway API gets.
+        Routing::Ingress | Routing::Auto => out.ingress = ingress(vd, config),
+    }
     if !config.disable_network_policies {
         out.network_policy = Some(network_policy(vd, config));
     }
@@ -234,38 +243,78 @@ fn service(vd: &ValidatedDeployment, svc: &ResolvedService) -> Service {
     }))
 }
 
+/// The app's Ingress. No `ingressClassName` without `INGRESS_CLASS` (the cluster's default
+/// IngressClass serves it); no TLS section with `APP_URL_SCHEME=http` (the URL says plain HTTP,
+/// and a section naming a Secret nobody makes only produces errors in the ingress controller).
 fn ingress(vd: &ValidatedDeployment, config: &Config) -> Option<Ingress> {
     let (svc, port) = vd.ingress.as_ref()?;
+    let tls = !config.plain_http();
     let mut meta = metadata(vd, &names::app_object(&vd.name), None);
-    if !config.cert_manager_issuer.is_empty() {
+    if tls && !config.cert_manager_issuer.is_empty() {
         meta["annotations"] = json!({ "cert-manager.io/cluster-issuer": config.cert_manager_issuer });
     }
-    let tls_secret = if config.ingress_tls_secret.is_empty() {
-        names::tls_secret(&vd.name)
-    } else {
-        config.ingress_tls_secret.clone()
-    };
+    let mut spec = json!({
+        "rules": [{
+            "host": vd.host,
+            "http": { "paths": [{
+                "path": "/",
+                "pathType": "Prefix",
+                "backend": { "service": { "name": child_name(vd, svc), "port": { "number": port } } },
+            }] },
+        }],
+    });
+    if !config.ingress_class.is_empty() {
+        spec["ingressClassName"] = json!(config.ingress_class);
+    }
+    if tls {
+        let tls_secret = if config.ingress_tls_secret.is_empty() {
+            names::tls_secret(&vd.name)
+        } else {
+            config.ingress_tls_secret.clone()
+        };
+        spec["tls"] = json!([{ "hosts": [vd.host], "secretName": tls_secret }]);
+    }
     Some(typed(json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
         "metadata": meta,
+        "spec": spec,
+    })))
+}
+
+/// The app's HTTPRoute: its host on the platform Gateway (`GATEWAY_NAMESPACE`/`GATEWAY_NAME`,
+/// listener `GATEWAY_LISTENER` when set), every path to the public service. No TLS here: the
+/// Gateway's listener terminates TLS with one wildcard certificate for `*.<DEPLOYMENT_DOMAIN>`.
+/// Whether the Gateway admits routes from the sandbox namespace is its `allowedRoutes`' call (the
+/// chart's Gateway admits namespaces labelled as sandboxes).
+fn http_route(vd: &ValidatedDeployment, config: &Config) -> Option<HTTPRoute> {
+    let (svc, port) = vd.ingress.as_ref()?;
+    let mut parent = json!({
+        "group": crate::gateway::GROUP,
+        "kind": "Gateway",
+        "name": config.gateway_name,
+        "namespace": config.gateway_namespace,
+    });
+    if !config.gateway_listener.is_empty() {
+        parent["sectionName"] = json!(config.gateway_listener);
+    }
+    Some(typed(json!({
+        "apiVersion": format!("{}/{}", crate::gateway::GROUP, crate::gateway::VERSION),
+        "kind": "HTTPRoute",
+        "metadata": metadata(vd, &names::app_object(&vd.name), None),
         "spec": {
-            "ingressClassName": config.ingress_class,
-            "tls": [{ "hosts": [vd.host], "secretName": tls_secret }],
+            "parentRefs": [parent],
+            "hostnames": [vd.host],
             "rules": [{
-                "host": vd.host,
-                "http": { "paths": [{
-                    "path": "/",
-                    "pathType": "Prefix",
-                    "backend": { "service": { "name": child_name(vd, svc), "port": { "number": port } } },
-                }] },
+                "matches": [{ "path": { "type": "PathPrefix", "value": "/" } }],
+                "backendRefs": [{ "group": "", "kind": "Service", "name": child_name(vd, svc), "port": port }],
             }],
         },
     })))
 }
 
 /// The app's visibility as a policy. Public: the public service's pods accept traffic from the
-/// ingress controller and the sandbox. Internal: the app's pods accept traffic from the sandbox
+/// gateway or ingress controller's namespace (`INGRESS_NAMESPACE`) and the sandbox. Internal: the app's pods accept traffic from the sandbox
 /// only (the sandbox's `allow-ingress-controller` policy selects public pods only).
 fn network_policy(vd: &ValidatedDeployment, config: &Config) -> NetworkPolicy {
     let mut from = vec![json!({ "podSelector": {} })];

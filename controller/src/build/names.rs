@@ -22,7 +22,7 @@ pub fn config_map(app: &str, service: &str) -> String {
     format!("{app}-{service}-config")
 }
 
-/// Ingress and NetworkPolicy of an app: `<app>`.
+/// Ingress or HTTPRoute, and NetworkPolicy of an app: `<app>`.
 pub fn app_object(app: &str) -> String {
     app.to_string()
 }
@@ -53,6 +53,7 @@ pub fn tls_secret(app: &str) -> String {
 pub fn claimed(app: &str, services: &[&str], secret_name: Option<&str>) -> Vec<(Kind, String)> {
     let mut out = vec![
         ("Ingress", app_object(app)),
+        ("HTTPRoute", app_object(app)),
         ("NetworkPolicy", app_object(app)),
         ("Secret", secret(app, secret_name)),
         ("Secret", tls_secret(app)),

@@ -1,4 +1,5 @@
-//! UserDeployment → Deployments, Services, ConfigMaps, Ingress, NetworkPolicy, ExternalSecret.
+//! UserDeployment → Deployments, Services, ConfigMaps, Ingress or HTTPRoute, NetworkPolicy,
+//! ExternalSecret.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use crate::build::deployment::{DeploymentChildren, build, external_secret_resour
 use crate::build::{DEPLOYMENT_LABEL, MANAGED_BY, MANAGER, fnv_hash, names};
 use crate::child_cache::{RolloutState, key_of};
 use crate::conflict::{self, NamespaceOwner};
+use crate::gateway::HTTPRoute;
 use crate::metrics::Metrics;
 use crate::validate::{Invalid, ValidatedDeployment, validate_deployment};
 
@@ -321,6 +323,9 @@ async fn apply(
     if let Some(ing) = &children.ingress {
         ctx.apply_child(KIND, ing).await?;
     }
+    if let Some(route) = &children.http_route {
+        ctx.apply_child(KIND, route).await?;
+    }
     for es in &children.external_secrets {
         apply_external_secret(ctx, &ns, es).await?;
     }
@@ -341,6 +346,11 @@ async fn apply(
         })
         .collect();
     let ready = rollouts.iter().all(RolloutState::available);
+    // What the Gateway made of the route (from the HTTPRoute watch): reported, not waited for.
+    let route_refusal = children
+        .http_route
+        .as_ref()
+        .and_then(|r| ctx.children.refusal(&key_of(r)));
     if !ready
         && ud.status.is_none()
         && unseen_write(ctx, ud).is_none()
@@ -349,7 +359,7 @@ async fn apply(
         // The Deployment watch triggers a reconcile as soon as the rollout is done.
         return Ok(Action::requeue(wait));
     }
-    write_ready_status(ud, ctx, &vd, services, ready, hash).await?;
+    write_ready_status(ud, ctx, &vd, services, ready, route_refusal, hash).await?;
     Ok(if ready {
         Action::await_change()
     } else {
@@ -371,6 +381,7 @@ fn may_have_orphans(ud: &UserDeployment, ctx: &Context, c: &DeploymentChildren) 
         + c.services.len()
         + c.config_maps.len()
         + c.ingress.iter().count()
+        + c.http_route.iter().count()
         + c.network_policy.iter().count();
     let ns = ud.namespace().unwrap_or_default();
     ctx.children
@@ -396,6 +407,7 @@ fn child_names(c: &DeploymentChildren) -> Vec<String> {
     names.extend(c.services.iter().map(|o| format!("Service/{}", o.name_any())));
     names.extend(c.config_maps.iter().map(|o| format!("ConfigMap/{}", o.name_any())));
     names.extend(c.ingress.iter().map(|o| format!("Ingress/{}", o.name_any())));
+    names.extend(c.http_route.iter().map(|o| format!("HTTPRoute/{}", o.name_any())));
     names.extend(
         c.network_policy
             .iter()
@@ -422,16 +434,34 @@ async fn apply_external_secret(ctx: &Context, ns: &str, es: &DynamicObject) -> R
     Ok(())
 }
 
+/// Deletes the app's routes except those named in `keep_ingress` / `keep_route`: Ingresses, and
+/// HTTPRoutes where the cluster serves them (whatever the routing mode: after a switch, the
+/// other mode's route goes).
+async fn prune_routes(
+    ud: &UserDeployment,
+    ctx: &Context,
+    keep_ingress: &[String],
+    keep_route: &[String],
+) -> Result<(), Error> {
+    let ns = ud.namespace().unwrap_or_default();
+    let sel = selector(ud);
+    ctx.prune::<Ingress>(KIND, &ns, &sel, keep_ingress).await?;
+    if ctx.config.http_routes_served {
+        ctx.prune::<HTTPRoute>(KIND, &ns, &sel, keep_route).await?;
+    }
+    Ok(())
+}
+
 /// Deletes children that are no longer desired (a service removed from the template, the
-/// ingress of an app turned internal, ...).
+/// route of an app turned internal, the Ingress of an app now routed by an HTTPRoute, ...).
 async fn prune(ud: &UserDeployment, ctx: &Context, c: &DeploymentChildren) -> Result<(), Error> {
     let ns = ud.namespace().unwrap_or_default();
     let sel = selector(ud);
-    ctx.prune::<Ingress>(
-        KIND,
-        &ns,
-        &sel,
+    prune_routes(
+        ud,
+        ctx,
         &c.ingress.iter().map(|o| o.name_any()).collect::<Vec<_>>(),
+        &c.http_route.iter().map(|o| o.name_any()).collect::<Vec<_>>(),
     )
     .await?;
     ctx.prune::<Deployment>(
@@ -475,7 +505,7 @@ fn selector(ud: &UserDeployment) -> String {
     format!("{MANAGED_BY}={MANAGER},{DEPLOYMENT_LABEL}={}", ud.name_any())
 }
 
-/// Ordered cleanup: the Ingress first (stop traffic), then workloads, then secrets.
+/// Ordered cleanup: the route first (stop traffic), then workloads, then secrets.
 async fn cleanup(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
     let ns = ud.namespace().unwrap_or_default();
     let previous = ud.status.clone().unwrap_or_default();
@@ -487,7 +517,7 @@ async fn cleanup(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
         patch_status(ud, ctx, &status).await?;
     }
     let sel = selector(ud);
-    ctx.prune::<Ingress>(KIND, &ns, &sel, &[]).await?;
+    prune_routes(ud, ctx, &[], &[]).await?;
     ctx.prune::<Deployment>(KIND, &ns, &sel, &[]).await?;
     ctx.prune::<Service>(KIND, &ns, &sel, &[]).await?;
     ctx.prune::<ConfigMap>(KIND, &ns, &sel, &[]).await?;
@@ -507,7 +537,7 @@ async fn cleanup(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// Refuses to run an app: [`report_invalid`], and for a conflict (host, name, owner id,
-/// namespace) also removes its Ingress (the host is someone else's) and notes it, to be looked at
+/// namespace) also removes its route (the host is someone else's) and notes it, to be looked at
 /// again when another app goes.
 async fn refuse(ud: &UserDeployment, ctx: &Context, invalid: Invalid) -> Result<Action, Error> {
     let conflict = [
@@ -521,8 +551,7 @@ async fn refuse(ud: &UserDeployment, ctx: &Context, invalid: Invalid) -> Result<
     .contains(&invalid.reason);
     if conflict {
         ctx.conflicts.lost(ObjectRef::from_obj(ud));
-        let ns = ud.namespace().unwrap_or_default();
-        ctx.prune::<Ingress>(KIND, &ns, &selector(ud), &[]).await?;
+        prune_routes(ud, ctx, &[], &[]).await?;
     } else {
         ctx.conflicts.settled(&ObjectRef::from_obj(ud));
     }
@@ -562,6 +591,7 @@ async fn write_ready_status(
     vd: &ValidatedDeployment,
     services: Vec<ServiceStatus>,
     ready: bool,
+    route_refusal: Option<String>,
     hash: String,
 ) -> Result<(), Error> {
     let previous = ud.status.clone().unwrap_or_default();
@@ -609,7 +639,10 @@ async fn write_ready_status(
                 String::new(),
                 generation,
             ),
-            condition(p, DEGRADED, false, reasons::AS_EXPECTED, String::new(), generation),
+            match route_refusal {
+                Some(why) => condition(p, DEGRADED, true, reasons::ROUTE_NOT_ACCEPTED, why, generation),
+                None => condition(p, DEGRADED, false, reasons::AS_EXPECTED, String::new(), generation),
+            },
         ],
         children_hash: Some(hash),
     };

@@ -439,6 +439,8 @@ impl ControllerProc {
             .arg("--kubeconfig")
             .arg(e2e::cluster::kubeconfig_path())
             .env("DEPLOYMENT_DOMAIN", "bench.example.com")
+            // The raw ceiling applies Ingresses: the same route kind, also where Gateway API is served.
+            .env("ROUTING", "ingress")
             .env("SANDBOX_SELECTOR", format!("{RUN_LABEL}={run}"))
             .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
             .env("HEALTH_PROBE_ADDR", "127.0.0.1:0")
