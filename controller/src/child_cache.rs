@@ -65,6 +65,9 @@ pub struct RolloutState {
     pub available: i32,
     /// `status.readyReplicas`.
     pub ready: i32,
+    /// A `ReplicaFailure` condition is True: the ReplicaSet could not create a pod (refused by
+    /// Pod Security admission, the quota, the limit range).
+    pub replica_failure: bool,
 }
 
 impl RolloutState {
@@ -79,6 +82,9 @@ impl RolloutState {
             updated: s.and_then(|s| s.updated_replicas).unwrap_or(0),
             available: s.and_then(|s| s.available_replicas).unwrap_or(0),
             ready: s.and_then(|s| s.ready_replicas).unwrap_or(0),
+            replica_failure: s
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "ReplicaFailure" && c.status == "True")),
         }
     }
 

@@ -146,6 +146,24 @@ struct RolloutStatus {
     updated_replicas: Option<i32>,
     available_replicas: Option<i32>,
     ready_replicas: Option<i32>,
+    // Of the conditions only whether ReplicaFailure is True is kept (`RolloutState::replica_failure`).
+    #[serde(default, rename = "conditions", deserialize_with = "has_replica_failure")]
+    replica_failure: bool,
+}
+
+fn has_replica_failure<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let conditions: Option<Vec<LeanCondition>> = Option::deserialize(d)?;
+    Ok(conditions
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "ReplicaFailure" && c.status == "True"))
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+struct LeanCondition {
+    #[serde(rename = "type")]
+    type_: String,
+    status: String,
 }
 
 impl DeploymentRollout {
@@ -160,6 +178,7 @@ impl DeploymentRollout {
             updated: s.updated_replicas.unwrap_or(0),
             available: s.available_replicas.unwrap_or(0),
             ready: s.ready_replicas.unwrap_or(0),
+            replica_failure: s.replica_failure,
         }
     }
 }

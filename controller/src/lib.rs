@@ -6,6 +6,7 @@ pub mod build;
 pub mod child_cache;
 pub mod config;
 pub mod conflict;
+pub mod diagnose;
 pub mod gateway;
 pub mod leader;
 pub mod lean;

@@ -1149,6 +1149,7 @@ const OPERATOR_RULES: &[(&str, &str, &[&str])] = &[
     ("", "services", &["list", "watch", "create", "patch", "delete"]),
     ("", "configmaps", &["list", "watch", "create", "patch", "delete"]),
     ("apps", "deployments", &["list", "watch", "create", "patch", "delete"]),
+    ("", "pods", &["list"]),
     (
         "networking.k8s.io",
         "ingresses",

@@ -8,9 +8,9 @@ use crds::conditions::{DEGRADED, PROGRESSING, READY, reasons};
 use crds::deployment::ServiceStatus;
 use crds::{DeploymentPhase, Template, TemplateSpec, UserDeployment, UserDeploymentStatus, UserSandbox};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
@@ -19,9 +19,10 @@ use serde_json::json;
 
 use super::{Context, DEPLOYMENT_FINALIZER, Error, FIELD_MANAGER, condition, same_conditions, status_params};
 use crate::build::deployment::{DeploymentChildren, build, external_secret_resource};
-use crate::build::{DEPLOYMENT_LABEL, MANAGED_BY, MANAGER, fnv_hash, names};
+use crate::build::{DEPLOYMENT_LABEL, MANAGED_BY, MANAGER, SERVICE_LABEL, fnv_hash, names};
 use crate::child_cache::{RolloutState, key_of};
 use crate::conflict::{self, NamespaceOwner};
+use crate::diagnose::{Diagnosis, diagnose};
 use crate::gateway::HTTPRoute;
 use crate::metrics::Metrics;
 use crate::validate::{Invalid, ValidatedDeployment, validate_deployment};
@@ -35,6 +36,9 @@ pub const RESYNC: Duration = Duration::from_secs(3600);
 /// How soon a UserDeployment that is still rolling out is looked at again (a safety net: the
 /// Deployment watch normally triggers sooner).
 const PROGRESS_RECHECK: Duration = Duration::from_secs(30);
+/// How long a rollout may make no progress before the controller looks at its pods for a reason
+/// (image not found, crash, refusal); also the recheck interval until it has found one.
+const DIAGNOSE_AFTER: Duration = Duration::from_secs(10);
 /// How long a new UserDeployment's first status waits for its rollout after the children were
 /// first applied: an app that starts within it gets `Ready` as its first status, one write
 /// instead of two (`Provisioning`, then `Ready`). One that does not gets `Provisioning` then.
@@ -359,12 +363,86 @@ async fn apply(
         // The Deployment watch triggers a reconcile as soon as the rollout is done.
         return Ok(Action::requeue(wait));
     }
-    write_ready_status(ud, ctx, &vd, services, ready, route_refusal, hash).await?;
+    let stuck = if ready {
+        None
+    } else {
+        stuck_reason(ud, ctx, &vd, &rollouts).await?
+    };
+    let recheck = if stuck.is_some() {
+        PROGRESS_RECHECK
+    } else {
+        DIAGNOSE_AFTER
+    };
+    let problems = Problems { stuck, route_refusal };
+    write_ready_status(ud, ctx, &vd, services, ready, problems, hash).await?;
     Ok(if ready {
         Action::await_change()
     } else {
-        Action::requeue(PROGRESS_RECHECK)
+        Action::requeue(recheck)
     })
+}
+
+/// What is wrong with an app that has its children: reported in status, not retried.
+struct Problems {
+    /// Why its pods do not become ready ([`stuck_reason`]).
+    stuck: Option<Diagnosis>,
+    /// Why the Gateway refused its HTTPRoute.
+    route_refusal: Option<String>,
+}
+
+/// Why a rollout that has not progressed for [`DIAGNOSE_AFTER`] is stuck, from its pods (one
+/// LIST, only for apps not Ready that long): `None` while it is young or its pods are starting.
+async fn stuck_reason(
+    ud: &UserDeployment,
+    ctx: &Context,
+    vd: &ValidatedDeployment,
+    rollouts: &[RolloutState],
+) -> Result<Option<Diagnosis>, Error> {
+    let since = ud
+        .status
+        .as_ref()
+        .and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == PROGRESSING && c.status == "True")
+        })
+        .map(|c| c.last_transition_time.0);
+    let Some(since) = since else { return Ok(None) };
+    let age = k8s_openapi::jiff::Timestamp::now().duration_since(since);
+    if age < k8s_openapi::jiff::SignedDuration::try_from(DIAGNOSE_AFTER).unwrap_or_default() {
+        return Ok(None);
+    }
+    let ns = ud.namespace().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("{DEPLOYMENT_LABEL}={}", vd.name)))
+        .await
+        .map_err(Error::Kube)?;
+    for (r, s) in rollouts.iter().zip(&vd.services) {
+        if r.available() {
+            continue;
+        }
+        let mine: Vec<Pod> = list
+            .items
+            .iter()
+            .filter(|p| p.labels().get(SERVICE_LABEL).map(String::as_str) == Some(s.spec.name.as_str()))
+            .cloned()
+            .collect();
+        let refused = r.replica_failure.then(|| {
+            format!(
+                "a pod could not be created (refused at admission: Pod Security, quota or limits); \
+                 `kubectl -n {ns} describe replicaset -l {DEPLOYMENT_LABEL}={},{SERVICE_LABEL}={}` says why",
+                vd.name, s.spec.name
+            )
+        });
+        if let Some(d) = diagnose(refused.as_deref(), &mine) {
+            return Ok(Some(Diagnosis {
+                reason: d.reason,
+                message: format!("service {}: {}", s.spec.name, d.message),
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether children no longer desired may exist, so that [`prune`] must list every child kind.
@@ -591,9 +669,10 @@ async fn write_ready_status(
     vd: &ValidatedDeployment,
     services: Vec<ServiceStatus>,
     ready: bool,
-    route_refusal: Option<String>,
+    problems: Problems,
     hash: String,
 ) -> Result<(), Error> {
+    let Problems { stuck, route_refusal } = problems;
     let previous = ud.status.clone().unwrap_or_default();
     let generation = ud.meta().generation;
     let p = &previous.conditions;
@@ -604,6 +683,10 @@ async fn write_ready_status(
             "suspended: every service is scaled to zero".to_string(),
         ),
         (true, false) => (reasons::AVAILABLE, "every service is available".to_string()),
+        (false, _) if stuck.is_some() => {
+            let d = stuck.as_ref().expect("checked");
+            (d.reason, d.message.clone())
+        }
         (false, _) => {
             let waiting: Vec<String> = services
                 .iter()
@@ -619,6 +702,8 @@ async fn write_ready_status(
     let status = UserDeploymentStatus {
         phase: if ready {
             DeploymentPhase::Ready
+        } else if stuck.is_some() {
+            DeploymentPhase::Error
         } else {
             DeploymentPhase::Provisioning
         },
@@ -639,9 +724,11 @@ async fn write_ready_status(
                 String::new(),
                 generation,
             ),
-            match route_refusal {
-                Some(why) => condition(p, DEGRADED, true, reasons::ROUTE_NOT_ACCEPTED, why, generation),
-                None => condition(p, DEGRADED, false, reasons::AS_EXPECTED, String::new(), generation),
+            // A failing service explains more than a refused route: it wins.
+            match (&stuck, route_refusal) {
+                (Some(d), _) => condition(p, DEGRADED, true, d.reason, d.message.clone(), generation),
+                (None, Some(why)) => condition(p, DEGRADED, true, reasons::ROUTE_NOT_ACCEPTED, why, generation),
+                (None, None) => condition(p, DEGRADED, false, reasons::AS_EXPECTED, String::new(), generation),
             },
         ],
         children_hash: Some(hash),
