@@ -208,25 +208,39 @@ conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
 EOF
 }
 
-# CoreDNS and Traefik as images (static Go binaries on the same minimal base as ours).
+# CoreDNS and Traefik as images: their static binaries on the same minimal base as ours
+# (hack/image binary), cached by the binaries' build keys and hack/image.py.
 build_infra_images() {
   COREDNS_IMAGE=localhost/k8s-scheduler-node/coredns:$(pinned coredns github.com/coredns/coredns)
   TRAEFIK_IMAGE=localhost/k8s-scheduler-node/traefik:$(pinned traefik github.com/traefik/traefik/v3)
-  log "TODO infra images"
+  local key; key=$({ echo "$COREDNS_BIN $TRAEFIK_BIN $COREDNS_IMAGE $TRAEFIK_IMAGE"; cat "$ROOT/hack/image.py"; } | sha256sum | cut -c1-12)
+  INFRA_IMAGES="$CACHE/tools/node-images-$key"
+  [[ -f "$INFRA_IMAGES/.complete" ]] && return
+  log "building the CoreDNS and Traefik images (hack/image binary)"
+  rm -rf "$INFRA_IMAGES.tmp"; mkdir -p "$INFRA_IMAGES.tmp"
+  "$ROOT/hack/image" binary --binary "$COREDNS_BIN/coredns" --ref "$COREDNS_IMAGE" --port 53/udp --port 53/tcp \
+    --description "CoreDNS for the local real node" --out "$INFRA_IMAGES.tmp" >&2 \
+    || die "building the CoreDNS image failed (see above)"
+  "$ROOT/hack/image" binary --binary "$TRAEFIK_BIN/traefik" --ref "$TRAEFIK_IMAGE" --port 8000/tcp \
+    --description "Traefik for the local real node" --out "$INFRA_IMAGES.tmp" >&2 \
+    || die "building the Traefik image failed (see above)"
+  rm -rf "$INFRA_IMAGES"; mv "$INFRA_IMAGES.tmp" "$INFRA_IMAGES"; touch "$INFRA_IMAGES/.complete"
 }
 
 ctr_() { "$CONTAINERD_BIN/ctr" --address "$CTR_SOCK" -n k8s.io "$@"; }
 
 import_images() {
   local f n=0
-  [[ -d $IMAGES_DIR ]] || die "no images in $IMAGES_DIR; build them first: hack/image"
-  for f in "$IMAGES_DIR"/*.tar; do
-    [[ -f $f && $f != *.oci.tar ]] || continue
+  [[ -d $IMAGES_DIR ]] || die "no images in $IMAGES_DIR; build them first: hack/image --out $IMAGES_DIR"
+  [[ -f "$IMAGES_DIR/pause.oci.tar" ]] || die "no pause image in $IMAGES_DIR; build the images first: hack/image --out $IMAGES_DIR"
+  # The OCI layout tars keep hack/image's manifest digests (a docker-archive gets a new one).
+  for f in "$IMAGES_DIR"/*.oci.tar "$INFRA_IMAGES"/*.oci.tar; do
+    [[ -f $f ]] || continue
     ctr_ images import --label io.cri-containerd.pinned=pinned "$f" >/dev/null 2>"$NODE_DIR/ctr-import.log" \
       || die "importing $f into containerd failed; rebuild it with hack/image"
     n=$((n + 1))
   done
-  (( n > 0 )) || die "no image tarballs in $IMAGES_DIR; build them first: hack/image"
+  (( n > 2 )) || die "no image tarballs in $IMAGES_DIR; build them first: hack/image --out $IMAGES_DIR"
   log "imported $n images into containerd"
 }
 

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod net;
 pub mod oidc;
 pub mod operator;
 pub mod services;

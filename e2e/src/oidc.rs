@@ -80,6 +80,12 @@ fn snippet(text: &str) -> &str {
 impl OidcProvider {
     /// Starts the provider with these clients on a free loopback port and waits until it listens.
     pub async fn start(clients: &[OidcClient]) -> Result<OidcProvider> {
+        Self::start_on("127.0.0.1", clients).await
+    }
+
+    /// Like [`OidcProvider::start`], listening on `host` (an address of this machine, e.g. a real
+    /// node's bridge address that pods can reach); the issuer URL names that address.
+    pub async fn start_on(host: &str, clients: &[OidcClient]) -> Result<OidcProvider> {
         let dir = oidc_dir();
         ensure!(
             dir.join("node_modules")
@@ -97,6 +103,7 @@ impl OidcProvider {
             .arg("provider.mjs")
             .current_dir(&dir)
             .env("OIDC_PORT", "0")
+            .env("OIDC_HOST", host)
             .env("OIDC_CLIENTS", clients_json)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -161,7 +168,7 @@ impl OidcProvider {
         })
     }
 
-    /// The issuer URL, `http://127.0.0.1:<port>` (discovery at `<issuer>/.well-known/openid-configuration`).
+    /// The issuer URL, `http://<host>:<port>` (discovery at `<issuer>/.well-known/openid-configuration`).
     pub fn issuer(&self) -> &str {
         &self.issuer
     }

@@ -2,10 +2,13 @@
 // tests of the server's sign-in. See README.md next to this file.
 //
 // Environment:
-//   OIDC_PORT     port on 127.0.0.1 (0 or unset: pick a free one)
+//   OIDC_PORT     port on OIDC_HOST (0 or unset: pick a free one)
+//   OIDC_HOST     address to listen on and to name in the issuer URL: 127.0.0.1 (default), or
+//                 another address of this machine, e.g. a real node's bridge address so that pods
+//                 (the server installed by the chart) reach the same issuer as the test's browser
 //   OIDC_CLIENTS  JSON array of {client_id, client_secret, redirect_uris}
 //
-// Prints exactly one line on stdout, `listening http://127.0.0.1:<port>`, once it accepts
+// Prints exactly one line on stdout, `listening http://<host>:<port>`, once it accepts
 // connections; everything else (oidc-provider notices, errors) goes to stderr. Nothing secret
 // (client secrets, codes, tokens, keys) is logged.
 import { randomBytes } from 'node:crypto';
@@ -94,6 +97,8 @@ function escapeHtml(s) {
 const port = Number.parseInt(process.env.OIDC_PORT ?? '0', 10);
 if (!Number.isInteger(port) || port < 0 || port > 65535) fail('OIDC_PORT must be a port number');
 const clients = parseClients(process.env.OIDC_CLIENTS);
+const host = process.env.OIDC_HOST || '127.0.0.1';
+if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(host)) fail('OIDC_HOST must be an IPv4 address of this machine, e.g. 127.0.0.1');
 
 // The signing key exists only in this process; the harness keeps the private JWK to re-sign
 // rewritten ID tokens with the same key and kid.
@@ -128,9 +133,9 @@ async function rewriteIdToken(idToken, rewrite) {
 const server = createServer();
 await new Promise((resolve, reject) => {
   server.once('error', reject);
-  server.listen(port, '127.0.0.1', resolve);
+  server.listen(port, host, resolve);
 });
-const issuer = `http://127.0.0.1:${server.address().port}`;
+const issuer = `http://${host}:${server.address().port}`;
 
 const provider = new Provider(issuer, {
   clients,

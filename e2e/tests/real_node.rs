@@ -1,0 +1,306 @@
+//! End to end on a real node (`hack/cluster up --real`): the images of `hack/image` run as pods
+//! under Pod Security `restricted`, a request to an app's URL reaches it through the gateway
+//! (Traefik, Gateway API), and the sandbox NetworkPolicies are enforced (kube-router).
+//!
+//! Built only with `--features real-node`: `hack/test` runs this file against a real-node
+//! cluster after the kwok suite (`cargo test -p e2e --features real-node --test real_node`).
+//! `E2E_GATEWAY_PORT` (the gateway's loopback port) is required; without it every test fails
+//! with a message saying how to start the cluster.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use crds::UserDeployment;
+use e2e::operator::{ControllerProcess, TestSandbox, create_deployment, is_ready_condition, kubectl};
+use e2e::wait::poll;
+use e2e::{client, wait_for};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+/// Image references as `hack/image` tags them (workspace version).
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Path of the hello-web binary inside its image (it doubles as the probe client in pods).
+const HELLO_WEB_BIN: &str = "/usr/local/bin/hello-web";
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn image(name: &str) -> String {
+    format!("ghcr.io/k8s-scheduler/{name}:{VERSION}")
+}
+
+fn gateway_port() -> Result<u16> {
+    let v = std::env::var("E2E_GATEWAY_PORT").context(
+        "E2E_GATEWAY_PORT is not set: these tests need a real node; start one with \
+         `hack/cluster up --real` and export E2E_KUBECONFIG and E2E_GATEWAY_PORT from `hack/cluster paths` \
+         (hack/test does this)",
+    )?;
+    v.parse().with_context(|| format!("E2E_GATEWAY_PORT={v} is not a port"))
+}
+
+/// Controller settings for the real node: apps at http://<user>-<app>.localhost:<gateway port>,
+/// routed by HTTPRoutes on the Gateway `hack/cluster up --real` installs.
+fn controller_env(port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("DEPLOYMENT_DOMAIN", "localhost".into()),
+        ("ROUTING", "gateway".into()),
+        ("GATEWAY_NAME", "k8s-scheduler".into()),
+        ("GATEWAY_NAMESPACE", "gateway-system".into()),
+        ("INGRESS_NAMESPACE", "gateway-system".into()),
+        ("APP_URL_SCHEME", "http".into()),
+        ("APP_URL_PORT", port.to_string()),
+    ]
+}
+
+fn start_controller(sandboxes: &[&TestSandbox], port: u16) -> Result<ControllerProcess> {
+    let run = &sandboxes[0].run;
+    ensure!(
+        sandboxes.iter().all(|s| &s.run == run),
+        "sandboxes of one controller share a run label"
+    );
+    let mut env: Vec<(&str, String)> = controller_env(port);
+    env.push(("SANDBOX_SELECTOR", format!("{}={run}", e2e::operator::RUN_LABEL)));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    ControllerProcess::start(&env)
+}
+
+fn hello_template(ns: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "k8s-scheduler.io/v1alpha1",
+        "kind": "Template",
+        "metadata": { "name": "hello-web", "namespace": ns },
+        "spec": {
+            "displayName": "Hello web",
+            "visibility": "private",
+            "parameters": [
+                { "name": "GREETING", "default": "Hello" },
+                { "name": "API_KEY", "secret": true },
+            ],
+            "services": [{
+                "name": "web", "image": image("hello-web"), "port": 8080, "healthCheckPath": "/healthz",
+                "env": { "SHOW_ENV": "API_KEY" },
+                "resources": { "requests": { "cpu": "20m", "memory": "16Mi" }, "limits": { "cpu": "200m", "memory": "64Mi" } },
+            }],
+            "ingress": { "service": "web" },
+        },
+    })
+}
+
+fn apply(value: &serde_json::Value) -> Result<()> {
+    let (ok, out) = e2e::operator::kubectl_apply(&serde_yaml::to_string(value)?)?;
+    ensure!(ok, "kubectl apply failed: {out}");
+    Ok(())
+}
+
+async fn deploy(client: &Client, ns: &str, name: &str, spec: serde_json::Value) -> Result<UserDeployment> {
+    let api: Api<UserDeployment> = Api::namespaced(client.clone(), ns);
+    let ud: UserDeployment = serde_json::from_value(json!({
+        "apiVersion": "k8s-scheduler.io/v1alpha1",
+        "kind": "UserDeployment",
+        "metadata": { "name": name, "namespace": ns },
+        "spec": spec,
+    }))?;
+    create_deployment(&api, &ud).await?;
+    wait_for(
+        &api,
+        name,
+        READY_TIMEOUT,
+        "UserDeployment Ready on the real node",
+        is_ready_condition::<UserDeployment>,
+    )
+    .await
+}
+
+/// GET `url` with its host resolved to loopback (the gateway's port is in the URL), retrying
+/// until the route is programmed and the answer is 200; returns the body.
+async fn get_through_gateway(url: &str) -> Result<String> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("status.url {url} is not a URL"))?;
+    let host = parsed.host_str().context("URL without host")?.to_string();
+    let http = reqwest::Client::builder()
+        .resolve(&host, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    poll(
+        Duration::from_secs(60),
+        &format!("HTTP 200 from {url} through the gateway"),
+        || {
+            let http = http.clone();
+            async move {
+                let resp = http.get(url).send().await?;
+                let status = resp.status();
+                let body = resp.text().await?;
+                if status.is_success() {
+                    Ok(Some(body))
+                } else {
+                    bail!("{status}: {body}")
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// A Running pod of `app` in `ns`.
+async fn app_pod(client: &Client, ns: &str, app: &str) -> Result<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    poll(
+        Duration::from_secs(60),
+        &format!("a running pod of {app} in {ns}"),
+        || {
+            let pods = pods.clone();
+            async move {
+                let list = pods.list(&ListParams::default()).await?;
+                Ok(list
+                    .items
+                    .into_iter()
+                    .find(|p| {
+                        p.name_any().starts_with(&format!("{app}-"))
+                            && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                    })
+                    .map(|p| p.name_any()))
+            }
+        },
+    )
+    .await
+}
+
+/// Runs the probe client inside a pod: `hello-web fetch <url>` prints the answer, or fails when
+/// the connection cannot be made within its timeout. Returns (success, output).
+fn fetch_from_pod(ns: &str, pod: &str, url: &str) -> Result<(bool, String)> {
+    let out = kubectl()
+        .args([
+            "-n",
+            ns,
+            "exec",
+            pod,
+            "--",
+            HELLO_WEB_BIN,
+            "fetch",
+            "--timeout-ms",
+            "3000",
+            url,
+        ])
+        .output()
+        .context("running kubectl exec")?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+#[tokio::test]
+async fn hello_web_answers_through_the_gateway_with_its_parameter() -> Result<()> {
+    let port = gateway_port()?;
+    let client = client().await?;
+    let sandbox = TestSandbox::create(&client, json!({})).await?;
+    let controller = start_controller(&[&sandbox], port)?;
+    let result = async {
+        sandbox.wait_ready().await?;
+        apply(&hello_template(&sandbox.namespace))?;
+        let greeting = format!("greetings-{}", e2e::unique_name("g"));
+        let ud = deploy(
+            &client,
+            &sandbox.namespace,
+            "hello",
+            json!({
+                "templateRef": { "name": "hello-web" },
+                "parameters": { "GREETING": greeting },
+                "visibility": "public",
+            }),
+        )
+        .await?;
+        let url = ud
+            .status
+            .as_ref()
+            .and_then(|s| s.url.clone())
+            .context("Ready without a URL")?;
+        let expected = format!("http://{}-hello.localhost:{port}", sandbox.user_id);
+        ensure!(url == expected, "status.url is {url}, expected {expected}");
+        let body = get_through_gateway(&url).await?;
+        ensure!(
+            body.contains(&greeting),
+            "the app's answer lacks the parameter value {greeting}: {body}"
+        );
+        ensure!(body.contains("hello-web"), "the app's answer lacks its name: {body}");
+        Ok(())
+    }
+    .await;
+    finish(result, &controller, &[sandbox]).await
+}
+
+#[tokio::test]
+async fn sandboxes_are_isolated_on_the_network() -> Result<()> {
+    let port = gateway_port()?;
+    let client = client().await?;
+    let run = e2e::unique_name("run");
+    let a = TestSandbox::create_as(&client, &run, &e2e::unique_name("u"), json!({})).await?;
+    let b = TestSandbox::create_as(&client, &run, &e2e::unique_name("u"), json!({})).await?;
+    let controller = start_controller(&[&a, &b], port)?;
+    let result = async {
+        for s in [&a, &b] {
+            s.wait_ready().await?;
+            apply(&hello_template(&s.namespace))?;
+        }
+        let internal = json!({ "templateRef": { "name": "hello-web" }, "visibility": "internal" });
+        deploy(&client, &a.namespace, "hello", internal.clone()).await?;
+        deploy(&client, &a.namespace, "peer", internal.clone()).await?;
+        deploy(&client, &b.namespace, "hello", internal).await?;
+        let pod_a = app_pod(&client, &a.namespace, "hello-web").await?;
+        let pods_b: Api<Pod> = Api::namespaced(client.clone(), &b.namespace);
+        let pod_b = app_pod(&client, &b.namespace, "hello-web").await?;
+        let ip_b = pods_b
+            .get(&pod_b)
+            .await?
+            .status
+            .and_then(|s| s.pod_ip)
+            .context("B's pod has no IP")?;
+        // Allowed: its own sandbox's service, by its cluster DNS name (so DNS works too).
+        let own = "http://peer-web:8080/";
+        let (ok, out) = fetch_from_pod(&a.namespace, &pod_a, own)?;
+        ensure!(
+            ok && out.contains("hello-web"),
+            "a pod cannot reach its own sandbox's service {own}: {out}"
+        );
+        // Refused: another sandbox's service and pod, the API server, the gateway.
+        let denied = [
+            format!("http://hello-web.{}.svc.cluster.local:8080/", b.namespace),
+            format!("http://{ip_b}:8080/"),
+            "http://10.96.0.1:443/".to_string(),
+        ];
+        for url in &denied {
+            let (ok, out) = fetch_from_pod(&a.namespace, &pod_a, url)?;
+            ensure!(
+                !ok,
+                "a pod of sandbox A reached {url}, which the policies forbid: {out}"
+            );
+        }
+        // And the other way round: B's pod reaches its own service but not A's.
+        let (ok, out) = fetch_from_pod(&b.namespace, &pod_b, "http://hello-web:8080/")?;
+        ensure!(ok, "B's pod cannot reach its own service: {out}");
+        let url = format!("http://peer-web.{}.svc.cluster.local:8080/", a.namespace);
+        let (ok, out) = fetch_from_pod(&b.namespace, &pod_b, &url)?;
+        ensure!(!ok, "a pod of sandbox B reached {url}: {out}");
+        Ok(())
+    }
+    .await;
+    finish(result, &controller, &[a, b]).await
+}
+
+/// Reports the controller's log on failure and removes the sandboxes either way.
+async fn finish(result: Result<()>, controller: &ControllerProcess, sandboxes: &[TestSandbox]) -> Result<()> {
+    for s in sandboxes {
+        e2e::operator::drop_deployment_finalizers(&s.client, &s.namespace).await;
+        let _ = s.clone().delete().await;
+    }
+    result.with_context(|| format!("controller log:\n{}", tail(&controller.logs(), 40)))
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
