@@ -25,6 +25,9 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Path of the hello-web binary inside its image (it doubles as the probe client in pods).
 const HELLO_WEB_BIN: &str = "/usr/local/bin/hello-web";
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
+/// An image whose user is root (hello-web with `--user 0:0`), made by hack/test with
+/// `hack/image binary` for the refusal test: the kubelet must refuse it under `runAsNonRoot`.
+const ROOT_IMAGE: &str = "localhost/k8s-scheduler-test/runs-as-root:1";
 
 fn image(name: &str) -> String {
     format!("ghcr.io/k8s-scheduler/{name}:{VERSION}")
@@ -102,14 +105,24 @@ async fn deploy(client: &Client, ns: &str, name: &str, spec: serde_json::Value) 
         "spec": spec,
     }))?;
     create_deployment(&api, &ud).await?;
-    wait_for(
+    // Ready, or Degraded (a reason that will not go away by waiting): stop there and say it.
+    let settled = |ud: Option<&UserDeployment>| {
+        is_ready_condition(ud) || e2e::operator::condition_of(ud, "Degraded").is_some_and(|(s, _)| s == "True")
+    };
+    let ud = wait_for(
         &api,
         name,
         READY_TIMEOUT,
         "UserDeployment Ready on the real node",
-        is_ready_condition::<UserDeployment>,
+        settled,
     )
-    .await
+    .await?;
+    ensure!(
+        is_ready_condition(Some(&ud)),
+        "{name} is Degraded instead of Ready: {:?}",
+        ud.status
+    );
+    Ok(ud)
 }
 
 /// GET `url` with its host resolved to loopback (the gateway's port is in the URL), retrying
@@ -289,6 +302,153 @@ async fn sandboxes_are_isolated_on_the_network() -> Result<()> {
     }
     .await;
     finish(result, &controller, &[a, b]).await
+}
+
+#[tokio::test]
+async fn guestbook_keeps_what_is_written_through_its_url() -> Result<()> {
+    let port = gateway_port()?;
+    let client = client().await?;
+    let sandbox = TestSandbox::create(&client, json!({})).await?;
+    let controller = start_controller(&[&sandbox], port)?;
+    let result = async {
+        sandbox.wait_ready().await?;
+        // The example Template as shipped, moved into the sandbox (a private template).
+        let mut template: serde_json::Value = serde_yaml::from_str(&std::fs::read_to_string(e2e::repo_path(
+            "examples/21-template-guestbook.yaml",
+        ))?)?;
+        template["metadata"]["namespace"] = json!(sandbox.namespace);
+        template["spec"]["visibility"] = json!("private");
+        apply(&template)?;
+        let password = e2e::unique_name("pw");
+        apply(&json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": "guestbook-secrets", "namespace": sandbox.namespace },
+            "stringData": { "REDIS_PASSWORD": password },
+        }))?;
+        let ud = deploy(
+            &client,
+            &sandbox.namespace,
+            "guestbook",
+            json!({
+                "templateRef": { "name": "guestbook" },
+                "parameters": { "TITLE": "Real node" },
+                "secretRefs": ["REDIS_PASSWORD"],
+                "visibility": "public",
+            }),
+        )
+        .await?;
+        let url = ud
+            .status
+            .as_ref()
+            .and_then(|s| s.url.clone())
+            .context("Ready without a URL")?;
+        get_through_gateway(&url).await?;
+        let entry = e2e::unique_name("entry");
+        let host = reqwest::Url::parse(&url)?.host_str().context("no host")?.to_string();
+        let http = reqwest::Client::builder()
+            .resolve(&host, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let resp = http.post(format!("{url}/entries")).body(entry.clone()).send().await?;
+        let status = resp.status();
+        ensure!(status.is_success(), "POST /entries: {status}: {}", resp.text().await?);
+        let listed = get_through_gateway(&format!("{url}/entries")).await?;
+        ensure!(
+            listed.contains(&entry),
+            "the entry written is not read back through the URL: {listed}"
+        );
+        Ok(())
+    }
+    .await;
+    finish(result, &controller, &[sandbox]).await
+}
+
+#[tokio::test]
+async fn apps_that_cannot_run_say_why() -> Result<()> {
+    let port = gateway_port()?;
+    let client = client().await?;
+    let sandbox = TestSandbox::create(&client, json!({})).await?;
+    let controller = start_controller(&[&sandbox], port)?;
+    let result = async {
+        sandbox.wait_ready().await?;
+        let api: Api<UserDeployment> = Api::namespaced(client.clone(), &sandbox.namespace);
+        let service = |image: String, env: serde_json::Value| {
+            json!({ "services": [{ "name": "web", "image": image, "port": 8080, "env": env,
+                "resources": { "requests": { "cpu": "10m", "memory": "16Mi" }, "limits": { "memory": "64Mi" } } }] })
+        };
+        let cases = [
+            // Not in any registry the node can reach (nothing is ever pulled here).
+            (
+                "missing",
+                service(image("does-not-exist"), json!({})),
+                "ImagePullFailed",
+                "does-not-exist",
+            ),
+            // Exits at once: hello-web refuses a PORT that is not a port.
+            (
+                "crash",
+                service(image("hello-web"), json!({ "PORT": "not-a-port" })),
+                "CrashLooping",
+                "exited with code",
+            ),
+            // Its image's user is root: the kubelet refuses it under runAsNonRoot (restricted).
+            (
+                "root",
+                service(ROOT_IMAGE.to_string(), json!({})),
+                "ContainerRefused",
+                "runAsNonRoot",
+            ),
+        ];
+        for (name, spec, _, _) in &cases {
+            let ud: UserDeployment = serde_json::from_value(json!({
+                "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserDeployment",
+                "metadata": { "name": name, "namespace": sandbox.namespace }, "spec": spec,
+            }))?;
+            create_deployment(&api, &ud).await?;
+        }
+        for (name, _, reason, text) in &cases {
+            let reason_of = |ud: Option<&UserDeployment>| {
+                e2e::operator::condition_of(ud, "Ready").is_some_and(|(status, r)| status == "False" && r == *reason)
+            };
+            let ud = wait_for(
+                &api,
+                name,
+                Duration::from_secs(120),
+                &format!("{name}: Ready=False with reason {reason}"),
+                reason_of,
+            )
+            .await?;
+            let v = serde_json::to_value(&ud)?;
+            let conditions = v["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            let ready = conditions
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .cloned()
+                .unwrap_or_default();
+            let degraded = conditions
+                .iter()
+                .find(|c| c["type"] == "Degraded")
+                .cloned()
+                .unwrap_or_default();
+            let message = ready["message"].as_str().unwrap_or_default();
+            ensure!(
+                message.contains(text),
+                "{name}: the message does not say why ({text}): {message}"
+            );
+            ensure!(
+                degraded["status"] == "True" && degraded["reason"] == *reason,
+                "{name}: Degraded should be True with {reason}: {degraded}"
+            );
+            ensure!(
+                v["status"]["phase"] == "Error",
+                "{name}: phase {} instead of Error",
+                v["status"]["phase"]
+            );
+        }
+        Ok(())
+    }
+    .await;
+    finish(result, &controller, &[sandbox]).await
 }
 
 /// Reports the controller's log on failure and removes the sandboxes either way.

@@ -27,6 +27,15 @@ app.kubernetes.io/component: server
 {{/* The server's public host: the Ingress host, and the host of BASE_URL and GOOGLE_REDIRECT_URL. */}}
 {{- define "k8s-scheduler.server.host" -}}{{ .Values.server.ingress.host | default (printf "app.%s" .Values.domain) }}{{- end -}}
 
+{{/*
+BASE_URL: <server.url.scheme>://<host>[:<server.url.port>]; GOOGLE_REDIRECT_URL is it + /oauth2/callback.
+http (with a port) is for a local install behind a gateway without TLS.
+*/}}
+{{- define "k8s-scheduler.server.baseUrl" -}}
+{{- $port := .Values.server.url.port | toString -}}
+{{ .Values.server.url.scheme }}://{{ include "k8s-scheduler.server.host" . }}{{ if $port }}:{{ $port }}{{ end }}
+{{- end -}}
+
 {{- define "k8s-scheduler.server.image" -}}"{{ .Values.server.image.repository }}:{{ .Values.server.image.tag | default .Chart.AppVersion }}"{{- end -}}
 
 {{/* Pod and container security of the server and its migration Job: Pod Security "restricted". */}}
