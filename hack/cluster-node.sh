@@ -329,6 +329,10 @@ node_down() {
   local m
   for m in $(mounts_under "$NODE_DIR"); do umount -l "$m" 2>/dev/null || true; done
   for m in $(mounts_under /run/containerd); do umount -l "$m" 2>/dev/null || true; done
+  # Pod network namespaces CNI DEL did not get to (a pod whose sandbox removal failed).
+  for m in $(awk '$5 ~ "^/run/netns/cni-" {print $5}' /proc/self/mountinfo); do
+    umount -l "$m" 2>/dev/null || true; rm -f "$m"
+  done
   # Firewall state: kube-proxy's and kube-router's own clean-up, then what they leave.
   [[ -x "$K8S_BIN/kube-proxy" ]] && "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
   [[ -x "$ROUTER_BIN/kube-router" ]] && "$ROUTER_BIN/kube-router" --cleanup-config >/dev/null 2>&1 || true
@@ -375,7 +379,8 @@ node_down() {
 cmd_check_clean() {
   local found=0 out
   say() { echo "left behind: $*"; found=1; }
-  out=$(pgrep -a -f 'kubelet|kube-proxy|kube-router|containerd|traefik|coredns' | grep -v -e pgrep -e check-clean || true)
+  # By process name (comm, 15 characters): a `go build` of these tools is not a leftover.
+  out=$(pgrep -a -x 'kubelet|kube-proxy|kube-router|containerd|containerd-shim|traefik|coredns' || true)
   [[ -z $out ]] || say "processes: $out"
   out=$(awk '$5 ~ /k8s-scheduler|\/run\/containerd|kubelet|\/run\/netns\/cni-/ {print $5}' /proc/self/mountinfo)
   [[ -z $out ]] || say "mounts: $out"
