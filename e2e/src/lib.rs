@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod net;
 pub mod oidc;
 pub mod operator;
+pub mod real_node;
 pub mod services;
 pub mod wait;
 

@@ -7,12 +7,14 @@
 //! `E2E_GATEWAY_PORT` (the gateway's loopback port) is required; without it every test fails
 //! with a message saying how to start the cluster.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use crds::UserDeployment;
 use e2e::operator::{ControllerProcess, TestSandbox, create_deployment, is_ready_condition, kubectl};
+use e2e::real_node::{
+    GATEWAY_NAME, GATEWAY_NAMESPACE, gateway_port, get_through_gateway, hello_template, image, loopback_client,
+};
 use e2e::wait::poll;
 use e2e::{client, wait_for};
 use k8s_openapi::api::core::v1::Pod;
@@ -20,8 +22,6 @@ use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-/// Image references as `hack/image` tags them (workspace version).
-const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Path of the hello-web binary inside its image (it doubles as the probe client in pods).
 const HELLO_WEB_BIN: &str = "/usr/local/bin/hello-web";
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
@@ -29,28 +29,15 @@ const READY_TIMEOUT: Duration = Duration::from_secs(180);
 /// `hack/image binary` for the refusal test: the kubelet must refuse it under `runAsNonRoot`.
 const ROOT_IMAGE: &str = "localhost/k8s-scheduler-test/runs-as-root:1";
 
-fn image(name: &str) -> String {
-    format!("ghcr.io/k8s-scheduler/{name}:{VERSION}")
-}
-
-fn gateway_port() -> Result<u16> {
-    let v = std::env::var("E2E_GATEWAY_PORT").context(
-        "E2E_GATEWAY_PORT is not set: these tests need a real node; start one with \
-         `hack/cluster up --real` and export E2E_KUBECONFIG and E2E_GATEWAY_PORT from `hack/cluster paths` \
-         (hack/test does this)",
-    )?;
-    v.parse().with_context(|| format!("E2E_GATEWAY_PORT={v} is not a port"))
-}
-
 /// Controller settings for the real node: apps at http://<user>-<app>.localhost:<gateway port>,
 /// routed by HTTPRoutes on the Gateway `hack/cluster up --real` installs.
 fn controller_env(port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("DEPLOYMENT_DOMAIN", "localhost".into()),
         ("ROUTING", "gateway".into()),
-        ("GATEWAY_NAME", "k8s-scheduler".into()),
-        ("GATEWAY_NAMESPACE", "gateway-system".into()),
-        ("INGRESS_NAMESPACE", "gateway-system".into()),
+        ("GATEWAY_NAME", GATEWAY_NAME.into()),
+        ("GATEWAY_NAMESPACE", GATEWAY_NAMESPACE.into()),
+        ("INGRESS_NAMESPACE", GATEWAY_NAMESPACE.into()),
         ("APP_URL_SCHEME", "http".into()),
         ("APP_URL_PORT", port.to_string()),
     ]
@@ -66,28 +53,6 @@ fn start_controller(sandboxes: &[&TestSandbox], port: u16) -> Result<ControllerP
     env.push(("SANDBOX_SELECTOR", format!("{}={run}", e2e::operator::RUN_LABEL)));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     ControllerProcess::start(&env)
-}
-
-fn hello_template(ns: &str) -> serde_json::Value {
-    json!({
-        "apiVersion": "k8s-scheduler.io/v1alpha1",
-        "kind": "Template",
-        "metadata": { "name": "hello-web", "namespace": ns },
-        "spec": {
-            "displayName": "Hello web",
-            "visibility": "private",
-            "parameters": [
-                { "name": "GREETING", "default": "Hello" },
-                { "name": "API_KEY", "secret": true },
-            ],
-            "services": [{
-                "name": "web", "image": image("hello-web"), "port": 8080, "healthCheckPath": "/healthz",
-                "env": { "SHOW_ENV": "API_KEY" },
-                "resources": { "requests": { "cpu": "20m", "memory": "16Mi" }, "limits": { "cpu": "200m", "memory": "64Mi" } },
-            }],
-            "ingress": { "service": "web" },
-        },
-    })
 }
 
 fn apply(value: &serde_json::Value) -> Result<()> {
@@ -123,35 +88,6 @@ async fn deploy(client: &Client, ns: &str, name: &str, spec: serde_json::Value) 
         ud.status
     );
     Ok(ud)
-}
-
-/// GET `url` with its host resolved to loopback (the gateway's port is in the URL), retrying
-/// until the route is programmed and the answer is 200; returns the body.
-async fn get_through_gateway(url: &str) -> Result<String> {
-    let parsed = reqwest::Url::parse(url).with_context(|| format!("status.url {url} is not a URL"))?;
-    let host = parsed.host_str().context("URL without host")?.to_string();
-    let http = reqwest::Client::builder()
-        .resolve(&host, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .timeout(Duration::from_secs(5))
-        .build()?;
-    poll(
-        Duration::from_secs(60),
-        &format!("HTTP 200 from {url} through the gateway"),
-        || {
-            let http = http.clone();
-            async move {
-                let resp = http.get(url).send().await?;
-                let status = resp.status();
-                let body = resp.text().await?;
-                if status.is_success() {
-                    Ok(Some(body))
-                } else {
-                    bail!("{status}: {body}")
-                }
-            }
-        },
-    )
-    .await
 }
 
 /// A Running pod of `app` in `ns`.
@@ -214,7 +150,7 @@ async fn hello_web_answers_through_the_gateway_with_its_parameter() -> Result<()
     let controller = start_controller(&[&sandbox], port)?;
     let result = async {
         sandbox.wait_ready().await?;
-        apply(&hello_template(&sandbox.namespace))?;
+        apply(&hello_template(&sandbox.namespace, "private"))?;
         let greeting = format!("greetings-{}", e2e::unique_name("g"));
         let ud = deploy(
             &client,
@@ -257,7 +193,7 @@ async fn sandboxes_are_isolated_on_the_network() -> Result<()> {
     let result = async {
         for s in [&a, &b] {
             s.wait_ready().await?;
-            apply(&hello_template(&s.namespace))?;
+            apply(&hello_template(&s.namespace, "private"))?;
         }
         let internal = json!({ "templateRef": { "name": "hello-web" }, "visibility": "internal" });
         deploy(&client, &a.namespace, "hello", internal.clone()).await?;
@@ -345,10 +281,7 @@ async fn guestbook_keeps_what_is_written_through_its_url() -> Result<()> {
         get_through_gateway(&url).await?;
         let entry = e2e::unique_name("entry");
         let host = reqwest::Url::parse(&url)?.host_str().context("no host")?.to_string();
-        let http = reqwest::Client::builder()
-            .resolve(&host, SocketAddr::from(([127, 0, 0, 1], 0)))
-            .timeout(Duration::from_secs(10))
-            .build()?;
+        let http = loopback_client(&host).timeout(Duration::from_secs(10)).build()?;
         let resp = http.post(format!("{url}/entries")).body(entry.clone()).send().await?;
         let status = resp.status();
         ensure!(status.is_success(), "POST /entries: {status}: {}", resp.text().await?);

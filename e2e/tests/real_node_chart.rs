@@ -28,6 +28,10 @@ use crds::{Template, UserSandbox};
 use e2e::cluster::TEST_NAMESPACE_LABEL;
 use e2e::oidc::{OidcClient, OidcProvider};
 use e2e::operator::{RUN_LABEL, drop_deployment_finalizers, is_ready_condition, kubectl};
+use e2e::real_node::{
+    GATEWAY_NAME, GATEWAY_NAMESPACE, NODE_IP, VERSION, gateway_port, get_through_gateway, hello_template,
+    loopback_client,
+};
 use e2e::wait::poll;
 use e2e::{unique_name, wait_for, wait_until_gone};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -38,13 +42,6 @@ use rand::RngCore;
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Value, json};
 
-/// Image tag of `hack/image` (the workspace version); the chart's appVersion must match it.
-const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// The node's bridge address: the only address of this machine that pods can reach.
-const NODE_IP: &str = "10.244.1.1";
-/// The Gateway `hack/cluster up --real` installs (hack/node/traefik.yaml).
-const GATEWAY_NAME: &str = "k8s-scheduler";
-const GATEWAY_NAMESPACE: &str = "gateway-system";
 /// `helm install --wait`: the migration Job, then both Deployments Available.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// An app from POST to Ready (first pod start on the node included).
@@ -58,19 +55,6 @@ const IMAGE_ERRORS: &[&str] = &[
 ];
 /// Waiting reasons that will not go away by waiting (the pod spec or the program is wrong).
 const FATAL_WAITING: &[&str] = &["CreateContainerConfigError", "CreateContainerError", "CrashLoopBackOff"];
-
-fn image(name: &str) -> String {
-    format!("ghcr.io/k8s-scheduler/{name}:{VERSION}")
-}
-
-fn gateway_port() -> Result<u16> {
-    let v = std::env::var("E2E_GATEWAY_PORT").context(
-        "E2E_GATEWAY_PORT is not set: this test needs a real node; start one with \
-         `hack/cluster up --real` and export E2E_KUBECONFIG and E2E_GATEWAY_PORT from `hack/cluster paths` \
-         (hack/test does this)",
-    )?;
-    v.parse().with_context(|| format!("E2E_GATEWAY_PORT={v} is not a port"))
-}
 
 fn helm() -> tokio::process::Command {
     let bin = std::env::var("HELM")
@@ -457,10 +441,9 @@ fn ensure_restricted_and_ready(pod: &Pod) -> Result<()> {
 /// A browser on this machine: cookie jar, no automatic redirects, `host` resolved to loopback
 /// (the gateway's port is in the URLs; `*.localhost` is loopback for browsers).
 fn browser(host: &str) -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+    Ok(loopback_client(host)
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
-        .resolve(host, SocketAddr::from(([127, 0, 0, 1], 0)))
         .timeout(Duration::from_secs(15))
         .build()?)
 }
@@ -520,58 +503,6 @@ async fn api(
     let text = resp.text().await?;
     let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     Ok((status, value))
-}
-
-/// hello-web as a public template in the platform namespace: GREETING and a secret API_KEY, which
-/// the app shows (SHOW_ENV).
-fn hello_template(namespace: &str) -> Result<Template> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "k8s-scheduler.io/v1alpha1",
-        "kind": "Template",
-        "metadata": { "name": "hello-web", "namespace": namespace },
-        "spec": {
-            "displayName": "Hello web",
-            "visibility": "public",
-            "parameters": [
-                { "name": "GREETING", "default": "Hello" },
-                { "name": "API_KEY", "secret": true },
-            ],
-            "services": [{
-                "name": "web", "image": image("hello-web"), "port": 8080, "healthCheckPath": "/healthz",
-                "env": { "SHOW_ENV": "API_KEY" },
-                "resources": { "requests": { "cpu": "20m", "memory": "16Mi" }, "limits": { "cpu": "200m", "memory": "64Mi" } },
-            }],
-            "ingress": { "service": "web" },
-        },
-    }))?)
-}
-
-/// GET `url` with its host resolved to loopback, until it answers 200; returns the body.
-async fn get_through_gateway(url: &str) -> Result<String> {
-    let parsed = Url::parse(url).with_context(|| format!("the app's URL {url} is not a URL"))?;
-    let host = parsed.host_str().context("URL without host")?.to_string();
-    let http = reqwest::Client::builder()
-        .resolve(&host, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .timeout(Duration::from_secs(5))
-        .build()?;
-    poll(
-        Duration::from_secs(60),
-        &format!("HTTP 200 from {url} through the gateway"),
-        || {
-            let http = http.clone();
-            async move {
-                let resp = http.get(url).send().await?;
-                let status = resp.status();
-                let body = resp.text().await?;
-                if status.is_success() {
-                    Ok(Some(body))
-                } else {
-                    bail!("{status}: {body}")
-                }
-            }
-        },
-    )
-    .await
 }
 
 #[tokio::test]
@@ -689,7 +620,10 @@ async fn chart_install_sign_in_and_hello_web_through_the_api() -> Result<()> {
 
         // A public template in the platform namespace, which the server lists for the user.
         Api::<Template>::namespaced(client.clone(), &install.namespace)
-            .create(&PostParams::default(), &hello_template(&install.namespace)?)
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value::<Template>(hello_template(&install.namespace, "public"))?,
+            )
             .await
             .context("creating the hello-web Template")?;
         poll(Duration::from_secs(60), "hello-web in GET /api/templates", || {
