@@ -1,6 +1,0 @@
-//go:build tools
-
-// Package tools pins the commands hack/cluster builds for the real node.
-package tools
-
-import _ "github.com/coredns/coredns"
