@@ -380,7 +380,8 @@ cmd_check_clean() {
   local found=0 out
   say() { echo "left behind: $*"; found=1; }
   # By process name (comm, 15 characters): a `go build` of these tools is not a leftover.
-  out=$(pgrep -a -x 'kubelet|kube-proxy|kube-router|containerd|containerd-shim|traefik|coredns' || true)
+  local n
+  out=$(for n in kubelet kube-proxy kube-router containerd containerd-shim traefik coredns; do pgrep -a -x "$n"; done || true)
   [[ -z $out ]] || say "processes: $out"
   out=$(awk '$5 ~ /k8s-scheduler|\/run\/containerd|kubelet|\/run\/netns\/cni-/ {print $5}' /proc/self/mountinfo)
   [[ -z $out ]] || say "mounts: $out"
