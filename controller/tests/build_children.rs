@@ -103,6 +103,10 @@ fn single_public_service() {
             .as_deref(),
         Some("/healthz")
     );
+    // Readiness is probed every 2 s (a missed first probe costs 2 s, not 10); liveness every 10 s.
+    let web = container(d);
+    assert_eq!(web.readiness_probe.as_ref().unwrap().period_seconds, Some(2));
+    assert_eq!(web.liveness_probe.as_ref().unwrap().period_seconds, Some(10));
     let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(
         (owner.kind.as_str(), owner.name.as_str(), owner.controller),
