@@ -39,6 +39,8 @@ const PROGRESS_RECHECK: Duration = Duration::from_secs(30);
 /// How long a rollout may make no progress before the controller looks at its pods for a reason
 /// (image not found, crash, refusal); also the recheck interval until it has found one.
 const DIAGNOSE_AFTER: Duration = Duration::from_secs(10);
+/// How soon an app whose sandbox has not provisioned its namespace yet is looked at again.
+const SANDBOX_RECHECK: Duration = Duration::from_secs(2);
 /// How long a new UserDeployment's first status waits for its rollout after the children were
 /// first applied: an app that starts within it gets `Ready` as its first status, one write
 /// instead of two (`Provisioning`, then `Ready`). One that does not gets `Provisioning` then.
@@ -245,8 +247,10 @@ async fn apply(
     let ns = ud.namespace().unwrap_or_default();
     let user_id = match placement(&ns, owner, ctx) {
         Ok(Some(user_id)) => user_id,
-        // The sandbox is not reconciled yet: its status write triggers this again.
-        Ok(None) => return Ok(Action::await_change()),
+        // The sandbox is not reconciled yet: its status write triggers this again; the recheck
+        // covers an app the trigger missed (applied together with its sandbox, the app can reach
+        // the cache after the sandbox's status event: seen in CI as an app with no status).
+        Ok(None) => return Ok(Action::requeue(SANDBOX_RECHECK)),
         Err(invalid) => return refuse(ud, ctx, invalid).await,
     };
     // The host `<user-id>-<name>` goes to the oldest app that resolves to it, in any sandbox.
