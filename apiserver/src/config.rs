@@ -45,6 +45,8 @@ pub enum EmailProvider {
 /// The k8s-scheduler HTTP server: sign-in, sessions, API tokens, templates and deployments.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "apiserver", version, about)]
+// The controller requires DEPLOYMENT_DOMAIN; the server has the reference's default.
+#[command(mut_arg("deployment_domain", |a| a.required(false).default_value("example.com")))]
 pub struct Config {
     /// PostgreSQL connection string; empty: an embedded SQLite file (see `SQLITE_PATH`).
     #[arg(long, env = "DATABASE_DSN", value_parser = parse_secret, hide_env_values = true)]
@@ -93,9 +95,11 @@ pub struct Config {
     #[arg(long, env = "BASE_URL", default_value = "http://localhost:8081", value_parser = parse_url)]
     pub base_url: Url,
 
-    /// Base domain of user deployment hosts: `<user-id>-<app>.<DEPLOYMENT_DOMAIN>`.
-    #[arg(long, env = "DEPLOYMENT_DOMAIN", default_value = "example.com", value_parser = parse_domain)]
-    pub deployment_domain: String,
+    /// The values the controller reads too (DEPLOYMENT_DOMAIN, PLATFORM_NAMESPACE,
+    /// CLUSTER_SECRET_STORE, ALLOWED_REGISTRIES, APP_URL_SCHEME, APP_URL_PORT), with its parsers,
+    /// so that the API refuses what the controller would.
+    #[command(flatten)]
+    pub settings: policy::Settings,
 
     /// Write UserSandbox and UserDeployment resources to Kubernetes. Off: deployments are kept in
     /// the database and rendered, with status Pending (reason KubernetesDisabled).
@@ -109,10 +113,6 @@ pub struct Config {
     /// Resync period of the status caches (the watches are re-listed this often).
     #[arg(long, env = "KUBERNETES_RECONCILE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub kubernetes_reconcile_interval: Duration,
-
-    /// Namespace of the system templates every user can see.
-    #[arg(long, env = "PLATFORM_NAMESPACE", default_value = "k8s-scheduler", value_parser = parse_name)]
-    pub platform_namespace: String,
 
     /// Labels put on the UserSandboxes the server creates (`key=value,...`), e.g. to match a
     /// controller's SANDBOX_SELECTOR when several installations share a cluster.
@@ -177,11 +177,6 @@ pub struct Config {
     /// Base64 of a 32-byte key (`openssl rand -base64 32`); required when SECRETS_BACKEND=database.
     #[arg(long, env = "SECRETS_ENCRYPTION_KEY", value_parser = parse_encryption_key, hide_env_values = true)]
     pub secrets_encryption_key: Option<SecretString>,
-
-    /// ClusterSecretStore of the External Secrets Operator; must match the operator's. When set,
-    /// the operator's ExternalSecrets deliver secret values and the server writes no Secrets.
-    #[arg(long, env = "CLUSTER_SECRET_STORE", default_value = "")]
-    pub cluster_secret_store: String,
 
     /// Previous encryption keys (comma-separated base64), still accepted for reading during a key
     /// rotation; new writes use SECRETS_ENCRYPTION_KEY (see `--reencrypt-secrets`).
@@ -369,12 +364,12 @@ impl Config {
             }
             _ => {}
         }
-        if pattern_can_yield(&self.kubernetes_namespace, &self.platform_namespace) {
+        if pattern_can_yield(&self.kubernetes_namespace, &self.settings.platform_namespace) {
             return Err(format!(
                 "KUBERNETES_NAMESPACE={} can yield PLATFORM_NAMESPACE={} for some user id: a user could get the \
                  platform's own namespace as a sandbox; choose a KUBERNETES_NAMESPACE prefix the platform's \
                  namespace does not start with (e.g. sandbox-%s)",
-                self.kubernetes_namespace, self.platform_namespace
+                self.kubernetes_namespace, self.settings.platform_namespace
             ));
         }
         if let Some(dsn) = &self.database_dsn {
@@ -428,14 +423,14 @@ impl Config {
 
     /// The sandbox namespace of a user.
     pub fn namespace_for(&self, user_id: &str) -> String {
-        self.kubernetes_namespace.replacen("%s", user_id, 1)
+        policy::names::sandbox_namespace(&self.kubernetes_namespace, user_id)
     }
 
     /// Why `namespace` can never be a sandbox's (a system namespace or PLATFORM_NAMESPACE), if it
     /// is such. Start-up refuses patterns that can yield them for the ids the server assigns; this
     /// is the check at sandbox creation, e.g. for ids kept from an older release.
     pub fn forbidden_sandbox_namespace(&self, namespace: &str) -> Option<String> {
-        if namespace == self.platform_namespace {
+        if namespace == self.settings.platform_namespace {
             return Some(format!(
                 "the sandbox namespace {namespace} is the platform's own namespace (PLATFORM_NAMESPACE); \
                  an administrator must change KUBERNETES_NAMESPACE or this user's id"
@@ -477,7 +472,7 @@ impl Config {
         c.session_backend = SessionBackend::Memory;
         c.server_addr = "127.0.0.1:0".parse().expect("loopback address");
         c.metrics_addr = "127.0.0.1:0".parse().expect("loopback address");
-        c.deployment_domain = "example.com".into();
+        c.settings = policy::Settings::with_domain("example.com");
         c.secrets_backend = SecretsBackend::Database;
         // A fixed key for tests only (32 bytes of 0x2a).
         c.secrets_encryption_key = Some(SecretString::from(
@@ -518,13 +513,13 @@ impl Config {
     pub fn session_warnings(&self) -> Vec<String> {
         let mut out = vec![];
         if let Some(host) = self.base_url.host_str()
-            && domain_is_under(&host.to_ascii_lowercase(), &self.deployment_domain)
+            && domain_is_under(&host.to_ascii_lowercase(), &self.settings.deployment_domain)
         {
             out.push(format!(
                 "BASE_URL's host {host} is under DEPLOYMENT_DOMAIN {}: tenant apps share its site and can set \
                  cookies for it (the session cookie is protected by COOKIE_SECURE's __Host- prefix, but serve the \
                  platform from a host outside DEPLOYMENT_DOMAIN where possible)",
-                self.deployment_domain
+                self.settings.deployment_domain
             ));
         }
         out
@@ -542,13 +537,13 @@ impl Config {
             ));
         }
         if let Some(domain) = self.cookie_domain()
-            && domain_overlaps(domain, &self.deployment_domain)
+            && domain_overlaps(domain, &self.settings.deployment_domain)
         {
             return Err(format!(
                 "SESSION_COOKIE_DOMAIN={domain} would send the session cookie to tenant apps under \
                  DEPLOYMENT_DOMAIN={} (it is that domain, a parent of it, or a name under it); leave \
                  SESSION_COOKIE_DOMAIN empty (the platform's host only) or use a domain outside DEPLOYMENT_DOMAIN",
-                self.deployment_domain
+                self.settings.deployment_domain
             ));
         }
         Ok(())
@@ -693,23 +688,6 @@ fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
     };
     full.parse()
         .map_err(|_| "expected host:port or :port, e.g. :8081 or 127.0.0.1:8081".to_string())
-}
-
-fn parse_domain(s: &str) -> Result<String, String> {
-    let s = s.trim_end_matches('.');
-    if !s.is_empty() && s.split('.').all(|l| crds::is_dns_label(l, 63)) && s.len() <= 200 {
-        Ok(s.to_string())
-    } else {
-        Err("expected a DNS domain such as example.com".into())
-    }
-}
-
-fn parse_name(s: &str) -> Result<String, String> {
-    if crds::is_dns_label(s, 63) {
-        Ok(s.to_string())
-    } else {
-        Err("expected a DNS label (lower-case letters, digits and dashes)".into())
-    }
 }
 
 fn parse_cookie_name(s: &str) -> Result<String, String> {

@@ -51,8 +51,6 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The DEV_MODE user, once created.
     pub dev_user: Arc<tokio::sync::OnceCell<User>>,
-    /// Controller configuration used to validate deployments exactly as the controller will.
-    pub controller: Arc<controller::config::Config>,
     /// Open `/api/events` streams: their caps, and ending them at sign-out, revocation or
     /// deactivation.
     pub streams: Arc<http::events::Streams>,
@@ -76,6 +74,12 @@ impl Drop for App {
     }
 }
 
+/// Installs ring as the process's TLS crypto provider. The AWS SDK links aws-lc too, and rustls
+/// refuses to guess between two; `app` and `run` call this first.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A Kubernetes client from `KUBECONFIG_PATH`, else `KUBECONFIG` or the in-cluster account.
 pub async fn kube_client(config: &Config) -> Result<kube::Client> {
     let kc = match &config.kubeconfig {
@@ -95,7 +99,7 @@ pub async fn kube_client(config: &Config) -> Result<kube::Client> {
 
 /// Connects the database and the platform and builds the router.
 pub async fn app(config: Config) -> Result<App> {
-    controller::install_crypto_provider();
+    install_crypto_provider();
     let config = Arc::new(config);
     let db = Db::connect(config.postgres_dsn(), &config.sqlite_path).await?;
     let metrics = Metrics::new();
@@ -120,7 +124,6 @@ pub async fn app_with(config: Arc<Config>, db: Db, platform: Arc<dyn Platform>, 
     let secret_store = secrets::build(&config, &db).await?;
     let state = AppState {
         secrets: secret_store,
-        controller: Arc::new(platform::offline::controller_config(&config)?),
         config: config.clone(),
         db,
         platform,
@@ -179,7 +182,7 @@ fn init_tracing() {
 
 /// Runs the server with `config` until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<()> {
-    controller::install_crypto_provider();
+    install_crypto_provider();
     init_tracing();
     if config.print_openapi {
         println!("{}", openapi::document());

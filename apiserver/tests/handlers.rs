@@ -29,6 +29,63 @@ async fn probes_and_feature_flags() -> Result<()> {
     Ok(())
 }
 
+/// ALLOWED_REGISTRIES is the controller's rule and the server's: an image from another registry is
+/// refused when it is set, with the words the controller would write in the app's status, and
+/// nothing is stored.
+#[tokio::test]
+async fn images_from_registries_outside_the_allow_list_are_refused_as_the_controller_would() -> Result<()> {
+    let mut config = offline_config();
+    config.settings.allowed_registries = policy::settings::parse_registries("ghcr.io").expect("registries");
+    let settings = config.settings.clone();
+    let app = apiserver::app(config).await?;
+    let (s, d) = call(
+        &app,
+        json(
+            "POST",
+            "/api/deployments",
+            json!({ "template": "hello-web", "name": "shop" }),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "ghcr.io is allowed: {d}");
+    let (s, e) = call(
+        &app,
+        json(
+            "POST",
+            "/api/deployments/shop/image",
+            json!({ "service": "web", "image": "docker.io/library/nginx:1.27" }),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    let error = e["error"].as_str().unwrap();
+
+    // What the controller reports for the same spec.
+    let template: crds::Template = serde_yaml::from_str(include_str!("../../examples/20-template-hello-web.yaml"))?;
+    let ud: crds::UserDeployment = serde_json::from_value(json!({
+        "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserDeployment",
+        "metadata": { "name": "shop", "namespace": "sandbox-dev" },
+        "spec": { "templateRef": { "name": "hello-web" },
+                  "imageOverrides": { "web": "docker.io/library/nginx:1.27" } },
+    }))?;
+    let invalid = policy::validate::validate_deployment(&ud, Some(&template.spec), "dev", &settings).unwrap_err();
+    assert_eq!(invalid.reason, crds::conditions::reasons::REGISTRY_NOT_ALLOWED);
+    assert!(
+        error.contains(&invalid.message) && error.contains(invalid.reason),
+        "the server says {error:?}, the controller {:?}",
+        invalid.message
+    );
+    assert!(invalid.message.contains("registry docker.io") && invalid.message.contains("allowed: ghcr.io"));
+
+    let (_, after) = call(&app, get("/api/deployments/shop", None)).await;
+    assert_eq!(after["generation"], 1, "nothing stored: {after}");
+    assert!(
+        after["imageOverrides"].as_object().is_none_or(|o| o.is_empty()),
+        "{after}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn deployment_lifecycle_without_kubernetes() -> Result<()> {
     let app = apiserver::app(offline_config()).await?;

@@ -56,8 +56,8 @@ impl Run {
         c.kubernetes_enabled = true;
         c.kubeconfig = Some(e2e::cluster::kubeconfig_path());
         c.kubernetes_namespace = self.pattern();
-        c.platform_namespace = self.platform.clone();
-        c.deployment_domain = "apps.test".into();
+        c.settings.platform_namespace = self.platform.clone();
+        c.settings.deployment_domain = "apps.test".into();
         c.kubernetes_reconcile_interval = Duration::from_secs(20);
         c.sandbox_labels
             .0
@@ -630,13 +630,13 @@ async fn secret_flow(run: &Run) -> Result<()> {
             .unwrap_or_default()
     };
     // The old label: FNV over the keys and values in key order.
-    let unkeyed = controller::build::fnv_hash(&["REDIS_PASSWORD", "first", "SHARED_TOKEN", "from-user"]);
+    let unkeyed = policy::build::fnv_hash(&["REDIS_PASSWORD", "first", "SHARED_TOKEN", "from-user"]);
     let main_label = label(&main);
     assert!(!main_label.is_empty(), "the Secret carries the label");
     assert_ne!(main_label, unkeyed, "the label is the unkeyed FNV hash of the values");
     assert_ne!(
         label(&redis_own),
-        controller::build::fnv_hash(&["ROLE", "primary"]),
+        policy::build::fnv_hash(&["ROLE", "primary"]),
         "the label is the unkeyed FNV hash of the values"
     );
 

@@ -28,18 +28,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::watcher::Event;
 use kube::{Resource, ResourceExt};
 
-/// Kinds of children tracked.
-const KINDS: [&str; 6] = [
-    "Deployment",
-    "Service",
-    "ConfigMap",
-    "Ingress",
-    "NetworkPolicy",
-    "HTTPRoute",
-];
-
-/// Kinds compared by `metadata.generation` (their status is written by others, often).
-const BY_GENERATION: [&str; 2] = ["Deployment", "HTTPRoute"];
+/// Kinds of children tracked: the UserDeployment's child kinds.
+use crate::children::{BY_GENERATION, KINDS};
+const N_KINDS: usize = KINDS.len();
 
 /// Identity of a child: its kind's table and a hash of namespace and name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -124,7 +115,7 @@ struct Table {
 /// The tables of every kind, and the number of children per owner (all kinds together).
 #[derive(Default)]
 struct Tables {
-    kinds: [Table; KINDS.len()],
+    kinds: [Table; N_KINDS],
     owners: HashMap<u32, u32>,
 }
 
@@ -186,7 +177,11 @@ pub fn content_hash(serialized: &str) -> u64 {
 /// The version a child is compared by: generation for Deployments and HTTPRoutes,
 /// resourceVersion otherwise.
 fn version_of<K: Resource<DynamicType = ()>>(obj: &K) -> u64 {
-    if BY_GENERATION.contains(&K::kind(&()).as_ref()) {
+    if KINDS
+        .iter()
+        .position(|k| *k == K::kind(&()))
+        .is_some_and(|i| BY_GENERATION[i])
+    {
         obj.meta().generation.map(|g| hash64(&[&g.to_string()])).unwrap_or(0)
     } else {
         obj.meta()
@@ -198,7 +193,7 @@ fn version_of<K: Resource<DynamicType = ()>>(obj: &K) -> u64 {
 }
 
 fn owner_of<K: Resource<DynamicType = ()>>(obj: &K) -> u32 {
-    match obj.labels().get(crate::build::DEPLOYMENT_LABEL) {
+    match obj.labels().get(policy::build::DEPLOYMENT_LABEL) {
         Some(owner) => owner_id(obj.meta().namespace.as_deref().unwrap_or_default(), owner),
         None => 0,
     }
@@ -441,7 +436,7 @@ mod tests {
         let labelled = |name: &str, owner: &str| {
             let mut s = svc("1");
             s.metadata.name = Some(name.into());
-            s.metadata.labels = Some([(crate::build::DEPLOYMENT_LABEL.to_string(), owner.to_string())].into());
+            s.metadata.labels = Some([(policy::build::DEPLOYMENT_LABEL.to_string(), owner.to_string())].into());
             s
         };
         assert_eq!(cache.count_children("ns", "a"), None, "not listed yet");

@@ -70,11 +70,6 @@ pub fn namespace_owner(sandboxes: &[Arc<UserSandbox>], namespace: &str) -> Names
     }
 }
 
-/// The host label of an app: `<user-id>-<app>`.
-pub fn host_label(user_id: &str, app: &str) -> String {
-    format!("{user_id}-{app}")
-}
-
 /// Every app that resolves to host label `label`, oldest (the holder) first: the apps of active
 /// sandboxes whose owner id `o` and name `a` make `o-a == label`. `app` looks an app up by
 /// namespace and name (the controller's cache).
@@ -121,6 +116,7 @@ impl NamespaceOwner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use policy::names::host_label;
     use serde_json::json;
 
     fn sandbox(name: &str, owner: &str, created: &str) -> Arc<UserSandbox> {

@@ -2,8 +2,8 @@
 //! custom resources: every child object and every status is written here, by the elected leader.
 #![forbid(unsafe_code)]
 
-pub mod build;
 pub mod child_cache;
+pub mod children;
 pub mod config;
 pub mod conflict;
 pub mod diagnose;
@@ -12,29 +12,26 @@ pub mod leader;
 pub mod lean;
 pub mod metrics;
 pub mod reconcile;
-pub mod validate;
 
 use anyhow::Context as _;
 use crds::{Template, UserDeployment, UserSandbox};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Config as WatcherConfig;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::build::{MANAGED_BY, MANAGER};
 use crate::child_cache::{ChildCache, RolloutState};
 use crate::config::Config;
 use crate::gateway::HTTPRoute;
 use crate::leader::{Election, Leader};
-use crate::lean::{DeploymentRollout, LeanMeta};
+use crate::lean::LeanMeta;
 use crate::metrics::{Metrics, Readiness};
 use crate::reconcile::{Conflicts, Context, Stores, deployment, sandbox, template};
+use policy::build::{MANAGED_BY, MANAGER};
 
 /// Sets up logging: JSON when stderr is not a terminal, human-readable otherwise.
 pub fn init_tracing() {
@@ -105,13 +102,13 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let served = gateway::http_routes_served(&client)
         .await
         .context("discovering whether the cluster serves the Gateway API (gateway.networking.k8s.io/v1)")?;
-    let (routing, why) = gateway::resolve(config.routing, served).map_err(anyhow::Error::msg)?;
+    let (routing, why) = gateway::resolve(config.build.routing, served).map_err(anyhow::Error::msg)?;
     tracing::info!(
         routing = %routing,
-        gateway = %format!("{}/{}", config.gateway_namespace, config.gateway_name),
+        gateway = %format!("{}/{}", config.build.gateway_namespace, config.build.gateway_name),
         "{why}"
     );
-    config.routing = routing;
+    config.build.routing = routing;
     config.http_routes_served = served;
 
     let metrics = Metrics::default();
@@ -294,7 +291,7 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
     let ud_stream = triggers(ud_stream, ud_predicate);
 
     let by_template = ud_store.clone();
-    let platform_ns = config.platform_namespace.clone();
+    let platform_ns = config.settings.platform_namespace.clone();
     let by_sandbox = ud_store.clone();
     let same_owner = all_sandbox_store.clone();
     let resync = futures::stream::unfold((), |()| async {
@@ -305,13 +302,6 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
         .with_config(ctrl_config)
         .reconcile_all_on(resync)
         .reconcile_on(retriggered)
-        .owns_stream(child_events::<DeploymentRollout>(&client, &config, &children, |d| {
-            Some(d.rollout())
-        }))
-        .owns_stream(child_meta_events::<Service>(&client, &config, &children))
-        .owns_stream(child_meta_events::<Ingress>(&client, &config, &children))
-        .owns_stream(child_meta_events::<ConfigMap>(&client, &config, &children))
-        .owns_stream(child_meta_events::<NetworkPolicy>(&client, &config, &children))
         .watches(
             templates,
             WatcherConfig::default().any_semantic(),
@@ -354,14 +344,17 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
                     .collect::<Vec<_>>()
             },
         );
-    // HTTPRoutes wherever the cluster serves them, in either routing mode: a deleted route comes
-    // back, the Gateway's verdict reaches the app's status, and after a switch to Ingresses the
-    // old routes are still counted (and pruned).
-    if config.http_routes_served {
-        ud_ctrl = ud_ctrl.owns_stream(route_events(&client, &config, &children));
-    } else {
-        children.unwatched::<HTTPRoute>();
+    // A watch per child kind the cluster serves (see `children`).
+    macro_rules! watch_children {
+        ($($k:ty),*) => {$(
+            if <$k as crate::children::Child>::served(&config) {
+                ud_ctrl = ud_ctrl.owns_stream(<$k as crate::children::Child>::events(&client, &config, &children));
+            } else {
+                children.unwatched::<$k>();
+            }
+        )*};
     }
+    crate::children::each_child_kind!(watch_children);
 
     let gauges = {
         let metrics = metrics.clone();
@@ -519,7 +512,7 @@ fn ud_predicate(ud: &UserDeployment) -> Option<u64> {
 }
 
 /// Full watch of a child kind feeding the child cache (objects are not kept), as owner triggers.
-fn child_events<K>(
+pub(crate) fn child_events<K>(
     client: &Client,
     config: &Config,
     cache: &Arc<ChildCache>,
@@ -549,7 +542,7 @@ where
 
 /// Full watch of the HTTPRoutes (their status says whether the Gateway accepted them) feeding
 /// the child cache, as owner triggers. Routes are few and small; they are not kept.
-fn route_events(
+pub(crate) fn route_events(
     client: &Client,
     config: &Config,
     cache: &Arc<ChildCache>,
@@ -568,24 +561,6 @@ fn route_events(
         ev
     })
     .touched_objects()
-}
-
-/// Metadata-only watch of a child kind feeding the child cache, as owner triggers.
-fn child_meta_events<K>(
-    client: &Client,
-    config: &Config,
-    cache: &Arc<ChildCache>,
-) -> impl futures::Stream<Item = Result<LeanMeta<K>, watcher::Error>> + Send + 'static
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    child_events::<LeanMeta<K>>(client, config, cache, |_| None)
 }
 
 /// How the large caches (UserDeployments, children) are filled: streaming lists, or small pages.

@@ -96,22 +96,6 @@ pub enum TemplateVisibility {
     Public,
 }
 
-/// Whether a Template in namespace `template_namespace` with `visibility` can be used from
-/// namespace `from`: the one rule of both the HTTP server (what it lists and accepts) and the
-/// controller (what it runs). Visible are the templates of one's own namespace, whatever their
-/// visibility, and the `org` and `public` templates of the platform namespace; never a private or
-/// team template of the platform namespace, nor any template of another sandbox's namespace.
-pub fn is_visible(
-    template_namespace: &str,
-    visibility: TemplateVisibility,
-    from: &str,
-    platform_namespace: &str,
-) -> bool {
-    template_namespace == from
-        || (template_namespace == platform_namespace
-            && matches!(visibility, TemplateVisibility::Org | TemplateVisibility::Public))
-}
-
 /// A parameter of a template: an environment variable the user sets.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -282,35 +266,4 @@ pub struct TemplateStatus {
     /// `Valid`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use TemplateVisibility::*;
-
-    #[test]
-    fn visibility_matrix() {
-        let platform = "k8s-scheduler";
-        // (template namespace, visibility, from, visible)
-        for (tns, v, from, visible) in [
-            ("sandbox-a", Private, "sandbox-a", true),
-            ("sandbox-a", Team, "sandbox-a", true),
-            ("sandbox-a", Org, "sandbox-a", true),
-            ("sandbox-a", Public, "sandbox-a", true),
-            (platform, Org, "sandbox-a", true),
-            (platform, Public, "sandbox-a", true),
-            // The controller ran these before (the server did not list them): a private or team
-            // template of the platform namespace, and another sandbox's org or public template.
-            (platform, Private, "sandbox-a", false),
-            (platform, Team, "sandbox-a", false),
-            ("sandbox-b", Public, "sandbox-a", false),
-            ("sandbox-b", Org, "sandbox-a", false),
-            ("sandbox-b", Private, "sandbox-a", false),
-            ("sandbox-b", Team, "sandbox-a", false),
-            (platform, Private, platform, true),
-        ] {
-            assert_eq!(is_visible(tns, v, from, platform), visible, "{tns} {v:?} from {from}");
-        }
-    }
 }

@@ -59,7 +59,7 @@ pub async fn ensure_finalizer_policy(client: &Client) -> Result<()> {
         "spec": {
             "policyName": policy.name_any(),
             "matchResources": { "namespaceSelector": { "matchExpressions": [
-                { "key": controller::build::SANDBOX_LABEL, "operator": "Exists" },
+                { "key": policy::build::SANDBOX_LABEL, "operator": "Exists" },
             ] } },
         },
     }))?;

@@ -2271,7 +2271,7 @@ async fn platform_gateway_admits_routes_from_sandboxes_only() -> Result<()> {
             "metadata": { "name": "alice", "uid": "u1" },
             "spec": { "owner": { "userId": "alice" }, "namespace": "sandbox-alice" },
         }))?;
-        let sandbox_labels = controller::build::sandbox::build(&sandbox, &controller::config::Config::for_tests())
+        let sandbox_labels = policy::build::sandbox::build(&sandbox, &policy::BuildSettings::default())
             .namespace
             .metadata
             .labels
@@ -2332,13 +2332,13 @@ async fn platform_gateway_admits_routes_from_sandboxes_only() -> Result<()> {
             let labels: BTreeMap<String, String> = serde_yaml::from_value(selector["matchLabels"].clone())?;
             ensure!(
                 labels.iter().all(|(k, v)| sandbox_labels.get(k) == Some(v))
-                    && labels.get(controller::build::MANAGED_BY).map(String::as_str) == Some(controller::build::MANAGER),
+                    && labels.get(policy::build::MANAGED_BY).map(String::as_str) == Some(policy::build::MANAGER),
                 "matchLabels {labels:?} must select sandbox namespaces ({sandbox_labels:?})"
             );
             ensure!(
                 serde_json::to_value(&selector["matchExpressions"])?
-                    == json!([{ "key": controller::build::SANDBOX_LABEL, "operator": "Exists" }])
-                    && sandbox_labels.contains_key(controller::build::SANDBOX_LABEL),
+                    == json!([{ "key": policy::build::SANDBOX_LABEL, "operator": "Exists" }])
+                    && sandbox_labels.contains_key(policy::build::SANDBOX_LABEL),
                 "only namespaces with the sandbox label: {selector:?}"
             );
         }

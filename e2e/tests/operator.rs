@@ -874,7 +874,7 @@ async fn one_owner_id_one_sandbox() -> Result<()> {
         // still get nothing.
         let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Namespace",
-            "metadata": { "name": second.namespace, "labels": { controller::build::SANDBOX_LABEL: second.name } },
+            "metadata": { "name": second.namespace, "labels": { policy::build::SANDBOX_LABEL: second.name } },
         }))?;
         namespaces.create(&PostParams::default(), &ns).await?;
         let in_second: Api<UserDeployment> = Api::namespaced(client.clone(), &second.namespace);
@@ -1062,7 +1062,7 @@ async fn colliding_child_names_refuse_the_newer_app() -> Result<()> {
 }
 
 /// Issue 15 item 18: the controller runs only templates the server lists (one rule,
-/// `crds::template::is_visible`): before, it ran a private template of the platform namespace
+/// `policy::templates::is_visible`): before, it ran a private template of the platform namespace
 /// and another namespace's public template.
 #[tokio::test]
 async fn only_visible_templates_run() -> Result<()> {

@@ -326,8 +326,12 @@ async fn save(
     let ns = current.namespace().unwrap_or_default();
     let template = match &spec.template_ref {
         Some(r) => {
-            let t = state.platform.templates(&ns).into_iter().find(|t| {
-                t.name_any() == r.name && r.namespace.as_ref().is_none_or(|n| t.namespace().as_ref() == Some(n))
+            let visible = state.platform.templates(&ns);
+            let t = policy::templates::resolve(r, &ns, &state.config.settings.platform_namespace, |tns, name| {
+                visible
+                    .iter()
+                    .find(|t| t.namespace().as_deref() == Some(tns) && t.name_any() == name)
+                    .cloned()
             });
             Some(t.ok_or_else(|| {
                 ApiError::BadRequest(format!("the deployment's template {:?} no longer exists", r.name))
@@ -346,7 +350,7 @@ fn check(state: &AppState, p: &Principal, ud: &UserDeployment, template: Option<
             "replicas must be between 0 and 20, not {r}"
         )));
     }
-    controller::validate::validate_deployment(ud, template, &p.user.id, &state.controller)
+    policy::validate::validate_deployment(ud, template, &p.user.id, &state.config.settings)
         .map(|_| ())
         .map_err(|invalid| ApiError::BadRequest(format!("{} ({})", invalid.message, invalid.reason)))
 }

@@ -91,7 +91,7 @@ pub async fn config(State(state): State<AppState>) -> Json<FeatureFlags> {
         billing_enabled: c.billing_enabled,
         email_enabled: c.email_provider.is_some(),
         ai_enabled: c.anthropic_api_key.is_some(),
-        deployment_domain: c.deployment_domain.clone(),
+        deployment_domain: c.settings.deployment_domain.clone(),
         base_url: c.base_url.as_str().trim_end_matches('/').to_string(),
     })
 }

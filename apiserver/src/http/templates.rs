@@ -23,7 +23,7 @@ pub fn router() -> Router<AppState> {
 pub async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Vec<TemplateView>>> {
     p.require(Scope::TemplatesRead)?;
     let ns = state.platform.sandbox(&p.user).namespace;
-    let platform = &state.config.platform_namespace;
+    let platform = &state.config.settings.platform_namespace;
     Ok(Json(
         state
             .platform
@@ -50,6 +50,6 @@ pub async fn one(
         .templates(&ns)
         .iter()
         .find(|t| t.name_any() == name)
-        .map(|t| Json(TemplateView::of(t, &state.config.platform_namespace)))
+        .map(|t| Json(TemplateView::of(t, &state.config.settings.platform_namespace)))
         .ok_or_else(|| ApiError::NotFound(format!("template {name:?} not found")))
 }

@@ -436,24 +436,12 @@ impl Platform for KubePlatform {
     }
 
     fn templates(&self, namespace: &str) -> Vec<Arc<Template>> {
-        let platform = &self.config.platform_namespace;
-        let mut out: Vec<Arc<Template>> = self
-            .templates
-            .state()
-            .into_iter()
-            .filter(|t| {
-                // The controller's rule (crds::template::is_visible): what is listed is what runs.
-                crds::template::is_visible(
-                    &t.namespace().unwrap_or_default(),
-                    t.spec.visibility,
-                    namespace,
-                    platform,
-                )
-            })
-            .collect();
-        // Own templates first, so that they shadow system ones of the same name.
-        out.sort_by_key(|t| (t.namespace().as_deref() != Some(namespace), t.name_any()));
-        out
+        // The controller's rule: what is listed is what runs.
+        policy::templates::listed(
+            self.templates.state(),
+            namespace,
+            &self.config.settings.platform_namespace,
+        )
     }
 
     async fn deployments(&self, namespace: &str) -> ApiResult<Vec<Arc<UserDeployment>>> {
@@ -590,7 +578,7 @@ impl Platform for KubePlatform {
         services: &[String],
         roll: bool,
     ) -> ApiResult<bool> {
-        if !self.config.cluster_secret_store.is_empty() {
+        if !self.config.settings.cluster_secret_store.is_empty() {
             // External Secrets Operator syncs them from the same Vault/AWS paths.
             return Ok(false);
         }
@@ -602,10 +590,10 @@ impl Platform for KubePlatform {
         let name = ud.name_any();
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
         // The controller's naming functions: the names its containers read (issue 15 item 16).
-        let main = controller::build::names::secret(&name, ud.spec.secret_name.as_deref());
+        let main = policy::names::secret(&name, ud.spec.secret_name.as_deref());
         let mut wanted: Vec<(String, &crate::secrets::Values)> = vec![(main, values)];
         for svc in services {
-            let secret = controller::build::names::service_secret(&name, svc);
+            let secret = policy::names::service_secret(&name, svc);
             match per_service.get(svc) {
                 Some(v) => wanted.push((secret, v)),
                 None => {
@@ -715,7 +703,7 @@ mod values_label_tests {
         assert_eq!(label, values_label(&a, &data), "unchanged values keep their label");
         assert_ne!(
             label,
-            controller::build::fnv_hash(&["PASSWORD", "hunter2", "TOKEN", "t"]),
+            policy::build::fnv_hash(&["PASSWORD", "hunter2", "TOKEN", "t"]),
             "not the unkeyed hash"
         );
         assert_ne!(label, values_label(&b, &data), "another key, another label");

@@ -1,6 +1,6 @@
 //! KUBERNETES_ENABLED=false: the API works without a cluster. Deployments are kept in the
-//! database; their child objects are rendered with the controller's own validate and build steps
-//! and shown; their status is Pending with reason `KubernetesDisabled`. The catalog is the
+//! database; their child objects are rendered with the controller's validate and build steps
+//! (the `policy` crate) and shown; their status is Pending with reason `KubernetesDisabled`. The catalog is the
 //! built-in templates of `examples/`.
 
 use std::sync::Arc;
@@ -30,7 +30,6 @@ const BUILT_IN: &[&str] = &[
 pub struct OfflinePlatform {
     db: Db,
     config: Arc<Config>,
-    controller: controller::config::Config,
     templates: Vec<Arc<Template>>,
     tx: broadcast::Sender<Change>,
 }
@@ -41,8 +40,8 @@ impl OfflinePlatform {
         let mut templates = vec![];
         for doc in BUILT_IN {
             let mut t: Template = serde_yaml::from_str(doc)?;
-            t.metadata.namespace = Some(config.platform_namespace.clone());
-            let problems = controller::validate::validate_template(&t.spec, &controller_config(&config)?);
+            t.metadata.namespace = Some(config.settings.platform_namespace.clone());
+            let problems = policy::validate::validate_template(&t.spec, &config.settings);
             t.status = Some(crds::TemplateStatus {
                 valid: problems.is_empty(),
                 reasons: problems,
@@ -52,7 +51,6 @@ impl OfflinePlatform {
         }
         let (tx, _) = broadcast::channel(1024);
         Ok(OfflinePlatform {
-            controller: controller_config(&config)?,
             db,
             config,
             templates,
@@ -68,23 +66,14 @@ impl OfflinePlatform {
 
     fn template_for(&self, ud: &UserDeployment) -> Option<&Template> {
         let r = ud.spec.template_ref.as_ref()?;
-        self.templates
-            .iter()
-            .find(|t| t.name_any() == r.name)
-            .map(|t| t.as_ref())
+        let own = ud.namespace().unwrap_or_default();
+        policy::templates::resolve(r, &own, &self.config.settings.platform_namespace, |ns, name| {
+            self.templates
+                .iter()
+                .find(|t| t.namespace().as_deref() == Some(ns) && t.name_any() == name)
+        })
+        .map(|t| t.as_ref())
     }
-}
-
-/// The controller configuration used to validate and render, sharing DEPLOYMENT_DOMAIN.
-pub fn controller_config(config: &Config) -> anyhow::Result<controller::config::Config> {
-    use clap::Parser;
-    Ok(controller::config::Config::try_parse_from([
-        "controller",
-        "--deployment-domain",
-        &config.deployment_domain,
-        "--platform-namespace",
-        &config.platform_namespace,
-    ])?)
 }
 
 fn pending_status(generation: i64) -> UserDeploymentStatus {
@@ -128,18 +117,11 @@ impl Platform for OfflinePlatform {
 
     fn templates(&self, namespace: &str) -> Vec<Arc<Template>> {
         // The built-in templates live in the platform namespace: the controller's visibility rule.
-        self.templates
-            .iter()
-            .filter(|t| {
-                crds::template::is_visible(
-                    t.metadata.namespace.as_deref().unwrap_or_default(),
-                    t.spec.visibility,
-                    namespace,
-                    &self.config.platform_namespace,
-                )
-            })
-            .cloned()
-            .collect()
+        policy::templates::listed(
+            self.templates.iter().cloned(),
+            namespace,
+            &self.config.settings.platform_namespace,
+        )
     }
 
     async fn deployments(&self, namespace: &str) -> ApiResult<Vec<Arc<UserDeployment>>> {
@@ -220,11 +202,11 @@ impl Platform for OfflinePlatform {
         let ns = ud.namespace().unwrap_or_default();
         let user_id = self.config.user_for_namespace(&ns)?;
         let template = self.template_for(ud).map(|t| &t.spec);
-        let vd = match controller::validate::validate_deployment(ud, template, &user_id, &self.controller) {
+        let vd = match policy::validate::validate_deployment(ud, template, &user_id, &self.config.settings) {
             Ok(vd) => vd,
             Err(invalid) => return Some(vec![serde_json::json!({ "invalid": invalid.message })]),
         };
-        let c = controller::build::deployment::build(&vd, &self.controller);
+        let c = policy::build::deployment::build(&vd, &self.config.settings, &policy::BuildSettings::default());
         let mut out = vec![];
         let mut push = |v: Result<serde_json::Value, serde_json::Error>| {
             if let Ok(v) = v {

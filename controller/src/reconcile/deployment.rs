@@ -7,9 +7,8 @@ use std::time::Duration;
 use crds::conditions::{DEGRADED, PROGRESSING, READY, reasons};
 use crds::deployment::ServiceStatus;
 use crds::{DeploymentPhase, Template, TemplateSpec, UserDeployment, UserDeploymentStatus, UserSandbox};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -17,15 +16,19 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use policy::build::deployment::{DeploymentChildren, build, external_secret_resource};
+use policy::build::{DEPLOYMENT_LABEL, MANAGED_BY, MANAGER, SERVICE_LABEL, fnv_hash};
+use policy::names;
+use policy::templates;
+use policy::validate::{Invalid, ValidatedDeployment, validate_deployment};
+
 use super::{Context, DEPLOYMENT_FINALIZER, Error, FIELD_MANAGER, condition, same_conditions, status_params};
-use crate::build::deployment::{DeploymentChildren, build, external_secret_resource};
-use crate::build::{DEPLOYMENT_LABEL, MANAGED_BY, MANAGER, SERVICE_LABEL, fnv_hash, names};
 use crate::child_cache::{RolloutState, key_of};
+use crate::children;
 use crate::conflict::{self, NamespaceOwner};
 use crate::diagnose::{Diagnosis, diagnose};
 use crate::gateway::HTTPRoute;
 use crate::metrics::Metrics;
-use crate::validate::{Invalid, ValidatedDeployment, validate_deployment};
 
 const KIND: &str = "UserDeployment";
 
@@ -153,28 +156,24 @@ async fn find_template(ud: &UserDeployment, ctx: &Context) -> Result<Option<Temp
         return Ok(None);
     };
     let own = ud.namespace().unwrap_or_default();
-    let candidates: Vec<String> = match &r.namespace {
-        Some(ns) => vec![ns.clone()],
-        None => vec![own.clone(), ctx.config.platform_namespace.clone()],
-    };
-    for ns in candidates {
+    let platform = &ctx.config.settings.platform_namespace;
+    for ns in templates::search_order(r, &own, platform) {
         let cached = ctx
             .templates
-            .get(&ObjectRef::new(&r.name).within(&ns))
+            .get(&ObjectRef::new(&r.name).within(ns))
             .map(|t| (*t).clone());
         let found = match cached {
             Some(t) => Some(t),
             // Not cached: the namespace may be outside WATCH_NAMESPACE. Ask the API.
             None if !ctx.config.watch_namespace.is_empty() && ns != ctx.config.watch_namespace => {
-                Api::<Template>::namespaced(ctx.client.clone(), &ns)
+                Api::<Template>::namespaced(ctx.client.clone(), ns)
                     .get_opt(&r.name)
                     .await?
             }
             None => None,
         };
         if let Some(t) = found {
-            let visible = crds::template::is_visible(&ns, t.spec.visibility, &own, &ctx.config.platform_namespace);
-            return Ok(visible.then_some(t));
+            return Ok(templates::usable(&t, &own, platform).then_some(t));
         }
     }
     Ok(None)
@@ -190,21 +189,15 @@ fn cached_services(ud: &UserDeployment, ctx: &Context) -> Vec<String> {
         return vec![];
     };
     let own = ud.namespace().unwrap_or_default();
-    let platform = &ctx.config.platform_namespace;
-    let candidates = match &r.namespace {
-        Some(ns) => vec![ns.as_str()],
-        None => vec![own.as_str(), platform.as_str()],
-    };
-    candidates
-        .into_iter()
-        .find_map(|ns| ctx.templates.get(&ObjectRef::new(&r.name).within(ns)))
-        .filter(|t| crds::template::is_visible(&t.namespace().unwrap_or_default(), t.spec.visibility, &own, platform))
-        .map(|t| t.spec.services.iter().map(|s| s.name.clone()).collect())
-        .unwrap_or_default()
+    templates::resolve(r, &own, &ctx.config.settings.platform_namespace, |ns, name| {
+        ctx.templates.get(&ObjectRef::new(name).within(ns))
+    })
+    .map(|t| t.spec.services.iter().map(|s| s.name.clone()).collect())
+    .unwrap_or_default()
 }
 
 /// Whether a name this app's children or Secrets take is one an older app of its namespace
-/// takes too (or one reserved for the sandbox): the newer app is refused (see `build::names`).
+/// takes too (or one reserved for the sandbox): the newer app is refused (see `policy::names`).
 fn name_conflict(ud: &UserDeployment, vd: &ValidatedDeployment, ctx: &Context) -> Option<Invalid> {
     let services: Vec<&str> = vd.services.iter().map(|s| s.spec.name.as_str()).collect();
     let mine = names::claimed(&vd.name, &services, ud.spec.secret_name.as_deref());
@@ -254,7 +247,7 @@ async fn apply(
         Err(invalid) => return refuse(ud, ctx, invalid).await,
     };
     // The host `<user-id>-<name>` goes to the oldest app that resolves to it, in any sandbox.
-    let label = conflict::host_label(&user_id, &ud.name_any());
+    let label = policy::names::host_label(&user_id, &ud.name_any());
     let claimants = conflict::host_claimants(sandboxes, &label, |ns, name| {
         ctx.deployments.get(&ObjectRef::new(name).within(ns))
     });
@@ -263,7 +256,7 @@ async fn apply(
         Some(holder) if ObjectRef::from_obj(&**holder) != me => {
             let message = format!(
                 "host {label}.{} is already used by another app; choose another name",
-                ctx.config.deployment_domain
+                ctx.config.settings.deployment_domain
             );
             return refuse(
                 ud,
@@ -300,40 +293,24 @@ async fn apply(
         .await;
     }
     let spec: Option<&TemplateSpec> = template.as_ref().map(|t| &t.spec);
-    let vd = match validate_deployment(ud, spec, &user_id, &ctx.config) {
+    let vd = match validate_deployment(ud, spec, &user_id, &ctx.config.settings) {
         Ok(vd) => vd,
         Err(invalid) => return refuse(ud, ctx, invalid).await,
     };
     if let Some(invalid) = name_conflict(ud, &vd, ctx) {
         return refuse(ud, ctx, invalid).await;
     }
-    let children = build(&vd, &ctx.config);
+    let children = build(&vd, &ctx.config.settings, &ctx.config.build);
     let names = child_names(&children);
     let hash = fnv_hash(&names.iter().map(String::as_str).collect::<Vec<_>>());
 
-    for cm in &children.config_maps {
-        ctx.apply_child(KIND, cm).await?;
-    }
-    let mut rollouts = Vec::with_capacity(children.deployments.len());
-    for d in &children.deployments {
-        let rollout = match ctx.apply_child(KIND, d).await? {
-            Some(stored) => Some(RolloutState::of(&stored)),
-            None => ctx.children.rollout(&key_of(d)),
-        };
-        rollouts.push(rollout.unwrap_or_default());
-    }
-    for s in &children.services {
-        ctx.apply_child(KIND, s).await?;
-    }
-    if let Some(np) = &children.network_policy {
-        ctx.apply_child(KIND, np).await?;
-    }
-    if let Some(ing) = &children.ingress {
-        ctx.apply_child(KIND, ing).await?;
-    }
-    if let Some(route) = &children.http_route {
-        ctx.apply_child(KIND, route).await?;
-    }
+    children::apply_all(ctx, KIND, &children).await?;
+    // Known from the apply's answer, else from the Deployment watch.
+    let rollouts: Vec<RolloutState> = children
+        .deployments
+        .iter()
+        .map(|d| ctx.children.rollout(&key_of(d)).unwrap_or_default())
+        .collect();
     for es in &children.external_secrets {
         apply_external_secret(ctx, &ns, es).await?;
     }
@@ -459,12 +436,7 @@ fn may_have_orphans(ud: &UserDeployment, ctx: &Context, c: &DeploymentChildren) 
     if !first {
         return true;
     }
-    let desired = c.deployments.len()
-        + c.services.len()
-        + c.config_maps.len()
-        + c.ingress.iter().count()
-        + c.http_route.iter().count()
-        + c.network_policy.iter().count();
+    let desired = children::count(c);
     let ns = ud.namespace().unwrap_or_default();
     ctx.children
         .count_children(&ns, &ud.name_any())
@@ -483,18 +455,9 @@ fn first_status_wait(ctx: &Context, key: &str) -> Option<Duration> {
     FIRST_STATUS_GRACE.checked_sub(since.elapsed()).filter(|d| !d.is_zero())
 }
 
+/// `Kind/name` of every child, for the status's `childrenHash`.
 fn child_names(c: &DeploymentChildren) -> Vec<String> {
-    let mut names = Vec::new();
-    names.extend(c.deployments.iter().map(|o| format!("Deployment/{}", o.name_any())));
-    names.extend(c.services.iter().map(|o| format!("Service/{}", o.name_any())));
-    names.extend(c.config_maps.iter().map(|o| format!("ConfigMap/{}", o.name_any())));
-    names.extend(c.ingress.iter().map(|o| format!("Ingress/{}", o.name_any())));
-    names.extend(c.http_route.iter().map(|o| format!("HTTPRoute/{}", o.name_any())));
-    names.extend(
-        c.network_policy
-            .iter()
-            .map(|o| format!("NetworkPolicy/{}", o.name_any())),
-    );
+    let mut names = children::names(c);
     names.extend(
         c.external_secrets
             .iter()
@@ -516,20 +479,14 @@ async fn apply_external_secret(ctx: &Context, ns: &str, es: &DynamicObject) -> R
     Ok(())
 }
 
-/// Deletes the app's routes except those named in `keep_ingress` / `keep_route`: Ingresses, and
-/// HTTPRoutes where the cluster serves them (whatever the routing mode: after a switch, the
-/// other mode's route goes).
-async fn prune_routes(
-    ud: &UserDeployment,
-    ctx: &Context,
-    keep_ingress: &[String],
-    keep_route: &[String],
-) -> Result<(), Error> {
+/// Deletes the app's routes (an app refused for a conflict: its host is someone else's):
+/// Ingresses, and HTTPRoutes where the cluster serves them.
+async fn remove_routes(ud: &UserDeployment, ctx: &Context) -> Result<(), Error> {
     let ns = ud.namespace().unwrap_or_default();
     let sel = selector(ud);
-    ctx.prune::<Ingress>(KIND, &ns, &sel, keep_ingress).await?;
+    ctx.prune::<Ingress>(KIND, &ns, &sel, &[]).await?;
     if ctx.config.http_routes_served {
-        ctx.prune::<HTTPRoute>(KIND, &ns, &sel, keep_route).await?;
+        ctx.prune::<HTTPRoute>(KIND, &ns, &sel, &[]).await?;
     }
     Ok(())
 }
@@ -539,41 +496,7 @@ async fn prune_routes(
 async fn prune(ud: &UserDeployment, ctx: &Context, c: &DeploymentChildren) -> Result<(), Error> {
     let ns = ud.namespace().unwrap_or_default();
     let sel = selector(ud);
-    prune_routes(
-        ud,
-        ctx,
-        &c.ingress.iter().map(|o| o.name_any()).collect::<Vec<_>>(),
-        &c.http_route.iter().map(|o| o.name_any()).collect::<Vec<_>>(),
-    )
-    .await?;
-    ctx.prune::<Deployment>(
-        KIND,
-        &ns,
-        &sel,
-        &c.deployments.iter().map(|o| o.name_any()).collect::<Vec<_>>(),
-    )
-    .await?;
-    ctx.prune::<Service>(
-        KIND,
-        &ns,
-        &sel,
-        &c.services.iter().map(|o| o.name_any()).collect::<Vec<_>>(),
-    )
-    .await?;
-    ctx.prune::<ConfigMap>(
-        KIND,
-        &ns,
-        &sel,
-        &c.config_maps.iter().map(|o| o.name_any()).collect::<Vec<_>>(),
-    )
-    .await?;
-    ctx.prune::<NetworkPolicy>(
-        KIND,
-        &ns,
-        &sel,
-        &c.network_policy.iter().map(|o| o.name_any()).collect::<Vec<_>>(),
-    )
-    .await?;
+    children::prune_all(ctx, KIND, &ns, &sel, Some(c)).await?;
     let keep: Vec<String> = c.external_secrets.iter().map(|o| o.name_any()).collect();
     prune_external_secrets(ctx, &ns, &sel, &keep).await
 }
@@ -599,11 +522,7 @@ async fn cleanup(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
         patch_status(ud, ctx, &status).await?;
     }
     let sel = selector(ud);
-    prune_routes(ud, ctx, &[], &[]).await?;
-    ctx.prune::<Deployment>(KIND, &ns, &sel, &[]).await?;
-    ctx.prune::<Service>(KIND, &ns, &sel, &[]).await?;
-    ctx.prune::<ConfigMap>(KIND, &ns, &sel, &[]).await?;
-    ctx.prune::<NetworkPolicy>(KIND, &ns, &sel, &[]).await?;
+    children::prune_all(ctx, KIND, &ns, &sel, None).await?;
     // Last the ExternalSecret; the Secret it fills is owned by it (creationPolicy Owner), and a
     // Secret written by the HTTP server is owned by the UserDeployment: both go with their owner,
     // so the controller needs no rights on Secrets at all.
@@ -633,7 +552,7 @@ async fn refuse(ud: &UserDeployment, ctx: &Context, invalid: Invalid) -> Result<
     .contains(&invalid.reason);
     if conflict {
         ctx.conflicts.lost(ObjectRef::from_obj(ud));
-        prune_routes(ud, ctx, &[], &[]).await?;
+        remove_routes(ud, ctx).await?;
     } else {
         ctx.conflicts.settled(&ObjectRef::from_obj(ud));
     }

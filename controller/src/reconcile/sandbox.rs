@@ -14,9 +14,9 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::{Context, Error, condition, same_conditions, status_params};
-use crate::build::{self, MANAGED_BY, MANAGER, SANDBOX_LABEL};
 use crate::conflict;
 use crate::metrics::Metrics;
+use policy::build::{self, MANAGED_BY, MANAGER, SANDBOX_LABEL};
 
 const KIND: &str = "UserSandbox";
 
@@ -73,7 +73,7 @@ async fn reconcile_inner(sb: &UserSandbox, ctx: &Context) -> Result<Action, Erro
         }
     }
 
-    let children = build::sandbox::build(sb, &ctx.config);
+    let children = build::sandbox::build(sb, &ctx.config.build);
     ctx.apply(KIND, &children.namespace).await?;
     let quota = ctx.apply(KIND, &children.quota).await?;
     ctx.apply(KIND, &children.limit_range).await?;

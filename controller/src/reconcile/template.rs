@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::{Context, Error, condition, same_conditions, status_params};
 use crate::metrics::Metrics;
-use crate::validate::validate_template;
+use policy::validate::validate_template;
 
 const KIND: &str = "Template";
 
@@ -34,7 +34,7 @@ async fn reconcile_inner(t: &Template, ctx: &Context) -> Result<Action, Error> {
         // In another controller's sandbox (SANDBOX_SELECTOR shards): its to validate.
         return Ok(Action::await_change());
     }
-    let problems = validate_template(&t.spec, &ctx.config);
+    let problems = validate_template(&t.spec, &ctx.config.settings);
     let generation = t.metadata.generation;
     let previous = t.status.clone().unwrap_or_default();
     let valid = problems.is_empty();

@@ -12,6 +12,21 @@
 /// Kind of a named object (names are unique per kind and namespace).
 pub type Kind = &'static str;
 
+/// The host label of an app: `<user-id>-<app>` (it must be a DNS label: see `validate`).
+pub fn host_label(user_id: &str, app: &str) -> String {
+    format!("{user_id}-{app}")
+}
+
+/// The host of an app: `<user-id>-<app>.<DEPLOYMENT_DOMAIN>`.
+pub fn host(user_id: &str, app: &str, deployment_domain: &str) -> String {
+    format!("{}.{deployment_domain}", host_label(user_id, app))
+}
+
+/// A user's sandbox namespace from the `KUBERNETES_NAMESPACE` pattern: its `%s` is the user id.
+pub fn sandbox_namespace(pattern: &str, user_id: &str) -> String {
+    pattern.replacen("%s", user_id, 1)
+}
+
 /// Deployment and Service of one service of an app: `<app>-<service>`.
 pub fn child(app: &str, service: &str) -> String {
     format!("{app}-{service}")
@@ -83,7 +98,7 @@ pub fn may_collide(a: &str, b: &str) -> bool {
 pub fn reserved(claimed: &[(Kind, String)]) -> Option<&(Kind, String)> {
     claimed
         .iter()
-        .find(|(kind, name)| *kind == "NetworkPolicy" && super::sandbox::POLICY_NAMES.contains(&name.as_str()))
+        .find(|(kind, name)| *kind == "NetworkPolicy" && crate::build::sandbox::POLICY_NAMES.contains(&name.as_str()))
 }
 
 #[cfg(test)]
@@ -140,6 +155,14 @@ mod tests {
             Some(&("NetworkPolicy", "default-deny".to_string()))
         );
         assert_eq!(reserved(&claimed("web", &["default-deny"], None)), None);
+    }
+
+    #[test]
+    fn hosts_and_namespaces() {
+        assert_eq!(host("u1", "blog", "example.com"), "u1-blog.example.com");
+        assert_eq!(host_label("u1", "blog"), "u1-blog");
+        assert_eq!(sandbox_namespace("sandbox-%s", "u1"), "sandbox-u1");
+        assert_eq!(sandbox_namespace("%s", "u1"), "u1");
     }
 
     #[test]

@@ -3,12 +3,28 @@
 
 use std::collections::BTreeMap;
 
-use controller::build::{self, DEPLOYMENT_LABEL};
-use controller::config::{Config, Registries, Routing, UrlPort};
-use controller::validate::{validate_deployment, validate_template};
 use crds::conditions::reasons;
 use crds::{Template, UserDeployment, UserSandbox};
 use k8s_openapi::api::apps::v1::Deployment;
+use policy::build::{self, DEPLOYMENT_LABEL};
+use policy::settings::{BuildSettings, Registries, Routing, Settings, UrlPort};
+use policy::validate::{validate_deployment, validate_template};
+
+/// What the controller's configuration holds for validation and the build.
+#[derive(Clone)]
+struct Config {
+    settings: Settings,
+    build: BuildSettings,
+}
+
+impl Config {
+    fn for_tests() -> Self {
+        Config {
+            settings: Settings::with_domain("example.com"),
+            build: BuildSettings::default(),
+        }
+    }
+}
 
 fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
     let path = format!(
@@ -75,11 +91,11 @@ fn assert_restricted(d: &Deployment) {
 fn single_public_service() {
     let t: Template = fixture("template-web.yaml");
     let config = Config::for_tests();
-    assert!(validate_template(&t.spec, &config).is_empty());
+    assert!(validate_template(&t.spec, &config.settings).is_empty());
     let ud = ud_for("web", "  parameters:\n    GREETING: hi\n");
-    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).expect("valid");
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config.settings).expect("valid");
     assert_eq!(vd.url().as_deref(), Some("https://alice-my-app.example.com"));
-    let c = build::deployment::build(&vd, &config);
+    let c = build::deployment::build(&vd, &config.settings, &config.build);
     assert_eq!(c.deployments.len(), 1);
     assert_eq!(c.services.len(), 1);
     assert!(c.config_maps.is_empty());
@@ -161,14 +177,14 @@ fn gateway_children(config: &Config) -> build::deployment::DeploymentChildren {
         "blog",
         "  parameters:\n    SITE_TITLE: My blog\n  secretRefs: [DB_PASSWORD]\n",
     );
-    let vd = validate_deployment(&ud, Some(&t.spec), "alice", config).expect("valid");
-    build::deployment::build(&vd, config)
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config.settings).expect("valid");
+    build::deployment::build(&vd, &config.settings, &config.build)
 }
 
 #[test]
 fn gateway_mode_routes_the_public_service_with_an_httproute() {
     let mut config = Config::for_tests();
-    config.routing = Routing::Gateway;
+    config.build.routing = Routing::Gateway;
     let c = gateway_children(&config);
     assert!(c.ingress.is_none(), "no Ingress in gateway mode");
     let route = c.http_route.as_ref().expect("public app has an HTTPRoute");
@@ -198,9 +214,9 @@ fn gateway_mode_routes_the_public_service_with_an_httproute() {
     );
 
     // A named Gateway and listener.
-    config.gateway_name = "platform".into();
-    config.gateway_namespace = "traefik".into();
-    config.gateway_listener = "websecure".into();
+    config.build.gateway_name = "platform".into();
+    config.build.gateway_namespace = "traefik".into();
+    config.build.gateway_listener = "websecure".into();
     let route = gateway_children(&config).http_route.unwrap();
     assert_eq!(
         serde_json::to_value(&route.spec.parent_refs).unwrap(),
@@ -211,8 +227,8 @@ fn gateway_mode_routes_the_public_service_with_an_httproute() {
     // Internal: no route at all.
     let t: Template = fixture("template-internal-worker.yaml");
     let ud = ud_for("worker", "  visibility: internal\n");
-    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).unwrap();
-    let c = build::deployment::build(&vd, &config);
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config.settings).unwrap();
+    let c = build::deployment::build(&vd, &config.settings, &config.build);
     assert!(c.http_route.is_none() && c.ingress.is_none());
 }
 
@@ -221,26 +237,30 @@ fn the_url_carries_the_configured_scheme_and_port() {
     let t: Template = fixture("template-web.yaml");
     let ud = ud_for("web", "");
     let mut config = Config::for_tests();
-    config.deployment_domain = "localhost".into();
-    config.app_url_scheme = "http".into();
-    config.app_url_port = UrlPort(Some(8088));
-    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).unwrap();
+    config.settings.deployment_domain = "localhost".into();
+    config.settings.app_url_scheme = "http".into();
+    config.settings.app_url_port = UrlPort(Some(8088));
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config.settings).unwrap();
     assert_eq!(vd.url().as_deref(), Some("http://alice-my-app.localhost:8088"));
     assert_eq!(vd.host, "alice-my-app.localhost", "the host has no port");
     // Plain HTTP: the Ingress has no TLS section and no certificate annotation.
-    config.cert_manager_issuer = "letsencrypt".into();
-    config.ingress_class = "traefik".into();
-    let ing = build::deployment::build(&vd, &config).ingress.unwrap();
+    config.build.cert_manager_issuer = "letsencrypt".into();
+    config.build.ingress_class = "traefik".into();
+    let ing = build::deployment::build(&vd, &config.settings, &config.build)
+        .ingress
+        .unwrap();
     let spec = ing.spec.as_ref().unwrap();
     assert!(spec.tls.is_none(), "no TLS with APP_URL_SCHEME=http");
     assert!(ing.metadata.annotations.is_none());
     assert_eq!(spec.ingress_class_name.as_deref(), Some("traefik"));
     // HTTPS (the default) keeps the TLS section and the issuer; a port is kept too.
-    config.app_url_scheme = "https".into();
-    config.app_url_port = UrlPort(Some(8443));
-    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).unwrap();
+    config.settings.app_url_scheme = "https".into();
+    config.settings.app_url_port = UrlPort(Some(8443));
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config.settings).unwrap();
     assert_eq!(vd.url().as_deref(), Some("https://alice-my-app.localhost:8443"));
-    let ing = build::deployment::build(&vd, &config).ingress.unwrap();
+    let ing = build::deployment::build(&vd, &config.settings, &config.build)
+        .ingress
+        .unwrap();
     assert_eq!(
         ing.spec.as_ref().unwrap().tls.as_ref().unwrap()[0]
             .secret_name
@@ -257,13 +277,13 @@ fn the_url_carries_the_configured_scheme_and_port() {
 fn two_services_with_parameters_and_secrets() {
     let t: Template = fixture("template-two-service.yaml");
     let mut config = Config::for_tests();
-    config.cluster_secret_store = "vault-backend".into();
+    config.settings.cluster_secret_store = "vault-backend".into();
     let ud = ud_for(
         "blog",
         "  parameters:\n    SITE_TITLE: My blog\n  secretRefs: [DB_PASSWORD]\n",
     );
-    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).expect("valid");
-    let c = build::deployment::build(&vd, &config);
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config.settings).expect("valid");
+    let c = build::deployment::build(&vd, &config.settings, &config.build);
     assert_eq!(c.deployments.len(), 2);
     assert_eq!(c.services.len(), 2);
     let web = &c.deployments[0];
@@ -327,8 +347,8 @@ fn config_files_become_a_configmap_and_roll_pods_when_changed() {
     let t: Template = fixture("template-config-files.yaml");
     let config = Config::for_tests();
     let ud = ud_for("proxy", "");
-    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).expect("valid");
-    let c = build::deployment::build(&vd, &config);
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config.settings).expect("valid");
+    let c = build::deployment::build(&vd, &config.settings, &config.build);
     assert_eq!(c.config_maps.len(), 1);
     let cm = &c.config_maps[0];
     assert_eq!(cm.metadata.name.as_deref(), Some("my-app-proxy-config"));
@@ -352,8 +372,8 @@ fn config_files_become_a_configmap_and_roll_pods_when_changed() {
     };
     let mut t2 = t.clone();
     t2.spec.services[0].config_files[1].content = "gzip off;".into();
-    let vd2 = validate_deployment(&ud, Some(&t2.spec), "alice", &config).unwrap();
-    let d2 = &build::deployment::build(&vd2, &config).deployments[0];
+    let vd2 = validate_deployment(&ud, Some(&t2.spec), "alice", &config.settings).unwrap();
+    let d2 = &build::deployment::build(&vd2, &config.settings, &config.build).deployments[0];
     assert_ne!(hash(d), hash(d2), "a config change changes the pod template");
 }
 
@@ -362,13 +382,17 @@ fn internal_app_has_no_ingress_and_only_sandbox_traffic() {
     let t: Template = fixture("template-internal-worker.yaml");
     let mut config = Config::for_tests();
     let ud = ud_for("worker", "  visibility: internal\n  replicas: 3\n");
-    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).unwrap();
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config.settings).unwrap();
     assert_eq!(vd.url(), None);
-    let c = build::deployment::build(&vd, &config);
+    let c = build::deployment::build(&vd, &config.settings, &config.build);
     assert!(c.ingress.is_none());
-    config.routing = Routing::Gateway;
-    assert!(build::deployment::build(&vd, &config).http_route.is_none());
-    config.routing = Routing::Auto;
+    config.build.routing = Routing::Gateway;
+    assert!(
+        build::deployment::build(&vd, &config.settings, &config.build)
+            .http_route
+            .is_none()
+    );
+    config.build.routing = Routing::Auto;
     assert_eq!(c.deployments[0].spec.as_ref().unwrap().replicas, Some(3));
     let np = c.network_policy.as_ref().unwrap();
     assert_eq!(
@@ -379,8 +403,12 @@ fn internal_app_has_no_ingress_and_only_sandbox_traffic() {
             .len(),
         1
     );
-    config.disable_network_policies = true;
-    assert!(build::deployment::build(&vd, &config).network_policy.is_none());
+    config.build.disable_network_policies = true;
+    assert!(
+        build::deployment::build(&vd, &config.settings, &config.build)
+            .network_policy
+            .is_none()
+    );
 }
 
 #[test]
@@ -391,8 +419,8 @@ fn suspended_scales_to_zero_and_image_override_applies() {
         "web",
         "  suspend: true\n  imageOverrides:\n    web: ghcr.io/example/web:1.1\n",
     );
-    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).unwrap();
-    let d = &build::deployment::build(&vd, &config).deployments[0];
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config.settings).unwrap();
+    let d = &build::deployment::build(&vd, &config.settings, &config.build).deployments[0];
     assert_eq!(d.spec.as_ref().unwrap().replicas, Some(0));
     assert_eq!(container(d).image.as_deref(), Some("ghcr.io/example/web:1.1"));
 }
@@ -402,8 +430,10 @@ fn restarted_at_is_copied_onto_the_pods() {
     let t: Template = fixture("template-web.yaml");
     let config = Config::for_tests();
     let pod_annotation = |extra: &str| {
-        let vd = validate_deployment(&ud_for("web", extra), Some(&t.spec), "alice", &config).unwrap();
-        let d = build::deployment::build(&vd, &config).deployments.remove(0);
+        let vd = validate_deployment(&ud_for("web", extra), Some(&t.spec), "alice", &config.settings).unwrap();
+        let d = build::deployment::build(&vd, &config.settings, &config.build)
+            .deployments
+            .remove(0);
         let tpl = d.spec.unwrap().template.metadata.unwrap_or_default();
         tpl.annotations
             .unwrap_or_default()
@@ -421,9 +451,9 @@ fn restarted_at_is_copied_onto_the_pods() {
 fn the_server_may_write_secrets_only_in_sandbox_namespaces() {
     let sb: UserSandbox = fixture("sandbox-alice.yaml");
     let mut config = Config::for_tests();
-    assert!(build::sandbox::build(&sb, &config).server_role_binding.is_none());
-    config.server_service_account = "platform/k8s-scheduler-server".into();
-    let rb = build::sandbox::build(&sb, &config)
+    assert!(build::sandbox::build(&sb, &config.build).server_role_binding.is_none());
+    config.build.server_service_account = "platform/k8s-scheduler-server".into();
+    let rb = build::sandbox::build(&sb, &config.build)
         .server_role_binding
         .expect("a RoleBinding");
     assert_eq!(rb.metadata.namespace.as_deref(), Some(sb.spec.namespace.as_str()));
@@ -446,7 +476,7 @@ fn the_server_may_write_secrets_only_in_sandbox_namespaces() {
 fn sandbox_children_from_plan() {
     let sb: UserSandbox = fixture("sandbox-alice.yaml");
     let mut config = Config::for_tests();
-    let c = build::sandbox::build(&sb, &config);
+    let c = build::sandbox::build(&sb, &config.build);
     let labels = c.namespace.metadata.labels.clone().unwrap();
     assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
     assert_eq!(
@@ -479,8 +509,8 @@ fn sandbox_children_from_plan() {
         "internal apps stay unreachable from the ingress controller"
     );
     assert_eq!(c.service_account.automount_service_account_token, Some(false));
-    config.disable_network_policies = true;
-    assert!(build::sandbox::build(&sb, &config).network_policies.is_empty());
+    config.build.disable_network_policies = true;
+    assert!(build::sandbox::build(&sb, &config.build).network_policies.is_empty());
 }
 
 #[test]
@@ -491,7 +521,7 @@ fn missing_required_parameters_are_reported() {
         &ud_for("blog", "  secretRefs: [DB_PASSWORD]\n"),
         Some(&t.spec),
         "alice",
-        &config,
+        &config.settings,
     )
     .unwrap_err();
     assert_eq!(err.reason, reasons::MISSING_PARAMETER);
@@ -500,7 +530,7 @@ fn missing_required_parameters_are_reported() {
         &ud_for("blog", "  parameters:\n    SITE_TITLE: x\n"),
         Some(&t.spec),
         "alice",
-        &config,
+        &config.settings,
     )
     .unwrap_err();
     assert_eq!(err.reason, reasons::MISSING_PARAMETER);
@@ -530,7 +560,7 @@ fn bad_parameter_values_are_rejected() {
             "imageOverrides",
         ),
     ] {
-        let err = validate_deployment(&ud_for("blog", extra), Some(&t.spec), "alice", &config).unwrap_err();
+        let err = validate_deployment(&ud_for("blog", extra), Some(&t.spec), "alice", &config.settings).unwrap_err();
         assert_eq!(err.reason, reasons::INVALID_SPEC, "{extra}");
         assert!(err.message.contains(needle), "{needle}: {}", err.message);
         assert!(
@@ -544,8 +574,8 @@ fn bad_parameter_values_are_rejected() {
 fn registry_allow_list() {
     let t: Template = fixture("template-two-service.yaml");
     let mut config = Config::for_tests();
-    config.allowed_registries = Registries(vec!["ghcr.io".into()]);
-    let problems = validate_template(&t.spec, &config);
+    config.settings.allowed_registries = Registries(vec!["ghcr.io".into()]);
+    let problems = validate_template(&t.spec, &config.settings);
     assert!(
         problems
             .iter()
@@ -559,7 +589,7 @@ fn registry_allow_list() {
         ),
         Some(&t.spec),
         "alice",
-        &config,
+        &config.settings,
     )
     .unwrap_err();
     assert_eq!(err.reason, reasons::TEMPLATE_INVALID);
@@ -567,7 +597,7 @@ fn registry_allow_list() {
     let inline = deployment(
         "apiVersion: k8s-scheduler.io/v1alpha1\nkind: UserDeployment\nmetadata: {name: x, namespace: sandbox-alice}\nspec:\n  services:\n  - {name: web, image: quay.io/x/y:1, port: 80}\n",
     );
-    let err = validate_deployment(&inline, None, "alice", &config).unwrap_err();
+    let err = validate_deployment(&inline, None, "alice", &config.settings).unwrap_err();
     assert_eq!(err.reason, reasons::REGISTRY_NOT_ALLOWED);
     assert!(err.message.contains("quay.io"), "{}", err.message);
 }
@@ -577,7 +607,7 @@ fn host_label_must_fit() {
     let t: Template = fixture("template-web.yaml");
     let config = Config::for_tests();
     let long_user = "u".repeat(60);
-    let err = validate_deployment(&ud_for("web", ""), Some(&t.spec), &long_user, &config).unwrap_err();
+    let err = validate_deployment(&ud_for("web", ""), Some(&t.spec), &long_user, &config.settings).unwrap_err();
     assert_eq!(err.reason, reasons::INVALID_SPEC);
     assert!(err.message.contains("63"), "{}", err.message);
 }
@@ -632,7 +662,7 @@ fn oversized_map_values_are_refused() {
     let big = "x".repeat(crds::MAX_VALUE_LEN + 1);
     let t: Template = fixture("template-web.yaml");
     let ud = ud_for("web", &format!("  parameters:\n    GREETING: {big}\n"));
-    let err = validate_deployment(&ud, Some(&t.spec), "alice", &config).unwrap_err();
+    let err = validate_deployment(&ud, Some(&t.spec), "alice", &config.settings).unwrap_err();
     assert_eq!(err.reason, reasons::INVALID_SPEC);
     assert!(
         err.message.contains("spec.parameters.GREETING") && err.message.contains("4096"),
@@ -645,7 +675,7 @@ fn oversized_map_values_are_refused() {
         "web",
         &format!("  imageOverrides:\n    web: ghcr.io/{}\n", "x".repeat(600)),
     );
-    let err = validate_deployment(&ud, Some(&t.spec), "alice", &config).unwrap_err();
+    let err = validate_deployment(&ud, Some(&t.spec), "alice", &config.settings).unwrap_err();
     assert!(
         err.message.contains("spec.imageOverrides.web") && err.message.contains("512"),
         "{}",
@@ -656,7 +686,7 @@ fn oversized_map_values_are_refused() {
     let inline = deployment(&format!(
         "apiVersion: k8s-scheduler.io/v1alpha1\nkind: UserDeployment\nmetadata:\n  name: my-app\n  namespace: sandbox-alice\nspec:\n  parameters:\n{many}  services:\n  - name: web\n    image: nginx\n    port: 80\n"
     ));
-    let err = validate_deployment(&inline, None, "alice", &config).unwrap_err();
+    let err = validate_deployment(&inline, None, "alice", &config.settings).unwrap_err();
     assert!(
         err.message.contains("spec.parameters") && err.message.contains("100"),
         "{}",
@@ -665,14 +695,14 @@ fn oversized_map_values_are_refused() {
 
     let mut t: Template = fixture("template-web.yaml");
     t.spec.services[0].env.insert("GREETING".into(), big.clone());
-    let problems = validate_template(&t.spec, &config);
+    let problems = validate_template(&t.spec, &config.settings);
     assert!(
         problems
             .iter()
             .any(|p| p.contains("services[0].env.GREETING") && p.contains("4096")),
         "{problems:?}"
     );
-    let err = validate_deployment(&ud_for("web", ""), Some(&t.spec), "alice", &config).unwrap_err();
+    let err = validate_deployment(&ud_for("web", ""), Some(&t.spec), "alice", &config.settings).unwrap_err();
     assert_eq!(err.reason, reasons::TEMPLATE_INVALID);
 }
 
@@ -687,8 +717,8 @@ fn parameter_values_escape_variable_expansion() {
         "blog",
         "  parameters:\n    SITE_TITLE: \"$(DB_PASSWORD) costs $$5 or $x$\"\n  secretRefs: [DB_PASSWORD]\n",
     );
-    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config).expect("valid");
-    let c = build::deployment::build(&vd, &config);
+    let vd = validate_deployment(&ud, Some(&t.spec), "alice", &config.settings).expect("valid");
+    let c = build::deployment::build(&vd, &config.settings, &config.build);
     let env = env_of(&c.deployments[0]);
     assert_eq!(env["SITE_TITLE"], "$$(DB_PASSWORD) costs $$$$5 or $$x$$");
     // The template's own values keep their meaning (its author may use `$(VAR)` on purpose).
@@ -701,7 +731,7 @@ fn parameter_values_escape_variable_expansion() {
 #[test]
 fn sandbox_quota_limits_ephemeral_storage() {
     let sb: UserSandbox = fixture("sandbox-alice.yaml");
-    let c = build::sandbox::build(&sb, &Config::for_tests());
+    let c = build::sandbox::build(&sb, &BuildSettings::default());
     let hard = c.quota.spec.clone().unwrap().hard.unwrap();
     let plan = crds::Plan::Business.limits();
     assert_eq!(hard["requests.ephemeral-storage"].0, plan.requests_ephemeral_storage);
@@ -729,7 +759,7 @@ fn sandbox_quota_limits_ephemeral_storage() {
         ephemeral_storage: Some("300Gi".into()),
         ..Default::default()
     });
-    let hard = build::sandbox::build(&big, &Config::for_tests())
+    let hard = build::sandbox::build(&big, &BuildSettings::default())
         .quota
         .spec
         .unwrap()

@@ -1,14 +1,12 @@
-//! Desired child objects, built from validated specs. Pure: no client, no I/O.
+//! Desired child objects, built from validated specs as typed objects. Pure: no client, no I/O.
 
 pub mod deployment;
-pub mod names;
 pub mod sandbox;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
-use serde::de::DeserializeOwned;
 
 /// Label on every child: who manages it.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -37,18 +35,6 @@ pub fn owner_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
         uid: owner.uid().unwrap_or_default(),
         controller: Some(true),
         block_owner_deletion: Some(true),
-    }
-}
-
-/// Converts a JSON manifest into a typed object. The manifests are built in this module from
-/// fixed shapes, and every shape is exercised by unit tests, so a failure is a programming error.
-pub(crate) fn typed<T: DeserializeOwned>(value: serde_json::Value) -> T {
-    match serde_json::from_value(value) {
-        Ok(v) => v,
-        Err(e) => panic!(
-            "built manifest does not match its type {}: {e}",
-            std::any::type_name::<T>()
-        ),
     }
 }
 

@@ -44,7 +44,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use controller::config::Config;
-use controller::validate::validate_deployment;
 use crds::{Template, UserDeployment};
 use e2e::operator::{RUN_LABEL, create_deployment, ensure_crds, is_ready_condition, workspace_binary};
 use futures::{StreamExt, TryStreamExt, stream};
@@ -53,6 +52,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use policy::validate::validate_deployment;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -274,7 +274,7 @@ async fn wait_ready(client: &Client, namespaces: &[String], want: usize, started
 async fn create_sandbox_namespace(client: &Client, ns: &str, run: &str, per_sandbox: usize) -> Result<()> {
     let mut sb = sandbox_object(ns, run, ns, "raw", per_sandbox)?;
     sb.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
-    let children = controller::build::sandbox::build(&sb, &Config::for_tests());
+    let children = policy::build::sandbox::build(&sb, &Config::for_tests().build);
     let mut namespace = children.namespace;
     namespace.metadata.owner_references = None;
     namespace
@@ -335,8 +335,9 @@ async fn apply_raw_app(
 ) -> Result<()> {
     let mut ud = user_deployment(&format!("app-{i}"), ns, false);
     ud.metadata.uid = Some(format!("00000000-0000-0000-0000-{i:012}"));
-    let vd = validate_deployment(&ud, Some(&t.spec), "bench", config).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let mut children = controller::build::deployment::build(&vd, config);
+    let vd =
+        validate_deployment(&ud, Some(&t.spec), "bench", &config.settings).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut children = policy::build::deployment::build(&vd, &config.settings, &config.build);
     // No owner: the UserDeployment does not exist in this mode.
     for d in &mut children.deployments {
         d.metadata.owner_references = None;
@@ -583,7 +584,7 @@ async fn create_sandboxes(client: &Client, run: &str, k: usize, per_sandbox: usi
         Api::<Template>::namespaced(client.clone(), ns)
             .create(&PostParams::default(), &template(ns))
             .await?;
-        wait_quota_known(client, ns, controller::build::sandbox::QUOTA_NAME).await?;
+        wait_quota_known(client, ns, policy::build::sandbox::QUOTA_NAME).await?;
     }
     Ok(namespaces)
 }
@@ -948,7 +949,7 @@ where
 /// Records when each app's Deployment was first seen and first Available (apps named by the
 /// `k8s-scheduler.io/deployment` label). With `done`, Available also means done (raw apps).
 fn on_deployment(d: &Deployment, now: Instant, times: &mut BTreeMap<String, AppTimes>, done: bool) {
-    let Some(app) = d.labels().get(controller::build::DEPLOYMENT_LABEL) else {
+    let Some(app) = d.labels().get(policy::build::DEPLOYMENT_LABEL) else {
         return;
     };
     let t = times.entry(app.clone()).or_default();

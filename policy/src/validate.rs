@@ -9,7 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 
 use crate::build::owner_ref;
-use crate::config::Config;
+use crate::names;
+use crate::settings::{Settings, image_registry};
 
 /// Why a spec cannot be run: a condition reason and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,14 +112,14 @@ fn check_map<'a>(
 }
 
 /// Checks a template; returns every reason it is not valid (empty when it is).
-pub fn validate_template(spec: &TemplateSpec, config: &Config) -> Vec<String> {
+pub fn validate_template(spec: &TemplateSpec, settings: &Settings) -> Vec<String> {
     let mut reasons = Vec::new();
     let mut names = BTreeSet::new();
     if spec.services.is_empty() {
         reasons.push("services: a template needs at least one service".to_string());
     }
     for (i, s) in spec.services.iter().enumerate() {
-        reasons.extend(check_service(&format!("services[{i}]"), s, config));
+        reasons.extend(check_service(&format!("services[{i}]"), s, settings));
         if !names.insert(s.name.as_str()) {
             reasons.push(format!("services[{i}].name: duplicate service name {:?}", s.name));
         }
@@ -170,7 +171,7 @@ pub fn validate_template(spec: &TemplateSpec, config: &Config) -> Vec<String> {
     reasons
 }
 
-fn check_service(at: &str, s: &ServiceSpec, config: &Config) -> Vec<String> {
+fn check_service(at: &str, s: &ServiceSpec, settings: &Settings) -> Vec<String> {
     let mut reasons = Vec::new();
     if !crds::is_dns_label(&s.name, 20) {
         reasons.push(format!(
@@ -180,12 +181,12 @@ fn check_service(at: &str, s: &ServiceSpec, config: &Config) -> Vec<String> {
     }
     if s.image.is_empty() || s.image.contains(char::is_whitespace) {
         reasons.push(format!("{at}.image: {:?} is not an image reference", s.image));
-    } else if !config.allowed_registries.allows(&s.image) {
+    } else if !settings.allowed_registries.allows(&s.image) {
         reasons.push(format!(
             "{at}.image: registry {} of {:?} is not allowed (allowed: {})",
-            crate::config::image_registry(&s.image),
+            image_registry(&s.image),
             s.image,
-            config.allowed_registries.0.join(", ")
+            settings.allowed_registries.0.join(", ")
         ));
     }
     if !(1..=65535).contains(&s.port) {
@@ -236,12 +237,12 @@ pub fn validate_deployment(
     ud: &UserDeployment,
     template: Option<&TemplateSpec>,
     user_id: &str,
-    config: &Config,
+    settings: &Settings,
 ) -> Result<ValidatedDeployment, Invalid> {
     let name = ud.name_any();
     let namespace = ud.namespace().unwrap_or_default();
     let spec = &ud.spec;
-    let host_label = format!("{user_id}-{name}");
+    let host_label = names::host_label(user_id, &name);
     if !crds::is_dns_label(&host_label, 63) {
         return Err(Invalid::new(
             reasons::INVALID_SPEC,
@@ -251,7 +252,7 @@ pub fn validate_deployment(
 
     let (services, parameters): (&[ServiceSpec], &[TemplateParameter]) = match (template, &spec.services) {
         (Some(t), _) => {
-            let problems = validate_template(t, config);
+            let problems = validate_template(t, settings);
             if !problems.is_empty() {
                 return Err(Invalid::new(
                     reasons::TEMPLATE_INVALID,
@@ -280,7 +281,7 @@ pub fn validate_deployment(
             services: services.to_vec(),
             ingress: None,
         };
-        let problems = validate_template(&pseudo, config);
+        let problems = validate_template(&pseudo, settings);
         if let Some(first) = problems.iter().find(|p| p.contains("is not allowed")) {
             return Err(Invalid::new(reasons::REGISTRY_NOT_ALLOWED, format!("spec.{first}")));
         }
@@ -332,15 +333,15 @@ pub fn validate_deployment(
                 format!("image of service {:?} is not an image reference", s.name),
             ));
         }
-        if !config.allowed_registries.allows(&s.image) {
+        if !settings.allowed_registries.allows(&s.image) {
             return Err(Invalid::new(
                 reasons::REGISTRY_NOT_ALLOWED,
                 format!(
                     "image {:?} of service {:?} comes from registry {}, which is not allowed (allowed: {})",
                     s.image,
                     s.name,
-                    crate::config::image_registry(&s.image),
-                    config.allowed_registries.0.join(", ")
+                    image_registry(&s.image),
+                    settings.allowed_registries.0.join(", ")
                 ),
             ));
         }
@@ -437,10 +438,10 @@ pub fn validate_deployment(
         _ => None,
     };
 
-    let host = format!("{host_label}.{}", config.deployment_domain);
+    let host = names::host(user_id, &name, &settings.deployment_domain);
     Ok(ValidatedDeployment {
-        secret_name: crate::build::names::secret(&name, spec.secret_name.as_deref()),
-        public_url: config.app_url(&host),
+        secret_name: names::secret(&name, spec.secret_name.as_deref()),
+        public_url: settings.app_url(&host),
         host,
         owner: owner_ref(ud),
         name,

@@ -47,7 +47,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use controller::build::{DEPLOYMENT_LABEL, VISIBILITY_LABEL};
 use controller::gateway::HTTPRoute;
 use crds::{Template, UserDeployment, UserSandbox};
 use e2e::operator::{ControllerProcess, RUN_LABEL, ensure_crds, is_ready_condition, workspace_binary};
@@ -62,6 +61,7 @@ use kube::api::{
 };
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use policy::build::{DEPLOYMENT_LABEL, VISIBILITY_LABEL};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -564,7 +564,7 @@ impl Subject<'_> {
 
     /// Name of its HTTPRoute (the controller names it after the app).
     fn route(&self) -> String {
-        controller::build::names::app_object(self.name())
+        policy::names::app_object(self.name())
     }
 }
 
@@ -929,7 +929,7 @@ struct DirectObjects {
 impl DirectRecipe {
     /// Name of a direct app's Deployment and Service (the controller's `<app>-<service>`).
     fn child_name(app: &str) -> String {
-        controller::build::names::child(app, "web")
+        policy::names::child(app, "web")
     }
 
     /// Reads what the controller made for the platform app `app`.
@@ -1020,7 +1020,7 @@ impl DirectRecipe {
         for c in &mut pod.containers {
             for e in c.env.iter_mut().flatten() {
                 if e.name == GREETING {
-                    e.value = Some(controller::build::deployment::escape_expansion(greeting));
+                    e.value = Some(policy::build::deployment::escape_expansion(greeting));
                     set += 1;
                 }
             }
@@ -1248,7 +1248,7 @@ async fn create_sandbox(client: &Client, names: &RunNames) -> Result<()> {
     let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), ns);
     e2e::wait_for(
         &quotas,
-        controller::build::sandbox::QUOTA_NAME,
+        policy::build::sandbox::QUOTA_NAME,
         Duration::from_secs(120),
         "quota usage known for every limited resource",
         |q: Option<&ResourceQuota>| {
@@ -1644,7 +1644,7 @@ fn commit() -> String {
 mod tests {
     use super::*;
     use controller::config::{Config, Routing};
-    use controller::validate::validate_deployment;
+    use policy::validate::validate_deployment;
 
     #[test]
     fn flags_have_defaults_and_unknown_ones_are_refused() {
@@ -1693,8 +1693,8 @@ mod tests {
     /// from the cluster.
     fn recipe() -> DirectRecipe {
         let mut config = Config::for_tests();
-        config.routing = Routing::Gateway;
-        config.deployment_domain = "localhost".into();
+        config.build.routing = Routing::Gateway;
+        config.settings.deployment_domain = "localhost".into();
         let template: Value =
             serde_yaml::from_str(&std::fs::read_to_string(e2e::repo_path(TEMPLATE_FILE)).unwrap()).unwrap();
         let template: Template = serde_json::from_value(template).unwrap();
@@ -1704,8 +1704,8 @@ mod tests {
             "spec": { "templateRef": { "name": TEMPLATE }, "parameters": { GREETING: "warm greeting" } },
         }))
         .unwrap();
-        let vd = validate_deployment(&ud, Some(&template.spec), DEV_USER, &config).unwrap();
-        let mut children = controller::build::deployment::build(&vd, &config);
+        let vd = validate_deployment(&ud, Some(&template.spec), DEV_USER, &config.settings).unwrap();
+        let mut children = policy::build::deployment::build(&vd, &config.settings, &config.build);
         // The cluster fills in a ClusterIP; the recipe must not copy it.
         children.services[0].spec.as_mut().unwrap().cluster_ip = Some("10.96.0.99".into());
         DirectRecipe {
