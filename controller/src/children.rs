@@ -16,6 +16,7 @@ use k8s_openapi::NamespaceResourceScope;
 pub use k8s_openapi::api::apps::v1::Deployment;
 pub use k8s_openapi::api::core::v1::{ConfigMap, Service};
 pub use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+pub use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use policy::build::deployment::DeploymentChildren;
@@ -37,6 +38,7 @@ macro_rules! each_child_kind {
             $crate::children::ConfigMap,
             $crate::children::Deployment,
             $crate::children::Service,
+            $crate::children::PodDisruptionBudget,
             $crate::children::NetworkPolicy,
             $crate::children::Ingress,
             $crate::children::HTTPRoute
@@ -99,6 +101,7 @@ macro_rules! meta_child {
 
 meta_child!(ConfigMap, "ConfigMap", |c| &c.config_maps);
 meta_child!(Service, "Service", |c| &c.services);
+meta_child!(PodDisruptionBudget, "PodDisruptionBudget", |c| &c.disruption_budgets);
 meta_child!(NetworkPolicy, "NetworkPolicy", |c| c.network_policy.as_slice());
 meta_child!(Ingress, "Ingress", |c| c.ingress.as_slice());
 

@@ -1161,6 +1161,11 @@ const OPERATOR_RULES: &[(&str, &str, &[&str])] = &[
         &["list", "watch", "create", "patch", "delete"],
     ),
     (
+        "policy",
+        "poddisruptionbudgets",
+        &["list", "watch", "create", "patch", "delete"],
+    ),
+    (
         "gateway.networking.k8s.io",
         "httproutes",
         &["list", "watch", "create", "patch", "delete"],

@@ -20,7 +20,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Pod, ResourceQuota, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
 };
@@ -439,6 +441,51 @@ async fn two_service_deployment_lifecycle() -> Result<()> {
         wait_until_gone(&deployments, "blog-db", TIMEOUT).await?;
         wait_until_gone(&services, "blog-db", TIMEOUT).await?;
 
+        // Two replicas: a PodDisruptionBudget keeps a drain to one pod at a time; back to one,
+        // it goes (a budget for a single pod would block every drain).
+        let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+        let scale = |n: i32| {
+            let uds = uds.clone();
+            async move {
+                uds.patch(
+                    "blog",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "spec": { "replicas": n } })),
+                )
+                .await
+            }
+        };
+        scale(2).await?;
+        let pdb = wait_for(
+            &budgets,
+            "blog-web",
+            TIMEOUT,
+            "PodDisruptionBudget",
+            |p: Option<&PodDisruptionBudget>| p.is_some(),
+        )
+        .await?;
+        let spec = pdb.spec.unwrap();
+        assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+        assert_eq!(
+            spec.selector.and_then(|s| s.match_labels),
+            deployments
+                .get("blog-web")
+                .await?
+                .spec
+                .and_then(|s| s.selector.match_labels)
+        );
+        scale(1).await?;
+        wait_until_gone(&budgets, "blog-web", TIMEOUT).await?;
+        scale(2).await?;
+        wait_for(
+            &budgets,
+            "blog-web",
+            TIMEOUT,
+            "PodDisruptionBudget again",
+            |p: Option<&PodDisruptionBudget>| p.is_some(),
+        )
+        .await?;
+
         // Deleting the UserDeployment removes every child.
         uds.delete("blog", &DeleteParams::default()).await?;
         wait_until_gone(&uds, "blog", TIMEOUT).await?;
@@ -448,7 +495,8 @@ async fn two_service_deployment_lifecycle() -> Result<()> {
                 + names::<Service>(&client, ns, sel).await?.len()
                 + route_names(&client, ns, sel).await?.len()
                 + names::<NetworkPolicy>(&client, ns, sel).await?.len()
-                + names::<ConfigMap>(&client, ns, sel).await?.len();
+                + names::<ConfigMap>(&client, ns, sel).await?.len()
+                + names::<PodDisruptionBudget>(&client, ns, sel).await?.len();
             Ok((left == 0).then_some(()))
         })
         .await

@@ -27,7 +27,7 @@ pub fn sandbox_namespace(pattern: &str, user_id: &str) -> String {
     pattern.replacen("%s", user_id, 1)
 }
 
-/// Deployment and Service of one service of an app: `<app>-<service>`.
+/// Deployment, Service and PodDisruptionBudget of one service of an app: `<app>-<service>`.
 pub fn child(app: &str, service: &str) -> String {
     format!("{app}-{service}")
 }
@@ -76,6 +76,7 @@ pub fn claimed(app: &str, services: &[&str], secret_name: Option<&str>) -> Vec<(
     for s in services {
         out.push(("Deployment", child(app, s)));
         out.push(("Service", child(app, s)));
+        out.push(("PodDisruptionBudget", child(app, s)));
         out.push(("ConfigMap", config_map(app, s)));
         out.push(("Secret", service_secret(app, s)));
     }

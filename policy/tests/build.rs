@@ -412,6 +412,43 @@ fn internal_app_has_no_ingress_and_only_sandbox_traffic() {
 }
 
 #[test]
+fn services_with_two_or_more_replicas_get_a_disruption_budget() {
+    let t: Template = fixture("template-internal-worker.yaml");
+    let config = Config::for_tests();
+    let children = |extra: &str| {
+        let vd = validate_deployment(&ud_for("worker", extra), Some(&t.spec), "alice", &config.settings).unwrap();
+        build::deployment::build(&vd, &config.settings, &config.build)
+    };
+    let c = children("  replicas: 3\n");
+    assert_eq!(c.disruption_budgets.len(), 1);
+    let pdb = &c.disruption_budgets[0];
+    let d = &c.deployments[0];
+    assert_eq!(
+        pdb.metadata.name, d.metadata.name,
+        "named like the Deployment it guards"
+    );
+    assert_eq!(pdb.metadata.labels, d.metadata.labels);
+    assert_eq!(pdb.metadata.owner_references, d.metadata.owner_references);
+    let spec = pdb.spec.as_ref().unwrap();
+    assert_eq!(
+        spec.max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
+    assert_eq!(spec.min_available, None);
+    assert_eq!(spec.selector.as_ref(), Some(&d.spec.as_ref().unwrap().selector));
+    // One replica: a budget would block every drain. Suspended: nothing to guard.
+    assert!(children("  replicas: 1\n").disruption_budgets.is_empty());
+    assert!(
+        children("  replicas: 3\n  suspend: true\n")
+            .disruption_budgets
+            .is_empty()
+    );
+    assert!(
+        policy::names::claimed("worker", &["app"], None).contains(&("PodDisruptionBudget", "worker-app".to_string()))
+    );
+}
+
+#[test]
 fn suspended_scales_to_zero_and_image_override_applies() {
     let t: Template = fixture("template-web.yaml");
     let config = Config::for_tests();

@@ -16,6 +16,7 @@ use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
     IngressTLS, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec, ServiceBackendPort,
 };
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -51,6 +52,8 @@ pub struct DeploymentChildren {
     /// When `CLUSTER_SECRET_STORE` is set and the app has secrets: the app's Secret's, then one
     /// per service (its own values).
     pub external_secrets: Vec<DynamicObject>,
+    /// One per service with two or more replicas.
+    pub disruption_budgets: Vec<PodDisruptionBudget>,
 }
 
 /// The Secret with one service's own secret values (written by the HTTP server).
@@ -102,6 +105,7 @@ pub fn build(vd: &ValidatedDeployment, settings: &Settings, config: &BuildSettin
         out.deployments.push(deployment(vd, svc, cm.as_ref()));
         out.services.push(service(vd, svc));
         out.config_maps.extend(cm);
+        out.disruption_budgets.extend(disruption_budget(vd, svc));
     }
     match config.routing {
         Routing::Gateway => out.http_route = http_route(vd, config),
@@ -341,6 +345,24 @@ fn service(vd: &ValidatedDeployment, svc: &ResolvedService) -> Service {
         }),
         ..Default::default()
     }
+}
+
+/// A PodDisruptionBudget for a service with two or more replicas: a node drain or cluster
+/// upgrade then evicts its pods one at a time (`maxUnavailable: 1`) instead of all at once. A
+/// single replica gets none: a budget for it would block every drain.
+fn disruption_budget(vd: &ValidatedDeployment, svc: &ResolvedService) -> Option<PodDisruptionBudget> {
+    if svc.replicas < 2 {
+        return None;
+    }
+    Some(PodDisruptionBudget {
+        metadata: metadata(vd, &child_name(vd, &svc.spec.name), Some(&svc.spec.name)),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(pod_selector(vd, &svc.spec.name)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
 }
 
 /// The app's Ingress. No `ingressClassName` without `INGRESS_CLASS` (the cluster's default
