@@ -4,16 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crds::conditions::{DEGRADED, PROGRESSING, READY, reasons};
-use crds::deployment::ServiceStatus;
-use crds::{DeploymentPhase, Template, TemplateSpec, UserDeployment, UserDeploymentStatus, UserSandbox};
+use crds::conditions::{PROGRESSING, READY, reasons};
+use crds::{Template, TemplateSpec, UserDeployment, UserDeploymentStatus, UserSandbox};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::Ingress;
+use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use policy::build::deployment::{DeploymentChildren, build, external_secret_resource};
@@ -22,13 +21,12 @@ use policy::names;
 use policy::templates;
 use policy::validate::{Invalid, ValidatedDeployment, validate_deployment};
 
-use super::{Context, DEPLOYMENT_FINALIZER, Error, FIELD_MANAGER, condition, same_conditions, status_params};
+use super::{Context, DEPLOYMENT_FINALIZER, Error, FIELD_MANAGER, same_conditions, status, status_params};
 use crate::child_cache::{RolloutState, key_of};
 use crate::children;
 use crate::conflict::{self, NamespaceOwner};
 use crate::diagnose::{Diagnosis, diagnose};
 use crate::gateway::HTTPRoute;
-use crate::metrics::Metrics;
 
 const KIND: &str = "UserDeployment";
 
@@ -52,7 +50,7 @@ pub const FIRST_STATUS_GRACE: Duration = Duration::from_secs(3);
 
 /// Reconciles one UserDeployment.
 pub async fn reconcile(ud: Arc<UserDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.timed(KIND, reconcile_with_finalizer(ud, &ctx)).await
+    ctx.timed(KIND, ud_key(&ud), reconcile_with_finalizer(ud, &ctx)).await
 }
 
 /// Retry policy for failed reconciles.
@@ -321,15 +319,6 @@ async fn apply(
         prune(ud, ctx, &children).await?;
     }
 
-    let services: Vec<ServiceStatus> = rollouts
-        .iter()
-        .zip(&vd.services)
-        .map(|(r, s)| ServiceStatus {
-            name: s.spec.name.clone(),
-            replicas: s.replicas,
-            ready_replicas: r.ready,
-        })
-        .collect();
     let ready = rollouts.iter().all(RolloutState::available);
     // What the Gateway made of the route (from the HTTPRoute watch): reported, not waited for.
     let route_refusal = children
@@ -354,21 +343,19 @@ async fn apply(
     } else {
         DIAGNOSE_AFTER
     };
-    let problems = Problems { stuck, route_refusal };
-    write_ready_status(ud, ctx, &vd, services, ready, problems, hash).await?;
+    let observed = status::Observed {
+        app: &vd,
+        rollouts: &rollouts,
+        stuck,
+        route_refusal,
+        children_hash: hash,
+    };
+    write_status(ud, ctx, status::running(ud, observed, &now())).await?;
     Ok(if ready {
         Action::await_change()
     } else {
         Action::requeue(recheck)
     })
-}
-
-/// What is wrong with an app that has its children: reported in status, not retried.
-struct Problems {
-    /// Why its pods do not become ready ([`stuck_reason`]).
-    stuck: Option<Diagnosis>,
-    /// Why the Gateway refused its HTTPRoute.
-    route_refusal: Option<String>,
 }
 
 /// Why a rollout that has not progressed for [`DIAGNOSE_AFTER`] is stuck, from its pods (one
@@ -467,13 +454,13 @@ fn child_names(c: &DeploymentChildren) -> Vec<String> {
 }
 
 async fn apply_external_secret(ctx: &Context, ns: &str, es: &DynamicObject) -> Result<(), Error> {
-    ctx.ensure_leader()?;
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &external_secret_resource());
-    ctx.metrics.writes.get_or_create(&Metrics::kind(KIND)).inc();
-    api.patch(
-        &es.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(es),
+    let name = es.name_any();
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    ctx.write(
+        KIND,
+        format!("apply ExternalSecret {ns}/{name}"),
+        api.patch(&name, &params, &Patch::Apply(es)),
     )
     .await?;
     Ok(())
@@ -513,14 +500,7 @@ fn selector(ud: &UserDeployment) -> String {
 /// Ordered cleanup: the route first (stop traffic), then workloads, then secrets.
 async fn cleanup(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
     let ns = ud.namespace().unwrap_or_default();
-    let previous = ud.status.clone().unwrap_or_default();
-    let status = UserDeploymentStatus {
-        phase: DeploymentPhase::Deleting,
-        ..previous.clone()
-    };
-    if needs_write(ctx, ud, &previous, &status) {
-        patch_status(ud, ctx, &status).await?;
-    }
+    write_status(ud, ctx, status::deleting(ud)).await?;
     let sel = selector(ud);
     children::prune_all(ctx, KIND, &ns, &sel, None).await?;
     // Last the ExternalSecret; the Secret it fills is owned by it (creationPolicy Owner), and a
@@ -562,22 +542,8 @@ async fn refuse(ud: &UserDeployment, ctx: &Context, invalid: Invalid) -> Result<
 /// Reports an invalid spec in status (phase Error, Degraded with the reason) and waits for a
 /// change: no retry storm. Running children are left as they are.
 async fn report_invalid(ud: &UserDeployment, ctx: &Context, invalid: Invalid) -> Result<Action, Error> {
-    let previous = ud.status.clone().unwrap_or_default();
-    let generation = ud.meta().generation;
-    let p = &previous.conditions;
-    let status = UserDeploymentStatus {
-        phase: DeploymentPhase::Error,
-        url: None,
-        services: previous.services.clone(),
-        observed_generation: generation,
-        conditions: vec![
-            condition(p, READY, false, invalid.reason, invalid.message.clone(), generation),
-            condition(p, PROGRESSING, false, invalid.reason, String::new(), generation),
-            condition(p, DEGRADED, true, invalid.reason, invalid.message.clone(), generation),
-        ],
-        children_hash: previous.children_hash.clone(),
-    };
-    if needs_write(ctx, ud, &previous, &status) {
+    let status = status::refused(ud, &invalid, &now());
+    if needs_write(ctx, ud, &ud.status.clone().unwrap_or_default(), &status) {
         tracing::info!(namespace = ?ud.namespace(), name = %ud.name_any(), reason = invalid.reason, message = %invalid.message, "spec cannot be run");
         ctx.warn(ud, invalid.reason, invalid.message).await;
         patch_status(ud, ctx, &status).await?;
@@ -586,80 +552,16 @@ async fn report_invalid(ud: &UserDeployment, ctx: &Context, invalid: Invalid) ->
     Ok(Action::await_change())
 }
 
-async fn write_ready_status(
-    ud: &UserDeployment,
-    ctx: &Context,
-    vd: &ValidatedDeployment,
-    services: Vec<ServiceStatus>,
-    ready: bool,
-    problems: Problems,
-    hash: String,
-) -> Result<(), Error> {
-    let Problems { stuck, route_refusal } = problems;
-    let previous = ud.status.clone().unwrap_or_default();
-    let generation = ud.meta().generation;
-    let p = &previous.conditions;
-    let suspended = ud.spec.suspend;
-    let (ready_reason, ready_msg) = match (ready, suspended) {
-        (true, true) => (
-            reasons::SUSPENDED,
-            "suspended: every service is scaled to zero".to_string(),
-        ),
-        (true, false) => (reasons::AVAILABLE, "every service is available".to_string()),
-        (false, _) if stuck.is_some() => {
-            let d = stuck.as_ref().expect("checked");
-            (d.reason, d.message.clone())
-        }
-        (false, _) => {
-            let waiting: Vec<String> = services
-                .iter()
-                .filter(|s| s.ready_replicas < s.replicas)
-                .map(|s| format!("{} {}/{}", s.name, s.ready_replicas, s.replicas))
-                .collect();
-            (
-                reasons::ROLLING_OUT,
-                format!("waiting for pods: {}", waiting.join(", ")),
-            )
-        }
-    };
-    let status = UserDeploymentStatus {
-        phase: if ready {
-            DeploymentPhase::Ready
-        } else if stuck.is_some() {
-            DeploymentPhase::Error
-        } else {
-            DeploymentPhase::Provisioning
-        },
-        url: vd.url(),
-        services,
-        observed_generation: generation,
-        conditions: vec![
-            condition(p, READY, ready, ready_reason, ready_msg, generation),
-            condition(
-                p,
-                PROGRESSING,
-                !ready,
-                if ready {
-                    reasons::AVAILABLE
-                } else {
-                    reasons::ROLLING_OUT
-                },
-                String::new(),
-                generation,
-            ),
-            // A failing service explains more than a refused route: it wins.
-            match (&stuck, route_refusal) {
-                (Some(d), _) => condition(p, DEGRADED, true, d.reason, d.message.clone(), generation),
-                (None, Some(why)) => condition(p, DEGRADED, true, reasons::ROUTE_NOT_ACCEPTED, why, generation),
-                (None, None) => condition(p, DEGRADED, false, reasons::AS_EXPECTED, String::new(), generation),
-            },
-        ],
-        children_hash: Some(hash),
-    };
-    if needs_write(ctx, ud, &previous, &status) {
+/// Writes `status` unless the API has it already.
+async fn write_status(ud: &UserDeployment, ctx: &Context, status: UserDeploymentStatus) -> Result<(), Error> {
+    if needs_write(ctx, ud, &ud.status.clone().unwrap_or_default(), &status) {
         patch_status(ud, ctx, &status).await?;
     }
     Ok(())
+}
+
+fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
 }
 
 /// The fingerprint of this process's last status write to `ud`, if the cached `ud` does not show
@@ -703,14 +605,12 @@ fn status_changed(a: &UserDeploymentStatus, b: &UserDeploymentStatus) -> bool {
 }
 
 async fn patch_status(ud: &UserDeployment, ctx: &Context, status: &UserDeploymentStatus) -> Result<(), Error> {
-    ctx.ensure_leader()?;
     let first_applied = ctx
         .first_status
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&ud_key(ud));
     let api: Api<UserDeployment> = Api::namespaced(ctx.client.clone(), &ud.namespace().unwrap_or_default());
-    ctx.metrics.writes.get_or_create(&Metrics::kind(KIND)).inc();
     tracing::debug!(
         namespace = ?ud.namespace(),
         name = %ud.name_any(),
@@ -723,12 +623,11 @@ async fn patch_status(ud: &UserDeployment, ctx: &Context, status: &UserDeploymen
     if status.url.is_none() {
         body["url"] = serde_json::Value::Null;
     }
-    match api
-        .patch_status(
-            &ud.name_any(),
-            &status_params(),
-            &Patch::Merge(json!({ "status": body })),
-        )
+    let name = ud.name_any();
+    let step = format!("status of {KIND} {}", ud_key(ud));
+    let patch = Patch::Merge(json!({ "status": body }));
+    match ctx
+        .write(KIND, step, api.patch_status(&name, &status_params(), &patch))
         .await
     {
         Ok(_) => {
@@ -740,7 +639,7 @@ async fn patch_status(ud: &UserDeployment, ctx: &Context, status: &UserDeploymen
             Ok(())
         }
         // Deleted meanwhile: nothing to report on.
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod deployment;
 pub mod sandbox;
+pub mod status;
 pub mod template;
 
 use std::fmt::Debug;
@@ -36,6 +37,15 @@ pub enum Error {
     /// A Kubernetes API call failed; retried with backoff.
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// A step of a reconcile failed at the API: which step, on which object.
+    #[error("{step}: {source}")]
+    Api {
+        /// What was being done, e.g. `apply Deployment sandbox-a/shop-web`.
+        step: String,
+        /// What the API said.
+        #[source]
+        source: kube::Error,
+    },
     /// This replica is not the leader (any more); nothing was written.
     #[error("not the leader: refusing to write")]
     NotLeader,
@@ -50,15 +60,36 @@ pub enum Error {
 impl Error {
     /// Short category, used as a metric label.
     pub fn category(&self) -> &'static str {
-        match self {
-            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
-            Error::Kube(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => "invalid",
-            Error::Kube(kube::Error::Api(s)) if s.code == 403 => "forbidden",
-            Error::Kube(_) => "api",
-            Error::NotLeader => "not_leader",
-            Error::StaleCache => "conflict",
-            Error::Finalizer(_) => "finalizer",
+        match (self, self.kube().map(api_code)) {
+            (_, Some(Some(409))) => "conflict",
+            (_, Some(Some(422 | 400))) => "invalid",
+            (_, Some(Some(403))) => "forbidden",
+            (_, Some(_)) => "api",
+            (Error::NotLeader, _) => "not_leader",
+            (Error::StaleCache, _) => "conflict",
+            (Error::Finalizer(_), _) => "finalizer",
+            (Error::Kube(_) | Error::Api { .. }, None) => "api",
         }
+    }
+
+    /// The API's error, if the API failed.
+    pub fn kube(&self) -> Option<&kube::Error> {
+        match self {
+            Error::Kube(e) | Error::Api { source: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether the API answered 404 Not Found.
+    pub fn is_not_found(&self) -> bool {
+        self.kube().and_then(api_code) == Some(404)
+    }
+}
+
+fn api_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
     }
 }
 
@@ -281,6 +312,24 @@ impl Context {
         }
     }
 
+    /// The one place every write of the controller goes through: refused unless this replica
+    /// leads, counted in `writes{kind="<parent_kind>"}`, and a failure names `step` (what was
+    /// being done to which object). `call` is a future not yet polled: nothing is sent unless
+    /// the check passes.
+    pub async fn write<T>(
+        &self,
+        parent_kind: &str,
+        step: impl std::fmt::Display,
+        call: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, Error> {
+        self.ensure_leader()?;
+        self.metrics.writes.get_or_create(&Metrics::kind(parent_kind)).inc();
+        call.await.map_err(|source| Error::Api {
+            step: step.to_string(),
+            source,
+        })
+    }
+
     /// Server-side applies `obj` under the one field manager (forcing ownership of our fields)
     /// and returns the object as stored.
     pub async fn apply<K>(&self, parent_kind: &str, obj: &K) -> Result<K, Error>
@@ -288,16 +337,16 @@ impl Context {
         K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
         K::Scope: ApiScope,
     {
-        self.ensure_leader()?;
         let api: Api<K> = K::Scope::api(self.client.clone(), obj.namespace().as_deref());
-        self.metrics.writes.get_or_create(&Metrics::kind(parent_kind)).inc();
-        Ok(api
-            .patch(
-                &obj.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(obj),
-            )
-            .await?)
+        let name = obj.name_any();
+        let step = format!(
+            "apply {} {}",
+            K::kind(&()),
+            object_path(obj.namespace().as_deref(), &name)
+        );
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        self.write(parent_kind, step, api.patch(&name, &params, &Patch::Apply(obj)))
+            .await
     }
 
     /// Applies a child unless the cache says the same content is already in place untouched.
@@ -353,10 +402,16 @@ impl Context {
     where
         K: Resource + Clone + Debug + DeserializeOwned,
     {
+        let kind = api.resource_url().rsplit('/').next().unwrap_or_default().to_string();
         let list = match api.list_metadata(&ListParams::default().labels(selector)).await {
             Ok(list) => list,
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(0),
-            Err(e) => return Err(e.into()),
+            Err(source) => {
+                return Err(Error::Api {
+                    step: format!("list {kind} ({selector})"),
+                    source,
+                });
+            }
         };
         let mut deleted = 0;
         for obj in list.items {
@@ -364,12 +419,17 @@ impl Context {
             if keep.contains(&name) || obj.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            self.ensure_leader()?;
-            self.metrics.writes.get_or_create(&Metrics::kind(parent_kind)).inc();
-            match api.delete(&name, &DeleteParams::background()).await {
+            let step = format!(
+                "delete {kind} {}",
+                object_path(obj.metadata.namespace.as_deref(), &name)
+            );
+            match self
+                .write(parent_kind, step, api.delete(&name, &DeleteParams::background()))
+                .await
+            {
                 Ok(_) => deleted += 1,
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(e.into()),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(deleted)
@@ -393,13 +453,19 @@ impl Context {
     }
 
     /// Runs one reconcile, counting it and timing it for the metrics.
+    /// The reconcile runs in a span `reconcile{kind, object}`, so everything it logs names the
+    /// object (kube-runtime's own span covers only the creation of the future, not its run).
     pub async fn timed(
         &self,
         kind: &str,
+        object: String,
         reconcile: impl Future<Output = Result<Action, Error>>,
     ) -> Result<Action, Error> {
+        use tracing::Instrument as _;
         let started = std::time::Instant::now();
-        let result = reconcile.await;
+        let result = reconcile
+            .instrument(tracing::info_span!("reconcile", kind, object = %object))
+            .await;
         let labels = Metrics::kind(kind);
         self.metrics.reconciles.get_or_create(&labels).inc();
         self.metrics
@@ -420,13 +486,21 @@ impl Context {
             .inc();
         match error {
             Error::NotLeader => Action::requeue(Duration::from_secs(5)),
-            Error::Kube(kube::Error::Api(s)) if s.code == 409 => Action::requeue(Duration::from_millis(200)),
+            e if e.category() == "conflict" => Action::requeue(Duration::from_millis(200)),
             Error::StaleCache => Action::requeue(Duration::from_millis(200)),
             _ => {
                 tracing::warn!(kind, name, error = %error, category = error.category(), "reconcile failed; retrying");
                 Action::requeue(Duration::from_secs(5))
             }
         }
+    }
+}
+
+/// `namespace/name`, or `name` for a cluster-scoped object.
+pub fn object_path(namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_string(),
     }
 }
 
@@ -467,12 +541,26 @@ pub fn condition(
     message: String,
     generation: Option<i64>,
 ) -> Condition {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    condition_at(previous, type_, status, reason, message, generation, &now)
+}
+
+/// [`condition`] at time `now` (the pure form: `now` is the transition time if the status changed).
+pub fn condition_at(
+    previous: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
     let status = if status { "True" } else { "False" }.to_string();
     let last_transition_time = previous
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
         .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
+        .unwrap_or_else(|| now.clone());
     Condition {
         type_: type_.to_string(),
         status,

@@ -15,14 +15,13 @@ use serde_json::json;
 
 use super::{Context, Error, condition, same_conditions, status_params};
 use crate::conflict;
-use crate::metrics::Metrics;
 use policy::build::{self, MANAGED_BY, MANAGER, SANDBOX_LABEL};
 
 const KIND: &str = "UserSandbox";
 
 /// Reconciles one UserSandbox.
 pub async fn reconcile(sb: Arc<UserSandbox>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.timed(KIND, reconcile_inner(&sb, &ctx)).await
+    ctx.timed(KIND, sb.name_any(), reconcile_inner(&sb, &ctx)).await
 }
 
 /// Retry policy for failed sandbox reconciles.
@@ -178,9 +177,7 @@ async fn write_status(
     {
         return Ok(());
     }
-    ctx.ensure_leader()?;
     let api: Api<UserSandbox> = Api::all(ctx.client.clone());
-    ctx.metrics.writes.get_or_create(&Metrics::kind(KIND)).inc();
     // A merge patch keeps fields it does not name: `null` clears the namespace of a sandbox that
     // lost it (apps are placed only in the namespace its status names).
     let mut body = serde_json::to_value(&status).unwrap_or_default();
@@ -190,10 +187,12 @@ async fn write_status(
     if status.usage.is_none() {
         body["usage"] = serde_json::Value::Null;
     }
-    api.patch_status(
-        &sb.name_any(),
-        &status_params(),
-        &Patch::Merge(json!({ "status": body })),
+    let name = sb.name_any();
+    let patch = Patch::Merge(json!({ "status": body }));
+    ctx.write(
+        KIND,
+        format!("status of {KIND} {name}"),
+        api.patch_status(&name, &status_params(), &patch),
     )
     .await?;
     Ok(())

@@ -10,14 +10,18 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::{Context, Error, condition, same_conditions, status_params};
-use crate::metrics::Metrics;
 use policy::validate::validate_template;
 
 const KIND: &str = "Template";
 
 /// Reconciles one Template: validates it and writes the result to status.
 pub async fn reconcile(t: Arc<Template>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.timed(KIND, reconcile_inner(&t, &ctx)).await
+    ctx.timed(
+        KIND,
+        format!("{}/{}", t.namespace().unwrap_or_default(), t.name_any()),
+        reconcile_inner(&t, &ctx),
+    )
+    .await
 }
 
 /// Retry policy for failed template reconciles.
@@ -66,13 +70,14 @@ async fn reconcile_inner(t: &Template, ctx: &Context) -> Result<Action, Error> {
     if !valid {
         ctx.warn(t, reasons::INVALID, message).await;
     }
-    ctx.ensure_leader()?;
-    let api: Api<Template> = Api::namespaced(ctx.client.clone(), &t.namespace().unwrap_or_default());
-    ctx.metrics.writes.get_or_create(&Metrics::kind(KIND)).inc();
-    api.patch_status(
-        &t.name_any(),
-        &status_params(),
-        &Patch::Merge(json!({ "status": status })),
+    let ns = t.namespace().unwrap_or_default();
+    let api: Api<Template> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = t.name_any();
+    let patch = Patch::Merge(json!({ "status": status }));
+    ctx.write(
+        KIND,
+        format!("status of {KIND} {ns}/{name}"),
+        api.patch_status(&name, &status_params(), &patch),
     )
     .await?;
     Ok(Action::await_change())
