@@ -7,6 +7,8 @@ pub mod children;
 pub mod config;
 pub mod conflict;
 pub mod diagnose;
+#[cfg(test)]
+mod fake_api;
 pub mod gateway;
 pub mod leader;
 pub mod lean;

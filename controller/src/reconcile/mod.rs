@@ -2,6 +2,8 @@
 //! write status. Only the leader writes: every write goes through [`Context`], which checks.
 
 pub mod deployment;
+#[cfg(test)]
+mod invariants;
 pub mod sandbox;
 pub mod status;
 pub mod template;

@@ -1,0 +1,199 @@
+//! The reconciler's write discipline, pinned against a recording fake of the API
+//! ([`crate::fake_api`]), in milliseconds and without a cluster:
+//! - a new app gets its children and exactly one status write (Ready: the fake rolls out at once);
+//! - a repeat reconcile with nothing changed makes no write at all;
+//! - a restart (new caches) over the existing objects makes no changing write;
+//! - a changed parameter re-applies only the Deployment it reaches.
+//!
+//! `hack/bench` measures the same at scale on a real API server; these catch a regression in CI.
+
+use std::sync::Arc;
+
+use crds::{Template, UserDeployment, UserSandbox};
+use kube::runtime::reflector;
+use kube::runtime::watcher::Event;
+use serde_json::json;
+
+use super::{Conflicts, Context, Stores, deployment};
+use crate::child_cache::ChildCache;
+use crate::config::Config;
+use crate::fake_api::{Call, FakeApi};
+use crate::leader::Leader;
+use crate::metrics::Metrics;
+
+const NS: &str = "sandbox-alice";
+
+fn sandbox() -> UserSandbox {
+    serde_json::from_value(json!({
+        "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserSandbox",
+        "metadata": { "name": "alice", "uid": "uid-sandbox", "creationTimestamp": "2026-01-01T00:00:00Z" },
+        "spec": { "owner": { "userId": "alice", "email": "alice@example.com" }, "plan": "business", "namespace": NS },
+        "status": { "namespace": NS, "conditions": [{ "type": "Ready", "status": "True", "reason": "Provisioned",
+                    "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z" }] },
+    }))
+    .expect("sandbox")
+}
+
+fn template() -> Template {
+    serde_json::from_value(json!({
+        "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "Template",
+        "metadata": { "name": "shop", "namespace": NS },
+        "spec": { "displayName": "Shop", "visibility": "private",
+                  "parameters": [{ "name": "GREETING", "default": "hello" }],
+                  "services": [
+                      { "name": "web", "image": "ghcr.io/example/web:1", "port": 8080, "healthCheckPath": "/healthz" },
+                      { "name": "db", "image": "ghcr.io/example/db:1", "port": 5432, "replicas": 2 },
+                  ],
+                  "ingress": { "service": "web" } },
+    }))
+    .expect("template")
+}
+
+fn app(greeting: &str) -> UserDeployment {
+    serde_json::from_value(json!({
+        "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserDeployment",
+        "metadata": { "name": "shop", "namespace": NS, "uid": "uid-shop", "generation": 1,
+                      "creationTimestamp": "2026-01-01T00:00:01Z", "finalizers": [super::DEPLOYMENT_FINALIZER] },
+        "spec": { "templateRef": { "name": "shop" }, "parameters": { "GREETING": greeting } },
+    }))
+    .expect("deployment")
+}
+
+/// A controller's context over `api`, with fresh caches (a process start) filled with `sandbox`
+/// and `template` as its watches would.
+fn context(api: &FakeApi) -> Arc<Context> {
+    let (sandboxes, mut sb_writer) = reflector::store();
+    sb_writer.apply_watcher_event(&Event::Apply(sandbox()));
+    let (templates, mut t_writer) = reflector::store();
+    t_writer.apply_watcher_event(&Event::Apply(template()));
+    let (deployments, _) = reflector::store();
+    let (retrigger, _) = futures::channel::mpsc::unbounded();
+    Context::new(
+        api.client(),
+        Config::for_tests(),
+        Leader::always(),
+        Metrics::default(),
+        Stores {
+            sandboxes: sandboxes.clone(),
+            all_sandboxes: sandboxes,
+            templates,
+            deployments,
+        },
+        Arc::new(ChildCache::default()),
+        Conflicts::new(retrigger),
+    )
+}
+
+/// Reconciles the stored `shop` as the controller would after a watch event; returns the
+/// requests it made.
+async fn reconcile(api: &FakeApi, ctx: &Arc<Context>) -> Vec<Call> {
+    let ud: UserDeployment = api.get(NS, "shop").expect("the app is stored");
+    deployment::reconcile(Arc::new(ud), ctx.clone())
+        .await
+        .expect("reconcile");
+    api.take_calls()
+}
+
+fn writes(calls: &[Call]) -> Vec<&Call> {
+    calls.iter().filter(|c| c.is_write()).collect()
+}
+
+fn changing(calls: &[Call]) -> Vec<&Call> {
+    calls.iter().filter(|c| c.is_write() && c.changed).collect()
+}
+
+fn status_writes(calls: &[Call]) -> usize {
+    calls
+        .iter()
+        .filter(|c| c.is_write() && c.resource == "userdeployments/status")
+        .count()
+}
+
+/// A new app: its children applied once each, then exactly one status write, Ready.
+async fn new_app(api: &FakeApi, ctx: &Arc<Context>) {
+    api.insert(&app("hi"));
+    let calls = reconcile(api, ctx).await;
+    let applied: Vec<String> = writes(&calls)
+        .iter()
+        .filter(|c| c.resource != "userdeployments/status")
+        .map(|c| format!("{} {}/{}", c.method, c.resource, c.name))
+        .collect();
+    assert_eq!(
+        applied,
+        [
+            "PATCH deployments/shop-web",
+            "PATCH deployments/shop-db",
+            "PATCH services/shop-web",
+            "PATCH services/shop-db",
+            "PATCH poddisruptionbudgets/shop-db",
+            "PATCH networkpolicies/shop",
+            "PATCH ingresses/shop",
+        ],
+        "{calls:#?}"
+    );
+    assert_eq!(status_writes(&calls), 1, "one status write for a new app: {calls:#?}");
+    let ud: UserDeployment = api.get(NS, "shop").unwrap();
+    let status = ud.status.expect("status written");
+    assert_eq!(status.phase, crds::DeploymentPhase::Ready, "{status:?}");
+    assert_eq!(status.url.as_deref(), Some("https://alice-shop.example.com"));
+}
+
+#[tokio::test]
+async fn a_new_app_gets_one_status_write_and_a_repeat_reconcile_writes_nothing() {
+    let api = FakeApi::default();
+    let ctx = context(&api);
+    new_app(&api, &ctx).await;
+    for round in 0..3 {
+        let calls = reconcile(&api, &ctx).await;
+        assert!(
+            writes(&calls).is_empty(),
+            "round {round}: a reconcile with nothing changed wrote {:#?}",
+            writes(&calls)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_restart_over_existing_objects_makes_no_changing_write() {
+    let api = FakeApi::default();
+    new_app(&api, &context(&api)).await;
+    // A new process: empty child cache, no notes of its own writes.
+    let restarted = context(&api);
+    let calls = reconcile(&api, &restarted).await;
+    assert!(changing(&calls).is_empty(), "after a restart: {:#?}", changing(&calls));
+    assert_eq!(status_writes(&calls), 0, "{calls:#?}");
+    // And once it has applied everything, nothing more at all.
+    let calls = reconcile(&api, &restarted).await;
+    assert!(writes(&calls).is_empty(), "{:#?}", writes(&calls));
+}
+
+#[tokio::test]
+async fn a_changed_parameter_reapplies_what_it_reaches() {
+    let api = FakeApi::default();
+    let ctx = context(&api);
+    new_app(&api, &ctx).await;
+    let mut ud: UserDeployment = api.get(NS, "shop").unwrap();
+    ud.spec.parameters = [("GREETING".to_string(), "bye".to_string())].into_iter().collect();
+    ud.metadata.generation = Some(2);
+    api.insert(&ud);
+    let calls = reconcile(&api, &ctx).await;
+    let changed: Vec<String> = changing(&calls)
+        .iter()
+        .map(|c| format!("{}/{}", c.resource, c.name))
+        .collect();
+    // Parameters reach every container's env; the status follows the new generation.
+    assert_eq!(
+        changed,
+        [
+            "deployments/shop-web",
+            "deployments/shop-db",
+            "userdeployments/status/shop"
+        ],
+        "{calls:#?}"
+    );
+    assert!(
+        writes(&calls).len() == changed.len(),
+        "unchanged children are not re-applied: {:#?}",
+        writes(&calls)
+    );
+}
