@@ -2,11 +2,12 @@
 //! signing in through a real OpenID provider on loopback; `apiserver --deactivate-user` is run as
 //! an administrator would, on the server's database.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::common::{CLIENT_ID, Server, provider_for, sign_in_with_jar, use_provider};
 use anyhow::{Context, Result};
 use apiserver::config::Config;
 use apiserver::db::{Db, User};
@@ -14,7 +15,6 @@ use apiserver::error::ApiResult;
 use apiserver::platform::{Change, Platform, SandboxInfo};
 use apiserver::views::EventView;
 use async_trait::async_trait;
-use common::{CLIENT_ID, Server, provider_for, sign_in_with_jar, use_provider};
 use crds::{Template, UserDeployment};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

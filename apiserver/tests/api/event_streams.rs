@@ -1,14 +1,12 @@
 //! `/api/events` streams (without a cluster): the caps per user and in total answer 429, a closed
 //! stream frees its place, and signing out or revoking the API token ends the streams they opened.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{ORIGIN, offline_config};
 use anyhow::{Context, Result, bail};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use common::{ORIGIN, offline_config};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;

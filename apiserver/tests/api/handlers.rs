@@ -2,12 +2,12 @@
 //! DEV_MODE, the deployments API over the database with rendered manifests, plan limits, CSRF,
 //! API tokens and their scopes, bad input, and the checked-in OpenAPI document.
 
-mod common;
+use crate::common;
 
+use crate::common::{ORIGIN, call, get, json, json_with_token, offline_config};
 use anyhow::Result;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use common::{ORIGIN, call, get, json, json_with_token, offline_config};
 use serde_json::json;
 
 #[tokio::test]
@@ -61,7 +61,7 @@ async fn images_from_registries_outside_the_allow_list_are_refused_as_the_contro
     let error = e["error"].as_str().unwrap();
 
     // What the controller reports for the same spec.
-    let template: crds::Template = serde_yaml::from_str(include_str!("../../examples/20-template-hello-web.yaml"))?;
+    let template: crds::Template = serde_yaml::from_str(include_str!("../../../examples/20-template-hello-web.yaml"))?;
     let ud: crds::UserDeployment = serde_json::from_value(json!({
         "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserDeployment",
         "metadata": { "name": "shop", "namespace": "sandbox-dev" },

@@ -2,17 +2,15 @@
 //! API (no cluster): every path parameter that is not a valid name is answered 400 naming the
 //! parameter, and no request for it reaches Kubernetes.
 
-mod common;
-
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{ORIGIN, call, offline_config};
 use anyhow::Result;
 use apiserver::platform::Platform;
 use axum::body::{Body, Bytes};
 use axum::http::{Method, Request, Response, StatusCode, header};
-use common::{ORIGIN, call, offline_config};
 use http_body_util::BodyExt;
 use serde_json::json;
 

@@ -2,12 +2,12 @@
 //! deployment, sees it become Ready through `/api/events` (with the controller running),
 //! restarts it and deletes it; two signed-in users cannot see or touch each other's objects.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
+use crate::common::{Server, server_with_provider, sign_in};
 use anyhow::{Context, Result, bail};
-use common::{Server, server_with_provider, sign_in};
 use crds::{Template, UserDeployment, UserSandbox};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -34,7 +34,7 @@ impl Run {
         let r = Run { client, run, platform };
         r.namespace(&r.platform).await?;
         let mut t: Template =
-            serde_yaml::from_str(include_str!("../../examples/20-template-hello-web.yaml")).context("template")?;
+            serde_yaml::from_str(include_str!("../../../examples/20-template-hello-web.yaml")).context("template")?;
         t.metadata.namespace = Some(r.platform.clone());
         Api::<Template>::namespaced(r.client.clone(), &r.platform)
             .create(&PostParams::default(), &t)
@@ -418,7 +418,7 @@ async fn isolation(run: &Run) -> Result<()> {
     assert_eq!(status, StatusCode::FORBIDDEN, "{e}");
     assert!(e["error"].as_str().unwrap().contains("free plan"), "{e}");
     // Bob's private template.
-    let mut t: Template = serde_yaml::from_str(include_str!("../../examples/20-template-hello-web.yaml"))?;
+    let mut t: Template = serde_yaml::from_str(include_str!("../../../examples/20-template-hello-web.yaml"))?;
     t.metadata.name = Some("bobs-template".into());
     t.metadata.namespace = Some(bob_ns.clone());
     t.spec.visibility = crds::TemplateVisibility::Private;
@@ -522,7 +522,7 @@ async fn secret_parameters_reach_the_pods_and_a_change_rolls_them() -> Result<()
 }
 
 async fn secret_flow(run: &Run) -> Result<()> {
-    let mut t: Template = serde_yaml::from_str(include_str!("../../examples/21-template-guestbook.yaml"))?;
+    let mut t: Template = serde_yaml::from_str(include_str!("../../../examples/21-template-guestbook.yaml"))?;
     t.metadata.namespace = Some(run.platform.clone());
     Api::<Template>::namespaced(run.client.clone(), &run.platform)
         .create(&PostParams::default(), &t)

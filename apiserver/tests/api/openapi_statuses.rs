@@ -3,14 +3,14 @@
 //! parameters, 403 and 415 for browser writes, 400/413/415 for bodies, 500 everywhere). And a
 //! `DELETE` without a body needs no Content-Type when it is same-origin.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 
+use crate::common::{ORIGIN, call, json, offline_config};
 use anyhow::Result;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use common::{ORIGIN, call, json, offline_config};
 use serde_json::{Value, json};
 
 /// Routes anyone may call (no session or token).

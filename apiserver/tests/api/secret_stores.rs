@@ -4,7 +4,7 @@
 //! started by `hack/test` (E2E_POSTGRES_URL, E2E_VAULT_ADDR/E2E_VAULT_TOKEN, E2E_AWS_ENDPOINT);
 //! without them these tests fail.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

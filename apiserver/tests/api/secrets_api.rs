@@ -2,15 +2,13 @@
 //! apart, crafted names refused, a deployment's secrets deleted with it, and no secret value in
 //! the logs of a full flow.
 
-mod common;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use crate::common::{ORIGIN, call, get, json, json_with_token, offline_config};
 use anyhow::Result;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use common::{ORIGIN, call, get, json, json_with_token, offline_config};
 use serde_json::json;
 
 /// Log output of this test binary, captured.

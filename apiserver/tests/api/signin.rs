@@ -2,13 +2,11 @@
 //! oidc-provider, `hack/oidc`), and the session matrix (memory, postgres, redis): sign-in,
 //! expiry, logout and cleanup behave the same on every backend.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{Server, server_with_provider, sign_in, sign_in_with_jar, start_login};
 use anyhow::Result;
 use apiserver::config::SessionBackend;
-use common::{Server, server_with_provider, sign_in, sign_in_with_jar, start_login};
 use reqwest::{Method, StatusCode};
 
 async fn me(server: &Server, browser: &reqwest::Client) -> Result<(StatusCode, serde_json::Value)> {

@@ -1,7 +1,7 @@
 //! The store suite, run against SQLite and PostgreSQL (started by `hack/test`; without it the
 //! PostgreSQL test fails).
 
-mod common;
+use crate::common;
 
 use anyhow::Result;
 use apiserver::db::Db;
