@@ -53,7 +53,6 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchE
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use policy::validate::validate_deployment;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -142,24 +141,6 @@ fn user_deployment(name: &str, ns: &str, suspend: bool) -> UserDeployment {
         "spec": { "templateRef": { "name": "bench-web" }, "parameters": { "GREETING": name }, "suspend": suspend },
     }))
     .expect("deployment")
-}
-
-async fn apply<K>(client: &Client, obj: &K) -> Result<()>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + Serialize
-        + DeserializeOwned,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::apply("bench-raw").force(),
-        &Patch::Apply(obj),
-    )
-    .await?;
-    Ok(())
 }
 
 /// A plain namespace labelled with the run.
@@ -287,17 +268,17 @@ async fn create_sandbox_namespace(client: &Client, ns: &str, run: &str, per_sand
         .await?;
     let mut quota = children.quota;
     quota.metadata.owner_references = None;
-    apply(client, &quota).await?;
+    bench::apply(client, &quota, "bench-raw").await?;
     let mut limits = children.limit_range;
     limits.metadata.owner_references = None;
-    apply(client, &limits).await?;
+    bench::apply(client, &limits, "bench-raw").await?;
     for mut np in children.network_policies {
         np.metadata.owner_references = None;
-        apply(client, &np).await?;
+        bench::apply(client, &np, "bench-raw").await?;
     }
     let mut sa = children.service_account;
     sa.metadata.owner_references = None;
-    apply(client, &sa).await?;
+    bench::apply(client, &sa, "bench-raw").await?;
     wait_quota_known(client, ns, &quota.name_any()).await
 }
 
@@ -345,19 +326,19 @@ async fn apply_raw_app(
             .labels
             .get_or_insert_default()
             .insert(RUN_LABEL.into(), run_label.into());
-        apply(client, d).await?;
+        bench::apply(client, d, "bench-raw").await?;
     }
     for s in &mut children.services {
         s.metadata.owner_references = None;
-        apply(client, s).await?;
+        bench::apply(client, s, "bench-raw").await?;
     }
     if let Some(mut np) = children.network_policy {
         np.metadata.owner_references = None;
-        apply(client, &np).await?;
+        bench::apply(client, &np, "bench-raw").await?;
     }
     if let Some(mut ing) = children.ingress {
         ing.metadata.owner_references = None;
-        apply(client, &ing).await?;
+        bench::apply(client, &ing, "bench-raw").await?;
     }
     Ok(())
 }

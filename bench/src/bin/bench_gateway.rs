@@ -11,7 +11,7 @@
 //! 1. A run of its own: a platform namespace `platform-<run>` holding the shipped hello-web
 //!    Template (`examples/20-template-hello-web.yaml`, moved there), a UserSandbox `<run>-dev` for
 //!    the DEV_MODE user (plan enterprise, so the quota never refuses an app), a release controller
-//!    routing with HTTPRoutes on the real node's Gateway (the settings of `tests/real_node.rs`) and
+//!    routing with HTTPRoutes on the real node's Gateway (the settings of `e2e/tests/real_node.rs`) and
 //!    a release server in DEV_MODE on a temporary SQLite database whose sandbox pattern is
 //!    `<run>-%s`, so that it adopts that sandbox.
 //! 2. Per app, one at a time, so that each time is one app's own:
@@ -41,29 +41,24 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use controller::gateway::HTTPRoute;
 use crds::{Template, UserDeployment, UserSandbox};
-use e2e::operator::{ControllerProcess, RUN_LABEL, ensure_crds, is_ready_condition, workspace_binary};
+use e2e::operator::{ControllerProcess, RUN_LABEL, ensure_crds, is_ready_condition};
 use e2e::real_node::{GATEWAY_NAME, GATEWAY_NAMESPACE, loopback_client};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ResourceQuota, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
-};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use policy::build::{DEPLOYMENT_LABEL, VISIBILITY_LABEL};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 /// The shipped template the apps are made from.
@@ -374,7 +369,7 @@ async fn bench(client: &Client, names: &RunNames, args: &Args, port: u16, mut te
     progress(format!(
         "server started on {} (DEV_MODE; log {})",
         server.base_url,
-        server.log.display()
+        server.process.log.display()
     ));
     let result = async {
         create_sandbox(client, names).await?;
@@ -397,7 +392,7 @@ async fn bench(client: &Client, names: &RunNames, args: &Args, port: u16, mut te
             "controller log {} (last lines):\n{}\nserver log {} (last lines):\n{}",
             controller.log.display(),
             tail(&controller.logs(), 30),
-            server.log.display(),
+            server.process.log.display(),
             server.log_tail(30)
         ));
     }
@@ -1111,32 +1106,13 @@ impl DirectRecipe {
 impl DirectObjects {
     /// Server-side applies all of them, one after the other.
     async fn apply(&self, client: &Client) -> Result<()> {
-        apply(client, &self.deployment).await?;
-        apply(client, &self.service).await?;
+        bench::apply(client, &self.deployment, FIELD_MANAGER).await?;
+        bench::apply(client, &self.service, FIELD_MANAGER).await?;
         if let Some(np) = &self.network_policy {
-            apply(client, np).await?;
+            bench::apply(client, np, FIELD_MANAGER).await?;
         }
-        apply(client, &self.route).await
+        bench::apply(client, &self.route, FIELD_MANAGER).await
     }
-}
-
-async fn apply<K>(client: &Client, obj: &K) -> Result<()>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + Serialize
-        + DeserializeOwned,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(obj),
-    )
-    .await
-    .with_context(|| format!("applying {} {}", K::kind(&()), obj.name_any()))?;
-    Ok(())
 }
 
 /// When each Deployment of the sandbox was first seen Available, by [`Subject::key`].
@@ -1283,61 +1259,23 @@ async fn cleanup(client: &Client, names: &RunNames) -> Result<()> {
     Ok(())
 }
 
-/// The `apiserver` release binary in DEV_MODE, killed when dropped (also on error).
+/// The `apiserver` release binary in DEV_MODE (see [`bench::DevServer`]), with a client.
 struct Server {
-    child: Child,
+    process: bench::DevServer,
     base_url: String,
-    log: PathBuf,
-    sqlite: PathBuf,
     http: reqwest::Client,
 }
 
 impl Server {
     fn start(names: &RunNames) -> Result<Server> {
-        let bin = workspace_binary("apiserver")?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let base_url = format!("http://127.0.0.1:{port}");
-        let tmp = std::env::temp_dir();
-        let log = tmp.join(format!("bench-gateway-apiserver-{}.log", names.run));
-        let sqlite = tmp.join(format!("bench-gateway-apiserver-{}.db", names.run));
-        let out = std::fs::File::create(&log)?;
-        let mut cmd = Command::new(bin);
-        // Only the variables below: a DATABASE_DSN or SESSION_BACKEND of the caller must not leak in.
-        cmd.env_clear();
-        for keep in ["PATH", "HOME"] {
-            if let Some(v) = std::env::var_os(keep) {
-                cmd.env(keep, v);
-            }
-        }
-        let child = cmd
-            .env("DEV_MODE", "true")
-            .env("KUBERNETES_ENABLED", "true")
-            .env("KUBECONFIG_PATH", e2e::cluster::kubeconfig_path())
-            .env("SERVER_ADDR", format!("127.0.0.1:{port}"))
-            // Metrics on a port of their own, so that it never clashes with a server already running.
-            .env("METRICS_ADDR", "127.0.0.1:0")
-            .env("BASE_URL", &base_url)
-            .env("SQLITE_PATH", &sqlite)
-            .env("KUBERNETES_NAMESPACE", format!("{}-%s", names.run))
-            .env("PLATFORM_NAMESPACE", &names.platform_ns)
-            .env("DEPLOYMENT_DOMAIN", "localhost")
-            .env("SECRETS_BACKEND", "database")
-            .env("SECRETS_ENCRYPTION_KEY", random_key())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .context("starting the apiserver")?;
+        let process = bench::DevServer::start("bench-gateway", &names.run, &names.platform_ns, "localhost")?;
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(30))
             .build()?;
         Ok(Server {
-            child,
-            base_url,
-            log,
-            sqlite,
+            base_url: process.base_url.clone(),
+            process,
             http,
         })
     }
@@ -1346,10 +1284,10 @@ impl Server {
     async fn wait_ready(&mut self, template: &str, timeout: Duration) -> Result<()> {
         let started = Instant::now();
         loop {
-            if !matches!(self.child.try_wait(), Ok(None)) {
+            if !self.process.running() {
                 bail!(
                     "the apiserver exited; its log ({}):\n{}",
-                    self.log.display(),
+                    self.process.log.display(),
                     self.log_tail(30)
                 );
             }
@@ -1373,7 +1311,7 @@ impl Server {
             if started.elapsed() > timeout {
                 bail!(
                     "the apiserver was not ready with the template {template} listed within {timeout:?}; its log ({}):\n{}",
-                    self.log.display(),
+                    self.process.log.display(),
                     self.log_tail(30)
                 );
             }
@@ -1439,41 +1377,17 @@ impl Server {
     }
 
     fn log_tail(&self, n: usize) -> String {
-        tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), n)
+        self.process.log_tail(n)
     }
 
     fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = self.sqlite.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
+        self.process.stop();
     }
 }
 
 fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// A fresh SECRETS_ENCRYPTION_KEY: base64 of 32 random bytes (the database is thrown away).
-/// k8s-openapi's `ByteString` serializes as standard base64, so no base64 crate is needed here.
-fn random_key() -> String {
-    use rand::Rng;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill(&mut bytes[..]);
-    match serde_json::to_value(k8s_openapi::ByteString(bytes.to_vec())) {
-        Ok(Value::String(s)) => s,
-        other => panic!("ByteString did not serialize to a string: {other:?}"),
-    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -1677,16 +1591,6 @@ mod tests {
         assert_eq!(quantiles(&v), [10.0, 18.0, 20.0, 20.0]);
         assert_eq!(quantiles(&[3.0, 1.0, 2.0]), [2.0, 3.0, 3.0, 3.0]);
         assert!(quantiles(&[])[0].is_nan());
-    }
-
-    #[test]
-    fn the_key_is_32_bytes_of_base64() {
-        let k = random_key();
-        assert_eq!(k.len(), 44, "{k}");
-        assert!(k.ends_with('=') && !k.ends_with("=="), "{k}");
-        let bytes: k8s_openapi::ByteString = serde_json::from_value(json!(k)).unwrap();
-        assert_eq!(bytes.0.len(), 32);
-        assert_ne!(random_key(), k);
     }
 
     /// What the controller builds for hello-web with gateway routing, read back as it would be

@@ -11,21 +11,19 @@
 //! namespace, a public template in a platform namespace and the N UserDeployments itself, each with
 //! a Ready status as the controller would write it, so that the listed objects have their real size.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use crds::{Template, UserDeployment, UserSandbox};
-use e2e::operator::{RUN_LABEL, workspace_binary};
+use e2e::operator::RUN_LABEL;
 use futures::{StreamExt, TryStreamExt, stream};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-use super::{Args, create_namespace, free_port, proc_status, progress};
+use super::{Args, create_namespace, proc_status, progress};
 
 /// The DEV_MODE user's id (from dev@localhost).
 const DEV_USER: &str = "dev";
@@ -337,62 +335,32 @@ async fn timed_direct_create(
     Ok(t.elapsed())
 }
 
-/// The `apiserver` release binary, killed when dropped (also on error).
-struct Server {
-    child: Child,
-    base_url: String,
-    log: PathBuf,
-    sqlite: PathBuf,
+/// The `apiserver` release binary (see [`bench::DevServer`]).
+struct Server(bench::DevServer);
+
+impl std::ops::Deref for Server {
+    type Target = bench::DevServer;
+    fn deref(&self) -> &bench::DevServer {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut bench::DevServer {
+        &mut self.0
+    }
 }
 
 impl Server {
     fn start(run: &str, platform_ns: &str) -> Result<Server> {
-        let bin = workspace_binary("apiserver")?;
-        let port = free_port()?;
-        let base_url = format!("http://127.0.0.1:{port}");
-        let tmp = std::env::temp_dir();
-        let log = tmp.join(format!("bench-apiserver-{run}.log"));
-        let sqlite = tmp.join(format!("bench-apiserver-{run}.db"));
-        let out = std::fs::File::create(&log)?;
-        let mut cmd = Command::new(bin);
-        // Only the variables below: a DATABASE_DSN or SESSION_BACKEND of the caller must not leak in.
-        cmd.env_clear();
-        for keep in ["PATH", "HOME"] {
-            if let Some(v) = std::env::var_os(keep) {
-                cmd.env(keep, v);
-            }
-        }
-        let child = cmd
-            .env("DEV_MODE", "true")
-            .env("KUBERNETES_ENABLED", "true")
-            .env("KUBECONFIG_PATH", e2e::cluster::kubeconfig_path())
-            .env("SERVER_ADDR", format!("127.0.0.1:{port}"))
-            // Metrics on a port of their own, so that servers started side by side do not clash.
-            .env("METRICS_ADDR", "127.0.0.1:0")
-            .env("BASE_URL", &base_url)
-            .env("SQLITE_PATH", &sqlite)
-            .env("KUBERNETES_NAMESPACE", format!("{run}-%s"))
-            .env("PLATFORM_NAMESPACE", platform_ns)
-            .env("DEPLOYMENT_DOMAIN", "example.com")
-            .env("SECRETS_BACKEND", "database")
-            .env("SECRETS_ENCRYPTION_KEY", random_key())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .context("starting the apiserver")?;
+        let server = bench::DevServer::start("bench", run, platform_ns, "example.com")?;
         progress(format!(
-            "apiserver pid {} on {base_url} (log {})",
-            child.id(),
-            log.display()
+            "apiserver pid {} on {} (log {})",
+            server.child.id(),
+            server.base_url,
+            server.log.display()
         ));
-        Ok(Server {
-            child,
-            base_url,
-            log,
-            sqlite,
-        })
+        Ok(Server(server))
     }
 
     /// Until `/readyz` answers 200 and the list holds all `n` deployments (the cache is filled).
@@ -405,7 +373,7 @@ impl Server {
                 bail!(
                     "the apiserver exited; its log ({}):\n{}",
                     self.log.display(),
-                    self.log_tail()
+                    self.log_tail(30)
                 );
             }
             if !ready {
@@ -438,21 +406,11 @@ impl Server {
                 bail!(
                     "the apiserver was not ready with {n} deployments listed within 120 s; its log ({}):\n{}",
                     self.log.display(),
-                    self.log_tail()
+                    self.log_tail(30)
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     /// CPU time and run-queue wait of all the server's threads so far, in ns (`/proc/*/schedstat`).
@@ -481,35 +439,4 @@ impl Server {
     fn stop(self) {
         drop(self);
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = self.sqlite.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
-/// A fresh SECRETS_ENCRYPTION_KEY: base64 of 32 random bytes (the database is thrown away).
-fn random_key() -> String {
-    use rand::Rng;
-    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bytes = [0u8; 33];
-    rand::rng().fill(&mut bytes[..32]);
-    let mut out = String::new();
-    for c in bytes.chunks(3) {
-        let v = (c[0] as u32) << 16 | (c[1] as u32) << 8 | c[2] as u32;
-        for shift in [18, 12, 6, 0] {
-            out.push(B64[(v >> shift & 63) as usize] as char);
-        }
-    }
-    // 32 bytes are 43 characters and one `=`; the 33rd (zero) byte only padded the last group.
-    out.truncate(43);
-    out.push('=');
-    out
 }
