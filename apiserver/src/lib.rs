@@ -139,6 +139,17 @@ pub async fn app_with(config: Arc<Config>, db: Db, platform: Arc<dyn Platform>, 
         .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::csrf::protect))
         .layer(sessions::layer(store, &config))
+        // A span per request: its method and route (the matched pattern, never the query, which
+        // can carry an OAuth code), so what a handler logs says which request it served.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let route = req
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map_or("unmatched", |p| p.as_str());
+                tracing::info_span!("request", method = %req.method(), route)
+            }),
+        )
         .with_state(state.clone());
     Ok(App { router, state, tasks })
 }
