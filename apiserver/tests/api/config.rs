@@ -4,7 +4,9 @@
 use std::process::{Command, Output};
 
 fn run(env: &[(&str, &str)], args: &[&str]) -> Output {
-    let dir = std::env::temp_dir().join(format!("apiserver-config-{}", std::process::id()));
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("apiserver-config-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_apiserver"));
     cmd.env_clear()
@@ -27,13 +29,16 @@ fn run(env: &[(&str, &str)], args: &[&str]) -> Output {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+    let out = match rx.recv_timeout(std::time::Duration::from_secs(20)) {
         Ok(out) => out.expect("the apiserver binary runs"),
         Err(_) => {
             let _ = Command::new("kill").arg(id.to_string()).status();
             rx.recv().expect("the killed binary's output").expect("output")
         }
-    }
+    };
+    // The process is gone: its database goes too (a directory per run).
+    let _ = std::fs::remove_dir_all(&dir);
+    out
 }
 
 /// Asserts that start-up fails and names `variable`.
