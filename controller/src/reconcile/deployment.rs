@@ -81,6 +81,14 @@ async fn reconcile_with_finalizer(ud: Arc<UserDeployment>, ctx: &Context) -> Res
         }
     })
     .await
+    .or_else(|e| match e {
+        // Its last finalizer was removed and the object went before the removal's own patch
+        // answered (another replica, or an earlier try): cleanup is done.
+        kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(s)) if s.code == 404 => {
+            Ok(Action::await_change())
+        }
+        e => Err(e),
+    })
     .map_err(|e| match e {
         kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         // The finalizer patch tests the finalizer list it read from the cache: a 422 means the
@@ -314,8 +322,7 @@ async fn apply(
     }
 
     ctx.conflicts.settled(&me);
-    let previous = ud.status.clone().unwrap_or_default();
-    if previous.children_hash.as_deref() != Some(hash.as_str()) && may_have_orphans(ud, ctx, &children) {
+    if may_have_orphans(ud, ctx, &children, &hash) {
         prune(ud, ctx, &children).await?;
     }
 
@@ -413,21 +420,25 @@ async fn stuck_reason(
     Ok(None)
 }
 
-/// Whether children no longer desired may exist, so that [`prune`] must list every child kind.
-/// A spec change may always leave some. A new UserDeployment (no status yet) can only have
-/// children from an earlier, interrupted reconcile: the child watches count them, and when they
-/// count exactly the children just applied there is nothing to prune (six LIST calls saved per
-/// new UserDeployment).
-fn may_have_orphans(ud: &UserDeployment, ctx: &Context, c: &DeploymentChildren) -> bool {
-    let first = ud.status.as_ref().is_none_or(|s| s.children_hash.is_none());
-    if !first {
+/// Whether children no longer desired may exist, so that [`prune`] must list every child kind:
+/// - the child watches count more children of the app than the build makes (whatever the status
+///   says: a status read from the cache can predate this process's last write, e.g. replicas 1 →
+///   2 → 1 in quick succession shows the hash of "1" while the budget made for "2" still exists);
+/// - a new UserDeployment (no status yet) whose children the watches cannot count yet (an
+///   earlier, interrupted reconcile may have left some; when they count exactly the children
+///   just applied there is nothing to prune: six LIST calls saved per new UserDeployment);
+/// - the names of the children changed since the status was written (also for ExternalSecrets,
+///   which are not counted).
+fn may_have_orphans(ud: &UserDeployment, ctx: &Context, c: &DeploymentChildren, hash: &str) -> bool {
+    let ns = ud.namespace().unwrap_or_default();
+    let counted = ctx.children.count_children(&ns, &ud.name_any());
+    if counted.is_some_and(|n| n > children::count(c)) {
         return true;
     }
-    let desired = children::count(c);
-    let ns = ud.namespace().unwrap_or_default();
-    ctx.children
-        .count_children(&ns, &ud.name_any())
-        .is_none_or(|n| n > desired)
+    match ud.status.as_ref().and_then(|s| s.children_hash.as_deref()) {
+        None => counted.is_none(),
+        Some(previous) => previous != hash,
+    }
 }
 
 fn ud_key(ud: &UserDeployment) -> String {
