@@ -65,10 +65,22 @@ pub fn running(ud: &UserDeployment, observed: Observed<'_>, now: &Time) -> UserD
         (true, false, _) => (reasons::AVAILABLE, "every service is available".to_string()),
         (false, _, Some(d)) => (d.reason, d.message.clone()),
         (false, _, None) => {
+            // Every service not rolled out, also one whose pods are all ready but old (a
+            // rollout replacing them): the list is never empty while the app is not Ready.
             let waiting: Vec<String> = services
                 .iter()
-                .filter(|s| s.ready_replicas < s.replicas)
-                .map(|s| format!("{} {}/{}", s.name, s.ready_replicas, s.replicas))
+                .zip(rollouts)
+                .filter(|(_, r)| !r.available())
+                .map(|(s, r)| {
+                    let detail = if r.observed_generation < r.generation {
+                        " (rollout starting)".to_string()
+                    } else if s.ready_replicas >= s.replicas && r.updated < r.desired {
+                        format!(" ({}/{} updated)", r.updated, r.desired)
+                    } else {
+                        String::new()
+                    };
+                    format!("{} {}/{}{detail}", s.name, s.ready_replicas, s.replicas)
+                })
                 .collect();
             (
                 reasons::ROLLING_OUT,
@@ -205,6 +217,24 @@ mod tests {
         assert_eq!(waiting.phase, DeploymentPhase::Provisioning);
         let c = waiting.conditions.iter().find(|c| c.type_ == READY).unwrap();
         assert_eq!(c.message, "waiting for pods: db 0/1");
+
+        // A rollout: every pod ready, but the old ones; then the new spec not yet observed.
+        let updating = RolloutState {
+            generation: 2,
+            observed_generation: 2,
+            updated: 0,
+            ..rollout(1)
+        };
+        let unobserved = RolloutState {
+            generation: 3,
+            ..rollout(1)
+        };
+        let rolling = running(&ud, observed(&vd, &[updating, unobserved]), &now);
+        let c = rolling.conditions.iter().find(|c| c.type_ == READY).unwrap();
+        assert_eq!(
+            c.message,
+            "waiting for pods: web 1/1 (0/1 updated), db 1/1 (rollout starting)"
+        );
 
         let (one_waiting, all_ready) = ([rollout(1), rollout(0)], [rollout(1), rollout(1)]);
         let stuck = Observed {
