@@ -113,6 +113,15 @@ fn changing(calls: &[Call]) -> Vec<&Call> {
     calls.iter().filter(|c| c.is_write() && c.changed).collect()
 }
 
+/// `resource/name` of every object a DELETE removed.
+fn deleted(calls: &[Call]) -> Vec<String> {
+    changing(calls)
+        .iter()
+        .filter(|c| c.method == "DELETE")
+        .map(|c| format!("{}/{}", c.resource, c.name))
+        .collect()
+}
+
 fn status_writes(calls: &[Call]) -> usize {
     calls
         .iter()
@@ -241,11 +250,7 @@ async fn a_child_left_by_a_change_the_cache_has_not_shown_is_pruned() {
     stale.status = first_status;
     api.insert(&stale);
     let calls = reconcile(&api, &ctx).await;
-    let deleted: Vec<String> = changing(&calls)
-        .iter()
-        .filter(|c| c.method == "DELETE")
-        .map(|c| format!("{}/{}", c.resource, c.name))
-        .collect();
+    let deleted = deleted(&calls);
     assert_eq!(
         deleted,
         ["poddisruptionbudgets/shop-db", "poddisruptionbudgets/shop-web"],
@@ -263,10 +268,6 @@ async fn scaling_to_one_replica_removes_the_disruption_budget() {
     ud.metadata.generation = Some(2);
     api.insert(&ud);
     let calls = reconcile(&api, &ctx).await;
-    let deleted: Vec<String> = changing(&calls)
-        .iter()
-        .filter(|c| c.method == "DELETE")
-        .map(|c| format!("{}/{}", c.resource, c.name))
-        .collect();
+    let deleted = deleted(&calls);
     assert_eq!(deleted, ["poddisruptionbudgets/shop-db"], "{calls:#?}");
 }
