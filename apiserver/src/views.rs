@@ -34,6 +34,13 @@ pub struct ServiceView {
     pub replicas: i32,
     /// Ready pods.
     pub ready_replicas: i32,
+    /// Why its pods do not become ready (e.g. ImagePullFailed, CrashLooping, OOMKilled,
+    /// QuotaExceeded), while they do not.
+    pub reason: Option<String>,
+    /// One sentence saying what went wrong.
+    pub message: Option<String>,
+    /// What to do about it.
+    pub hint: Option<String>,
 }
 
 /// A deployment (UserDeployment) as the API shows it.
@@ -52,6 +59,8 @@ pub struct DeploymentView {
     pub reason: Option<String>,
     /// Explanation of the phase.
     pub message: Option<String>,
+    /// What to do about a failure: the hint of the first failing service.
+    pub hint: Option<String>,
     /// Public URL, for public apps.
     pub url: Option<String>,
     /// Whether the Ready condition is True for the current generation.
@@ -106,6 +115,7 @@ impl DeploymentView {
                 .unwrap_or_else(|| "Pending".into()),
             reason,
             message,
+            hint: status.services.iter().find_map(|s| s.hint.clone()),
             url: status.url.clone(),
             ready,
             visibility: serde_json::to_value(spec.visibility)
@@ -124,6 +134,9 @@ impl DeploymentView {
                     name: s.name.clone(),
                     replicas: s.replicas,
                     ready_replicas: s.ready_replicas,
+                    reason: s.reason.clone(),
+                    message: s.message.clone(),
+                    hint: s.hint.clone(),
                 })
                 .collect(),
             conditions: status

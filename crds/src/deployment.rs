@@ -158,4 +158,14 @@ pub struct ServiceStatus {
     pub replicas: i32,
     /// Ready pods.
     pub ready_replicas: i32,
+    /// Why its pods do not become ready (CamelCase, e.g. `ImagePullFailed`, `CrashLooping`,
+    /// `OOMKilled`, `QuotaExceeded`); absent while it is fine or still starting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// One sentence saying what went wrong, with what Kubernetes reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// What to do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }

@@ -51,6 +51,7 @@ pub fn running(ud: &UserDeployment, observed: Observed<'_>, now: &Time) -> UserD
             name: s.spec.name.clone(),
             replicas: s.replicas,
             ready_replicas: r.ready,
+            ..Default::default()
         })
         .collect();
     let previous = ud.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
