@@ -35,6 +35,9 @@ pub mod reasons {
     pub const API_ERROR: &str = "ApiError";
     /// The namespace and its policies are in place.
     pub const PROVISIONED: &str = "Provisioned";
+    /// The namespace is in place but Kubernetes has not counted its ResourceQuota yet: until it
+    /// has, the quota admission refuses every object it counts ("status unknown for quota").
+    pub const QUOTA_PENDING: &str = "QuotaPending";
     /// The namespace is owned by something else.
     pub const NAMESPACE_CONFLICT: &str = "NamespaceConflict";
     /// The sandbox's namespace is a system or platform namespace (`kube-*`, `default`, the

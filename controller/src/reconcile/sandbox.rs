@@ -18,6 +18,8 @@ use crate::conflict;
 use policy::build::{self, MANAGED_BY, MANAGER, SANDBOX_LABEL};
 
 const KIND: &str = "UserSandbox";
+/// How soon a sandbox whose quota Kubernetes has not counted yet is looked at again.
+const QUOTA_RECHECK: Duration = Duration::from_secs(1);
 
 /// Reconciles one UserSandbox.
 pub async fn reconcile(sb: Arc<UserSandbox>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -92,19 +94,36 @@ async fn reconcile_inner(sb: &UserSandbox, ctx: &Context) -> Result<Action, Erro
         ctx.apply(KIND, rb).await?;
     }
 
+    // Ready means usable: until the quota controller has counted the new quota, Kubernetes
+    // refuses every app created in the namespace ("status unknown for quota"), so a sandbox is
+    // not Ready before that (about 20 s after its creation on a busy cluster). Its namespace is
+    // published only then too (apps wait for it); a sandbox that had one keeps it.
+    let counted = quota
+        .status
+        .as_ref()
+        .and_then(|s| s.hard.as_ref())
+        .is_some_and(|h| !h.is_empty());
+    let (namespace, ready, reason, message) = if counted {
+        (
+            Some(ns_name.clone()),
+            true,
+            reasons::PROVISIONED,
+            format!("namespace {ns_name} with quota and policies is in place"),
+        )
+    } else {
+        (
+            previous.namespace.clone(),
+            false,
+            reasons::QUOTA_PENDING,
+            format!("namespace {ns_name} is in place; waiting for Kubernetes to count its quota"),
+        )
+    };
     let status = UserSandboxStatus {
-        namespace: Some(ns_name.clone()),
+        namespace,
         observed_generation: generation,
         usage: Some(usage(&quota)),
         conditions: vec![
-            condition(
-                &previous.conditions,
-                READY,
-                true,
-                reasons::PROVISIONED,
-                format!("namespace {ns_name} with quota and policies is in place"),
-                generation,
-            ),
+            condition(&previous.conditions, READY, ready, reason, message, generation),
             condition(
                 &previous.conditions,
                 DEGRADED,
@@ -116,6 +135,10 @@ async fn reconcile_inner(sb: &UserSandbox, ctx: &Context) -> Result<Action, Erro
         ],
     };
     write_status(ctx, sb, &previous, status).await?;
+    if !counted {
+        // Quotas are not watched: look again soon (the quota controller counts within seconds).
+        return Ok(Action::requeue(QUOTA_RECHECK));
+    }
     // Usage is refreshed on this resync (usage updates alone do not trigger a reconcile).
     Ok(Action::requeue(Duration::from_secs(300)))
 }
