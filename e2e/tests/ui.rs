@@ -400,7 +400,7 @@ async fn scenario(run: &Run, ns: &str, controller: &e2e::operator::ControllerPro
     }
     let _ = std::fs::remove_dir_all(&failures);
     assert!(
-        output.contains("2 passed"),
+        output.contains("3 passed"),
         "expected the 2 Playwright tests to pass: {output}"
     );
     // The deployment is gone from the cluster too.

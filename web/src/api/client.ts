@@ -19,7 +19,8 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
-async function errorOf(resp: Response): Promise<ApiError> {
+/** The [`ApiError`] of a non-2xx answer, with the server's message when it sent one. */
+export async function errorOf(resp: Response): Promise<ApiError> {
   let message = `${resp.status} ${resp.statusText}`.trim();
   try {
     const text = await resp.text();

@@ -94,6 +94,16 @@ export interface ServiceStatus {
   name: string;
   replicas: number;
   readyReplicas: number;
+  /**
+   * Why its pods do not become ready, while they do not: ImagePullFailed, CrashLooping, OOMKilled,
+   * QuotaExceeded, Unschedulable, ProbeFailing, PodRejected, ContainerRefused, RolloutStalled.
+   * Optional: views built before the server diagnosed services (and test fixtures) lack them.
+   */
+  reason?: string | null;
+  /** One sentence saying what went wrong. */
+  message?: string | null;
+  /** What to do about it. */
+  hint?: string | null;
 }
 
 export type Phase = "Pending" | "Provisioning" | "Ready" | "Error" | "Deleting";
@@ -105,6 +115,8 @@ export interface Deployment {
   phase: Phase | string;
   reason: string | null;
   message: string | null;
+  /** What to do about a failure (the hint of the first failing service). */
+  hint?: string | null;
   url: string | null;
   ready: boolean;
   visibility: string;

@@ -1,11 +1,13 @@
 import { useMemo, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router";
 import { ApiError, messageOf } from "../api/client";
-import { useDeployment, useDeploymentActions, useManifest, useTemplate } from "../api/hooks";
+import { useConfig, useDeployment, useDeploymentActions, useManifest, useTemplate } from "../api/hooks";
 import type { DeploymentDetail as Detail, Template } from "../api/types";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { CopyButton } from "../components/CopyButton";
+import { FailureBanner } from "../components/FailureBanner";
 import { PageHeader } from "../components/Layout";
+import { LogViewer } from "../components/LogViewer";
 import { Modal } from "../components/Modal";
 import { ParameterFields } from "../components/ParameterFields";
 import { Badge, StatusBadge } from "../components/StatusBadge";
@@ -43,6 +45,7 @@ export function DeploymentDetail() {
 
   return (
     <>
+      <FailureBanner deployment={dep} />
       <nav aria-label="Breadcrumb" className="breadcrumb">
         <Link to="/deployments">Deployments</Link> <span aria-hidden="true">/</span> <span aria-current="page">{dep.name}</span>
       </nav>
@@ -133,6 +136,8 @@ export function DeploymentDetail() {
         </section>
         <Services dep={dep} template={tpl} />
       </div>
+
+      <Logs dep={dep} template={tpl} />
 
       <section className="section" aria-labelledby="conditions">
         <h2 id="conditions">Conditions</h2>
@@ -268,12 +273,34 @@ function YamlDialog({ name, onClose }: { name: string; onClose: () => void }) {
   );
 }
 
-function Services({ dep, template }: { dep: Detail; template: Template | null }) {
-  const [editing, setEditing] = useState<string | null>(null);
-  const names = useMemo(() => {
+/** The services of a deployment: those of its template and those its status reports. */
+function useServiceNames(dep: Detail, template: Template | null): string[] {
+  return useMemo(() => {
     const set = new Set<string>([...(template?.services.map((s) => s.name) ?? []), ...dep.services.map((s) => s.name)]);
     return Array.from(set);
   }, [template, dep.services]);
+}
+
+function Logs({ dep, template }: { dep: Detail; template: Template | null }) {
+  const config = useConfig();
+  const names = useServiceNames(dep, template);
+  // The first failing service's logs are the ones worth reading first.
+  const failing = dep.services.find((s) => s.reason)?.name;
+  return (
+    <section className="section" aria-labelledby="logs">
+      <h2 id="logs">Logs</h2>
+      {config.data?.kubernetesEnabled === false ? (
+        <Empty title="No logs">Kubernetes is disabled on this server: nothing runs, so nothing prints.</Empty>
+      ) : (
+        <LogViewer deployment={dep.name} services={names} initialService={failing} />
+      )}
+    </section>
+  );
+}
+
+function Services({ dep, template }: { dep: Detail; template: Template | null }) {
+  const [editing, setEditing] = useState<string | null>(null);
+  const names = useServiceNames(dep, template);
   return (
     <section className="card" aria-labelledby="svc">
       <h2 id="svc">Services</h2>
@@ -290,8 +317,8 @@ function Services({ dep, template }: { dep: Detail; template: Template | null })
                 <div className="card-row">
                   <strong>{n}</strong>
                   {st ? (
-                    <Badge tone={ok ? "ok" : "progress"}>
-                      {st.readyReplicas}/{st.replicas} ready
+                    <Badge tone={ok ? "ok" : st.reason ? "error" : "progress"} title={st.message ?? undefined}>
+                      {st.readyReplicas}/{st.replicas} ready{st.reason ? ` · ${st.reason}` : ""}
                     </Badge>
                   ) : (
                     <Badge tone="muted">unknown</Badge>
