@@ -28,6 +28,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(180);
 /// An image whose user is root (hello-web with `--user 0:0`), made by hack/test with
 /// `hack/image binary` for the refusal test: the kubelet must refuse it under `runAsNonRoot`.
 const ROOT_IMAGE: &str = "localhost/k8s-scheduler-test/runs-as-root:1";
+/// `e2e/src/bin/misbehave.rs` (exits with a code, or eats memory), packed by hack/test.
+const MISBEHAVE_IMAGE: &str = "localhost/k8s-scheduler-test/misbehave:1";
 
 /// Controller settings for the real node: apps at http://<user>-<app>.localhost:<gateway port>,
 /// routed by HTTPRoutes on the Gateway `hack/cluster up --real` installs.
@@ -305,69 +307,103 @@ async fn apps_that_cannot_run_say_why() -> Result<()> {
     let result = async {
         sandbox.wait_ready().await?;
         let api: Api<UserDeployment> = Api::namespaced(client.clone(), &sandbox.namespace);
+        let resources = json!({ "requests": { "cpu": "10m", "memory": "16Mi" }, "limits": { "memory": "64Mi" } });
         let service = |image: String, env: serde_json::Value| {
-            json!({ "services": [{ "name": "web", "image": image, "port": 8080, "env": env,
-                "resources": { "requests": { "cpu": "10m", "memory": "16Mi" }, "limits": { "memory": "64Mi" } } }] })
+            json!({ "services": [{ "name": "web", "image": image, "port": 8080, "env": env, "resources": resources }] })
         };
+        let misbehave = |args: serde_json::Value| {
+            json!({ "services": [{ "name": "web", "image": MISBEHAVE_IMAGE, "port": 8080, "args": args,
+                "resources": resources }] })
+        };
+        // (name, spec, reason, what the sentence must say, how long it may take from creation)
         let cases = [
             // Not in any registry the node can reach (nothing is ever pulled here).
             (
                 "missing",
                 service(image("does-not-exist"), json!({})),
                 "ImagePullFailed",
-                "does-not-exist",
+                vec![image("does-not-exist")],
+                60,
             ),
             // Exits at once: hello-web refuses a PORT that is not a port.
             (
                 "crash",
                 service(image("hello-web"), json!({ "PORT": "not-a-port" })),
                 "CrashLooping",
-                "exited with code",
+                vec!["exited with code".to_string()],
+                120,
+            ),
+            // Exits with 3 after printing why: the code and its last log lines.
+            (
+                "exit3",
+                misbehave(json!(["exit", "3"])),
+                "CrashLooping",
+                vec!["exited with code 3".to_string(), "misbehave: exiting with code 3".to_string()],
+                120,
+            ),
+            // Uses 256 MiB under a 64Mi limit: killed for memory, the limit named.
+            (
+                "hungry",
+                misbehave(json!(["eat", "256"])),
+                "OOMKilled",
+                vec!["memory".to_string(), "64Mi".to_string()],
+                120,
+            ),
+            // Asks for more CPU than the sandbox may use: the quota (or its limits) refuse the pod.
+            (
+                "greedy",
+                json!({ "services": [{ "name": "web", "image": image("hello-web"), "port": 8080,
+                    "resources": { "requests": { "cpu": "1000", "memory": "16Mi" },
+                                   "limits": { "cpu": "1000", "memory": "64Mi" } } }] }),
+                "QuotaExceeded",
+                vec!["cpu".to_string()],
+                120,
             ),
             // Its image's user is root: the kubelet refuses it under runAsNonRoot (restricted).
             (
                 "root",
                 service(ROOT_IMAGE.to_string(), json!({})),
                 "ContainerRefused",
-                "runAsNonRoot",
+                vec!["runAsNonRoot".to_string()],
+                120,
             ),
         ];
-        for (name, spec, _, _) in &cases {
+        let created = std::time::Instant::now();
+        for (name, spec, _, _, _) in &cases {
             let ud: UserDeployment = serde_json::from_value(json!({
                 "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserDeployment",
                 "metadata": { "name": name, "namespace": sandbox.namespace }, "spec": spec,
             }))?;
             create_deployment(&api, &ud).await?;
         }
-        for (name, _, reason, text) in &cases {
+        for (name, _, reason, texts, within) in &cases {
             let reason_of = |ud: Option<&UserDeployment>| {
                 e2e::operator::condition_of(ud, "Ready").is_some_and(|(status, r)| status == "False" && r == *reason)
             };
+            let left = Duration::from_secs(*within).saturating_sub(created.elapsed());
             let ud = wait_for(
                 &api,
                 name,
-                Duration::from_secs(120),
-                &format!("{name}: Ready=False with reason {reason}"),
+                left.max(Duration::from_secs(1)),
+                &format!("{name}: Ready=False with reason {reason} within {within} s of its creation"),
                 reason_of,
             )
             .await?;
             let v = serde_json::to_value(&ud)?;
-            let conditions = v["status"]["conditions"].as_array().cloned().unwrap_or_default();
-            let ready = conditions
-                .iter()
-                .find(|c| c["type"] == "Ready")
-                .cloned()
-                .unwrap_or_default();
-            let degraded = conditions
-                .iter()
-                .find(|c| c["type"] == "Degraded")
-                .cloned()
-                .unwrap_or_default();
+            let condition = |type_: &str| {
+                v["status"]["conditions"]
+                    .as_array()
+                    .and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned())
+                    .unwrap_or_default()
+            };
+            let (ready, degraded) = (condition("Ready"), condition("Degraded"));
             let message = ready["message"].as_str().unwrap_or_default();
-            ensure!(
-                message.contains(text),
-                "{name}: the message does not say why ({text}): {message}"
-            );
+            for text in texts {
+                ensure!(
+                    message.contains(text.as_str()),
+                    "{name}: the message does not say why ({text}): {message}"
+                );
+            }
             ensure!(
                 degraded["status"] == "True" && degraded["reason"] == *reason,
                 "{name}: Degraded should be True with {reason}: {degraded}"
@@ -377,7 +413,31 @@ async fn apps_that_cannot_run_say_why() -> Result<()> {
                 "{name}: phase {} instead of Error",
                 v["status"]["phase"]
             );
+            // The service says it too, with what to do about it.
+            let web = &v["status"]["services"][0];
+            ensure!(
+                web["reason"] == *reason && web["message"].as_str() == Some(message) && web["hint"].as_str().is_some_and(|h| !h.is_empty()),
+                "{name}: the service's status should carry the reason, the sentence and a hint: {web}"
+            );
         }
+        // Fixing the cause (a new image) brings the app to Ready and clears the reason.
+        let fixed = json!({ "spec": { "services": [{ "name": "web", "image": image("hello-web"), "port": 8080,
+            "resources": resources }] } });
+        api.patch("exit3", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&fixed))
+            .await
+            .context("patch exit3 with a working image")?;
+        let ud = wait_for(&api, "exit3", READY_TIMEOUT, "exit3: Ready after the fix", is_ready_condition).await?;
+        let v = serde_json::to_value(&ud)?;
+        ensure!(
+            v["status"]["services"][0].get("reason").is_none() && v["status"]["phase"] == "Ready",
+            "exit3: the reason should be gone once it runs: {}",
+            v["status"]
+        );
+        let degraded = e2e::operator::condition_of(Some(&ud), "Degraded");
+        ensure!(
+            degraded.as_ref().is_some_and(|(s, _)| s == "False"),
+            "exit3: Degraded should be False after the fix: {degraded:?}"
+        );
         Ok(())
     }
     .await;

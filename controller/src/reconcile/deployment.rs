@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use crds::conditions::{PROGRESSING, READY, reasons};
 use crds::{Template, TemplateSpec, UserDeployment, UserDeploymentStatus, UserSandbox};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
@@ -21,11 +23,11 @@ use policy::names;
 use policy::templates;
 use policy::validate::{Invalid, ValidatedDeployment, validate_deployment};
 
-use super::{Context, DEPLOYMENT_FINALIZER, Error, FIELD_MANAGER, same_conditions, status, status_params};
+use super::{Context, DEPLOYMENT_FINALIZER, Error, FIELD_MANAGER, object_path, same_conditions, status, status_params};
 use crate::child_cache::{RolloutState, key_of};
 use crate::children;
 use crate::conflict::{self, NamespaceOwner};
-use crate::diagnose::{Diagnosis, diagnose};
+use crate::diagnose::{self, Diagnosis, diagnose};
 use crate::gateway::HTTPRoute;
 
 const KIND: &str = "UserDeployment";
@@ -340,12 +342,12 @@ async fn apply(
         // The Deployment watch triggers a reconcile as soon as the rollout is done.
         return Ok(Action::requeue(wait));
     }
-    let stuck = if ready {
-        None
+    let problems = if ready {
+        Vec::new()
     } else {
-        stuck_reason(ud, ctx, &vd, &rollouts).await?
+        problems(ud, ctx, &vd, &children.deployments, &rollouts).await?
     };
-    let recheck = if stuck.is_some() {
+    let recheck = if problems.iter().any(Option::is_some) {
         PROGRESS_RECHECK
     } else {
         DIAGNOSE_AFTER
@@ -353,7 +355,7 @@ async fn apply(
     let observed = status::Observed {
         app: &vd,
         rollouts: &rollouts,
-        stuck,
+        problems,
         route_refusal,
         children_hash: hash,
     };
@@ -365,14 +367,18 @@ async fn apply(
     })
 }
 
-/// Why a rollout that has not progressed for [`DIAGNOSE_AFTER`] is stuck, from its pods (one
-/// LIST, only for apps not Ready that long): `None` while it is young or its pods are starting.
-async fn stuck_reason(
+/// Why each service of a rollout that has not progressed for [`DIAGNOSE_AFTER`] is stuck (in
+/// the order of `vd.services`), from its pods (one LIST), its Deployment's conditions (one GET per
+/// service not available: the watch cache keeps only whether ReplicaFailure is True, not
+/// Kubernetes' text) and, when a container runs but is not ready, the namespace's readiness-probe
+/// Warning events (one LIST). Only for apps not Ready that long: empty while young.
+async fn problems(
     ud: &UserDeployment,
     ctx: &Context,
     vd: &ValidatedDeployment,
+    deployments: &[Deployment],
     rollouts: &[RolloutState],
-) -> Result<Option<Diagnosis>, Error> {
+) -> Result<Vec<Option<Diagnosis>>, Error> {
     let since = ud
         .status
         .as_ref()
@@ -382,19 +388,26 @@ async fn stuck_reason(
                 .find(|c| c.type_ == PROGRESSING && c.status == "True")
         })
         .map(|c| c.last_transition_time.0);
-    let Some(since) = since else { return Ok(None) };
+    let Some(since) = since else { return Ok(Vec::new()) };
     let age = k8s_openapi::jiff::Timestamp::now().duration_since(since);
     if age < k8s_openapi::jiff::SignedDuration::try_from(DIAGNOSE_AFTER).unwrap_or_default() {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     let ns = ud.namespace().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let list = pods
         .list(&ListParams::default().labels(&format!("{DEPLOYMENT_LABEL}={}", vd.name)))
         .await
-        .map_err(Error::Kube)?;
-    for (r, s) in rollouts.iter().zip(&vd.services) {
+        .map_err(|source| Error::Api {
+            step: format!("list the pods of {}", object_path(Some(&ns), &vd.name)),
+            source,
+        })?;
+    let deployment_api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut events: Option<Vec<Event>> = None;
+    let mut out = Vec::with_capacity(vd.services.len());
+    for ((r, s), d) in rollouts.iter().zip(&vd.services).zip(deployments) {
         if r.available() {
+            out.push(None);
             continue;
         }
         let mine: Vec<Pod> = list
@@ -403,21 +416,54 @@ async fn stuck_reason(
             .filter(|p| p.labels().get(SERVICE_LABEL).map(String::as_str) == Some(s.spec.name.as_str()))
             .cloned()
             .collect();
-        let refused = r.replica_failure.then(|| {
-            format!(
-                "a pod could not be created (refused at admission: Pod Security, quota or limits); \
-                 `kubectl -n {ns} describe replicaset -l {DEPLOYMENT_LABEL}={},{SERVICE_LABEL}={}` says why",
-                vd.name, s.spec.name
-            )
-        });
-        if let Some(d) = diagnose(refused.as_deref(), &mine) {
-            return Ok(Some(Diagnosis {
-                reason: d.reason,
-                message: format!("service {}: {}", s.spec.name, d.message),
-            }));
+        let name = d.name_any();
+        let conditions = deployment_api
+            .get_opt(&name)
+            .await
+            .map_err(|source| Error::Api {
+                step: format!("get Deployment {}", object_path(Some(&ns), &name)),
+                source,
+            })?
+            .and_then(|d| d.status)
+            .and_then(|s| s.conditions)
+            .unwrap_or_default();
+        let failure = conditions
+            .iter()
+            .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+            .and_then(|c| c.message.clone());
+        let deadline_exceeded = conditions
+            .iter()
+            .any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded"));
+        if events.is_none() && failure.is_none() && mine.iter().any(running_not_ready) {
+            let api: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
+            let listed = api
+                .list(&ListParams::default().fields("type=Warning,reason=Unhealthy").limit(500))
+                .await
+                .map_err(|source| Error::Api {
+                    step: format!("list the Warning events of namespace {ns}"),
+                    source,
+                })?;
+            events = Some(listed.items);
         }
+        out.push(diagnose(&diagnose::Observed {
+            replica_failure: failure.as_deref(),
+            deadline_exceeded,
+            pods: &mine,
+            events: events.as_deref().unwrap_or_default(),
+        }));
     }
-    Ok(None)
+    Ok(out)
+}
+
+/// A pod with a running container that is not ready (a readiness probe may be failing).
+fn running_not_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| !c.ready && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        })
 }
 
 /// Whether children no longer desired may exist, so that [`prune`] must list every child kind:
@@ -567,6 +613,10 @@ async fn report_invalid(ud: &UserDeployment, ctx: &Context, invalid: Invalid) ->
 async fn write_status(ud: &UserDeployment, ctx: &Context, status: UserDeploymentStatus) -> Result<(), Error> {
     if needs_write(ctx, ud, &ud.status.clone().unwrap_or_default(), &status) {
         patch_status(ud, ctx, &status).await?;
+        for (warning, reason, note) in status::transitions(ud.status.as_ref(), &status) {
+            let type_ = if warning { EventType::Warning } else { EventType::Normal };
+            ctx.event(ud, type_, &reason, note).await;
+        }
     }
     Ok(())
 }

@@ -439,11 +439,16 @@ impl Context {
 
     /// Publishes a Warning event about `obj` (best effort: failures are logged).
     pub async fn warn<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, note: String) {
+        self.event(obj, EventType::Warning, reason, note).await
+    }
+
+    /// Publishes an event about `obj` (best effort: failures are logged).
+    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, note: String) {
         if !self.leader.is_leader() {
             return;
         }
         let ev = Event {
-            type_: EventType::Warning,
+            type_,
             reason: reason.into(),
             note: Some(note),
             action: "Reconcile".into(),

@@ -19,8 +19,9 @@ pub struct Observed<'a> {
     pub app: &'a ValidatedDeployment,
     /// The rollout of each service's Deployment, in the order of `app.services`.
     pub rollouts: &'a [RolloutState],
-    /// Why its pods do not become ready, from the pods, once it is stuck.
-    pub stuck: Option<Diagnosis>,
+    /// Why each service's pods do not become ready, once it is stuck (in the order of
+    /// `app.services`; empty or `None`: nothing found).
+    pub problems: Vec<Option<Diagnosis>>,
     /// Why the Gateway refused its HTTPRoute.
     pub route_refusal: Option<String>,
     /// Hash of its children's names.
@@ -40,20 +41,37 @@ pub fn running(ud: &UserDeployment, observed: Observed<'_>, now: &Time) -> UserD
     let Observed {
         app,
         rollouts,
-        stuck,
+        problems,
         route_refusal,
         children_hash,
     } = observed;
     let services: Vec<ServiceStatus> = rollouts
         .iter()
         .zip(&app.services)
-        .map(|(r, s)| ServiceStatus {
-            name: s.spec.name.clone(),
-            replicas: s.replicas,
-            ready_replicas: r.ready,
-            ..Default::default()
+        .enumerate()
+        .map(|(i, (r, s))| {
+            let problem = problems.get(i).and_then(Option::as_ref);
+            ServiceStatus {
+                name: s.spec.name.clone(),
+                replicas: s.replicas,
+                ready_replicas: r.ready,
+                reason: problem.map(|d| d.reason.to_string()),
+                message: problem.map(|d| d.message.clone()),
+                hint: problem.map(|d| d.hint.to_string()),
+            }
         })
         .collect();
+    // The first failing service explains the app's conditions (each service has its own in
+    // `services`); the message names the service when the app has several.
+    let stuck: Option<Diagnosis> = problems.iter().enumerate().find_map(|(i, p)| {
+        p.as_ref().map(|d| Diagnosis {
+            message: match app.services.get(i) {
+                Some(s) if app.services.len() > 1 => format!("service {}: {}", s.spec.name, d.message),
+                _ => d.message.clone(),
+            },
+            ..d.clone()
+        })
+    });
     let previous = ud.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     let generation = ud.meta().generation;
     let condition =
@@ -116,6 +134,42 @@ pub fn running(ud: &UserDeployment, observed: Observed<'_>, now: &Time) -> UserD
         ],
         children_hash: Some(children_hash),
     }
+}
+
+/// An event to publish about a status change: (Warning?, reason, note).
+pub type Transition = (bool, String, String);
+
+/// The events a status change deserves, for `kubectl describe`: a Warning for every service
+/// that starts failing (or fails for a new reason), Normal `Available` when an app that had a
+/// status becomes Ready, Normal `RollingOut` when a Ready app starts a rollout. A new app that
+/// becomes Ready at once gets none (its creation says enough: one write per new app).
+pub fn transitions(previous: Option<&UserDeploymentStatus>, next: &UserDeploymentStatus) -> Vec<Transition> {
+    let mut out = Vec::new();
+    let ready_of = |s: &UserDeploymentStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == READY)
+            .map(|c| (c.status == "True", c.message.clone()))
+    };
+    for s in &next.services {
+        let Some(reason) = &s.reason else { continue };
+        let before = previous
+            .and_then(|p| p.services.iter().find(|b| b.name == s.name))
+            .and_then(|b| b.reason.as_ref());
+        if before != Some(reason) {
+            let message = s.message.as_deref().unwrap_or_default();
+            out.push((true, reason.clone(), format!("service {}: {message}", s.name)));
+        }
+    }
+    let Some(previous) = previous else { return out };
+    match (ready_of(previous), ready_of(next)) {
+        (Some((false, _)), Some((true, message))) => out.push((false, reasons::AVAILABLE.into(), message)),
+        (Some((true, _)), Some((false, message))) if out.is_empty() => {
+            out.push((false, reasons::ROLLING_OUT.into(), message))
+        }
+        _ => {}
+    }
+    out
 }
 
 /// The status of an app that cannot run: phase Error, Degraded with the reason; the services
@@ -191,7 +245,7 @@ mod tests {
         Observed {
             app: vd,
             rollouts,
-            stuck: None,
+            problems: Vec::new(),
             route_refusal: None,
             children_hash: "h".into(),
         }
@@ -200,6 +254,49 @@ mod tests {
     fn reason(s: &UserDeploymentStatus, type_: &str) -> (String, String) {
         let c = s.conditions.iter().find(|c| c.type_ == type_).unwrap();
         (c.status.clone(), c.reason.clone())
+    }
+
+    #[test]
+    fn transitions_give_one_event_each() {
+        let ud = app(json!({}));
+        let vd = validated(&ud);
+        let now = at("2026-11-29T10:00:00Z");
+        let (waiting, all) = ([rollout(1), rollout(0)], [rollout(1), rollout(1)]);
+        let failing = |reason: &'static str| Observed {
+            problems: vec![
+                None,
+                Some(Diagnosis {
+                    reason,
+                    message: "it broke".into(),
+                    hint: "fix it",
+                }),
+            ],
+            ..observed(&vd, &waiting)
+        };
+        let ready = running(&ud, observed(&vd, &all), &now);
+        // A new app Ready at once: nothing to say.
+        assert_eq!(transitions(None, &ready), vec![]);
+        let provisioning = running(&ud, observed(&vd, &waiting), &now);
+        assert_eq!(transitions(None, &provisioning), vec![]);
+        let pull = running(&ud, failing(crate::diagnose::reasons::IMAGE_PULL_FAILED), &now);
+        assert_eq!(
+            transitions(Some(&provisioning), &pull),
+            vec![(true, "ImagePullFailed".into(), "service db: it broke".into())]
+        );
+        // The same reason again: no new event; a new reason: one.
+        assert_eq!(transitions(Some(&pull), &pull), vec![]);
+        let crash = running(&ud, failing(crate::diagnose::reasons::CRASH_LOOPING), &now);
+        assert_eq!(transitions(Some(&pull), &crash).len(), 1);
+        assert_eq!(
+            transitions(Some(&crash), &ready),
+            vec![(false, reasons::AVAILABLE.into(), "every service is available".into())]
+        );
+        assert_eq!(
+            transitions(Some(&ready), &provisioning),
+            vec![(false, reasons::ROLLING_OUT.into(), "waiting for pods: db 0/1".into())]
+        );
+        // Ready and failing at once (a Ready app whose pods start crashing): the Warning only.
+        assert_eq!(transitions(Some(&ready), &crash).len(), 1);
     }
 
     #[test]
@@ -239,15 +336,32 @@ mod tests {
 
         let (one_waiting, all_ready) = ([rollout(1), rollout(0)], [rollout(1), rollout(1)]);
         let stuck = Observed {
-            stuck: Some(Diagnosis {
-                reason: crate::diagnose::reasons::IMAGE_PULL_FAILED,
-                message: "db: not found".into(),
-            }),
+            problems: vec![
+                None,
+                Some(Diagnosis {
+                    reason: crate::diagnose::reasons::IMAGE_PULL_FAILED,
+                    message: "image x cannot be pulled: not found".into(),
+                    hint: "check the image",
+                }),
+            ],
             route_refusal: Some("Gateway gw refused".into()),
             ..observed(&vd, &one_waiting)
         };
         let stuck = running(&ud, stuck, &now);
         assert_eq!(stuck.phase, DeploymentPhase::Error);
+        // The failing service carries its own reason, sentence and hint; the other none.
+        let db = &stuck.services[1];
+        assert_eq!(
+            (db.reason.as_deref(), db.message.as_deref(), db.hint.as_deref()),
+            (
+                Some(crate::diagnose::reasons::IMAGE_PULL_FAILED),
+                Some("image x cannot be pulled: not found"),
+                Some("check the image")
+            )
+        );
+        assert_eq!(stuck.services[0].reason, None);
+        let c = stuck.conditions.iter().find(|c| c.type_ == READY).unwrap();
+        assert_eq!(c.message, "service db: image x cannot be pulled: not found");
         assert_eq!(
             reason(&stuck, DEGRADED),
             ("True".into(), crate::diagnose::reasons::IMAGE_PULL_FAILED.into()),

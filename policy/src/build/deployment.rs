@@ -214,6 +214,9 @@ fn deployment(vd: &ValidatedDeployment, svc: &ResolvedService, cm: Option<&Confi
         }),
         command: (!s.command.is_empty()).then(|| s.command.clone()),
         args: (!s.args.is_empty()).then(|| s.args.clone()),
+        // A container that exits with an error leaves the end of its log as its termination
+        // message: the controller quotes it when it reports the crash (issue 19).
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
     };
     if !vd.secret_keys.is_empty() {
