@@ -230,6 +230,25 @@ pub struct Config {
     #[arg(long, env = "EVENTS_MAX_STREAMS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub events_max_streams: u32,
 
+    /// Most bytes of log output one `GET /api/deployments/{name}/logs` response carries (passed to
+    /// Kubernetes as `limitBytes`, and enforced by the server); the response then ends with a line
+    /// naming this variable. Default 4 MiB.
+    #[arg(long, env = "LOGS_MAX_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=1024 * 1024 * 1024))]
+    pub logs_max_bytes: u64,
+
+    /// Seconds a followed log stream (`follow=true`) stays open; it then ends with a line naming
+    /// this variable, and the client reconnects if it still wants more.
+    #[arg(long, env = "LOGS_FOLLOW_MAX_SECONDS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub logs_follow_max_seconds: u64,
+
+    /// Most followed log streams one user may hold open; more are answered 429.
+    #[arg(long, env = "LOGS_MAX_FOLLOWS_PER_USER", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub logs_max_follows_per_user: u32,
+
+    /// Most followed log streams open at once on this server; more are answered 429.
+    #[arg(long, env = "LOGS_MAX_FOLLOWS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub logs_max_follows: u32,
+
     /// Enable Stripe billing.
     #[arg(long, env = "BILLING_ENABLED", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub billing_enabled: bool,

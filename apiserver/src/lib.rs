@@ -54,6 +54,9 @@ pub struct AppState {
     /// Open `/api/events` streams: their caps, and ending them at sign-out, revocation or
     /// deactivation.
     pub streams: Arc<http::events::Streams>,
+    /// Open followed log streams (`/api/deployments/{name}/logs?follow=true`): their caps
+    /// (LOGS_MAX_FOLLOWS_PER_USER, LOGS_MAX_FOLLOWS), and ending them like the event streams.
+    pub log_follows: Arc<http::events::Streams>,
 }
 
 /// The assembled application.
@@ -133,6 +136,11 @@ pub async fn app_with(config: Arc<Config>, db: Db, platform: Arc<dyn Platform>, 
         streams: http::events::Streams::new(
             config.events_max_streams_per_user as usize,
             config.events_max_streams as usize,
+        ),
+        log_follows: http::events::Streams::with_names(
+            config.logs_max_follows_per_user as usize,
+            config.logs_max_follows as usize,
+            http::logs::FOLLOW_STREAMS,
         ),
     };
     let router = http::router(&state)

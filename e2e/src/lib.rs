@@ -14,6 +14,7 @@
 //! never skips silently.
 #![forbid(unsafe_code)]
 
+pub mod apiserver;
 pub mod cluster;
 pub mod net;
 pub mod oidc;

@@ -17,6 +17,7 @@ use e2e::{unique_name, wait_for, with_namespace};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Api;
 use kube::api::PostParams;
+use policy::build::sandbox::SERVER_ROLE_BINDING;
 use serde_json::json;
 use serde_yaml::Value;
 
@@ -1014,16 +1015,16 @@ async fn operator_runs_with_the_chart_rbac_and_nothing_more() -> Result<()> {
         ensure!(rbac.len() == 5, "ServiceAccount, ClusterRole(+Binding), Role(+Binding): {}", rbac.len());
         apply_documents(&ns, &rbac)?;
         // The ClusterRole the operator binds to the server in each sandbox namespace.
-        let secrets_role = format!("{release}-server-secrets");
-        apply_documents(&ns, &[get(&docs, "ClusterRole", &secrets_role)?])?;
+        let sandbox_role = format!("{release}-server-sandbox");
+        apply_documents(&ns, &[get(&docs, "ClusterRole", &sandbox_role)?])?;
         // The admission policy confining the operator to sandbox namespaces: the scenario below
         // runs under it.
         apply_policy(&docs, &release)?;
         let operator_env = operator_env(&docs, &sa)?;
         ensure!(
             operator_env.get("SERVER_SERVICE_ACCOUNT") == Some(&format!("{ns}/{release}-server"))
-                && operator_env.get("SERVER_SECRETS_CLUSTER_ROLE") == Some(&secrets_role),
-            "the operator binds the server's ServiceAccount to {secrets_role}: {operator_env:?}"
+                && operator_env.get("SERVER_SANDBOX_CLUSTER_ROLE") == Some(&sandbox_role),
+            "the operator binds the server's ServiceAccount to {sandbox_role}: {operator_env:?}"
         );
         let kubeconfig = service_account_kubeconfig(&sa, &ns)?;
         wait_until_policy_enforced(
@@ -1051,7 +1052,7 @@ async fn operator_runs_with_the_chart_rbac_and_nothing_more() -> Result<()> {
             ("LEASE_NAME", sa.clone()),
             ("CLUSTER_SECRET_STORE", String::new()),
             ("SERVER_SERVICE_ACCOUNT", operator_env["SERVER_SERVICE_ACCOUNT"].clone()),
-            ("SERVER_SECRETS_CLUSTER_ROLE", secrets_role.clone()),
+            ("SERVER_SANDBOX_CLUSTER_ROLE", sandbox_role.clone()),
         ]);
         let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut ctrl = ControllerProcess::start_with_kubeconfig(&kubeconfig, &env_ref)?;
@@ -1088,8 +1089,8 @@ async fn operator_runs_with_the_chart_rbac_and_nothing_more() -> Result<()> {
             }
             // The server's RoleBinding in the sandbox namespace (needs `bind` on the ClusterRole).
             let rb: Api<RoleBinding> = Api::namespaced(client.clone(), tns);
-            let rb = rb.get("k8s-scheduler-server").await.context("the server's RoleBinding in the sandbox")?;
-            ensure!(rb.role_ref.name == secrets_role, "RoleBinding to {secrets_role}: {:?}", rb.role_ref);
+            let rb = rb.get(SERVER_ROLE_BINDING).await.context("the server's RoleBinding in the sandbox")?;
+            ensure!(rb.role_ref.name == sandbox_role, "RoleBinding to {sandbox_role}: {:?}", rb.role_ref);
             Ok::<_, anyhow::Error>(())
         }
         .await;
@@ -1101,7 +1102,7 @@ async fn operator_runs_with_the_chart_rbac_and_nothing_more() -> Result<()> {
         ctrl.kill();
         let _ = std::fs::remove_file(&kubeconfig);
         delete_cluster_rbac(&sa);
-        delete_cluster_rbac(&secrets_role);
+        delete_cluster_rbac(&sandbox_role);
         delete_policy(&release);
         scenario.with_context(|| format!("controller log:\n{logs}"))?;
         let denied = scenario_logs.lines().any(|l| {
@@ -1131,11 +1132,19 @@ const SERVER_RULES: &[(&str, &str, &[&str])] = &[
     ("", "events", &["list"]),
 ];
 
-/// The ClusterRole the operator binds to the server in each sandbox namespace (server-side apply
-/// of `<app>-secrets`, a read to compare, a delete of a service's Secret no longer needed).
-const SERVER_SECRETS_RULES: &[(&str, &str, &[&str])] = &[("", "secrets", &["get", "create", "patch", "delete"])];
+/// The ClusterRole the operator binds to the server in each sandbox namespace: the pods of an app's
+/// service (listed by label) and the chosen one's log (`GET /api/deployments/{name}/logs`); and,
+/// unless a ClusterSecretStore owns them, the apps' Secrets (server-side apply of `<app>-secrets`,
+/// a read to compare, a delete of a service's Secret no longer needed).
+fn server_sandbox_rules(writes_secrets: bool) -> Vec<Rule> {
+    let mut want = rules(&[("", "pods", &["get", "list"]), ("", "pods/log", &["get"])]);
+    if writes_secrets {
+        want.extend(rules(&[("", "secrets", &["get", "create", "patch", "delete"])]));
+    }
+    want
+}
 
-/// The operator's ClusterRole without the server-secrets grant (templates/operator-rbac.yaml):
+/// The operator's ClusterRole without the server-sandbox grant (templates/operator-rbac.yaml):
 /// the calls of controller/src and nothing else.
 const OPERATOR_RULES: &[(&str, &str, &[&str])] = &[
     ("k8s-scheduler.io", "usersandboxes", &["list", "watch"]),
@@ -1182,24 +1191,23 @@ const OPERATOR_RULES: &[(&str, &str, &[&str])] = &[
     ("events.k8s.io", "events", &["create", "patch"]),
 ];
 
-/// The operator's rules when the server writes Secrets (no ClusterSecretStore): the server's
-/// RoleBinding in each sandbox, with `bind` on `<release>-server-secrets` only.
-fn operator_rules(release: &str, server_writes_secrets: bool) -> Vec<Rule> {
+/// The operator's rules: [`OPERATOR_RULES`] and the server's RoleBinding in each sandbox, with
+/// `bind` on `<release>-server-sandbox` only (with or without a ClusterSecretStore: the server
+/// always reads the apps' pods and logs there).
+fn operator_rules(release: &str) -> Vec<Rule> {
     let mut want = rules(OPERATOR_RULES);
-    if server_writes_secrets {
-        want.push((
-            "rbac.authorization.k8s.io".into(),
-            "rolebindings".into(),
-            vec!["create".into(), "patch".into()],
-            vec![],
-        ));
-        want.push((
-            "rbac.authorization.k8s.io".into(),
-            "clusterroles".into(),
-            vec!["bind".into()],
-            vec![format!("{release}-server-secrets")],
-        ));
-    }
+    want.push((
+        "rbac.authorization.k8s.io".into(),
+        "rolebindings".into(),
+        vec!["create".into(), "patch".into()],
+        vec![],
+    ));
+    want.push((
+        "rbac.authorization.k8s.io".into(),
+        "clusterroles".into(),
+        vec!["bind".into()],
+        vec![format!("{release}-server-sandbox")],
+    ));
     want
 }
 
@@ -1226,25 +1234,37 @@ async fn server_rbac_grants_exactly_the_listed_rules() -> Result<()> {
     with_namespace(|_client, ns| async move {
         let release = unique_name("srv");
         let sa = format!("{release}-server");
-        let secrets_role = format!("{sa}-secrets");
+        let sandbox_role = format!("{sa}-sandbox");
         let docs = documents(&render(&release, &ns, &[])?)?;
 
         // The rendered rules are exactly the lists.
         let got = rules_of(get(&docs, "ClusterRole", &sa)?)?;
         let want = rules(SERVER_RULES);
         ensure!(got == want, "server ClusterRole rules:\n got {got:?}\nwant {want:?}");
-        let got = rules_of(get(&docs, "ClusterRole", &secrets_role)?)?;
-        let want = rules(SERVER_SECRETS_RULES);
+        let got = rules_of(get(&docs, "ClusterRole", &sandbox_role)?)?;
+        let want = server_sandbox_rules(true);
         ensure!(
             got == want,
-            "server-secrets ClusterRole rules:\n got {got:?}\nwant {want:?}"
+            "server-sandbox ClusterRole rules:\n got {got:?}\nwant {want:?}"
+        );
+        // With a ClusterSecretStore the server writes no Secrets: pods and logs only.
+        let eso = documents(&render(
+            &release,
+            &ns,
+            &["operator.clusterSecretStore=vault-backend", "secrets.backend=vault"],
+        )?)?;
+        let got = rules_of(get(&eso, "ClusterRole", &sandbox_role)?)?;
+        let want = server_sandbox_rules(false);
+        ensure!(
+            got == want,
+            "server-sandbox ClusterRole rules with a ClusterSecretStore:\n got {got:?}\nwant {want:?}"
         );
 
         // Only the first is bound cluster-wide; the operator binds the second per sandbox.
         let rbac = rbac_documents(&docs, &sa);
         ensure!(
             rbac.len() == 4,
-            "ServiceAccount, ClusterRole(+Binding), server-secrets ClusterRole: {}",
+            "ServiceAccount, ClusterRole(+Binding), server-sandbox ClusterRole: {}",
             rbac.len()
         );
         let bindings: Vec<&Value> = docs
@@ -1282,8 +1302,8 @@ async fn server_rbac_grants_exactly_the_listed_rules() -> Result<()> {
             // The test namespace plays a sandbox namespace: the RoleBinding the operator makes there.
             let role_binding = json!({
                 "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                "metadata": { "name": "k8s-scheduler-server", "namespace": ns },
-                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": secrets_role },
+                "metadata": { "name": SERVER_ROLE_BINDING, "namespace": ns },
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": sandbox_role },
                 "subjects": [{ "kind": "ServiceAccount", "name": sa, "namespace": ns }],
             });
             let (ok, out) = kubectl_stdin(&["apply", "-f", "-"], &serde_json::to_string(&role_binding)?)?;
@@ -1306,10 +1326,26 @@ async fn server_rbac_grants_exactly_the_listed_rules() -> Result<()> {
                         &["patch", "secrets", "-n", &ns],
                         &["get", "secrets", "-n", &ns],
                         &["delete", "secrets", "-n", &ns],
+                        // The logs route: an app's pods and the chosen one's log.
+                        &["list", "pods", "-n", &ns],
+                        &["get", "pods", "-n", &ns],
+                        &["get", "pods", "--subresource=log", "-n", &ns],
                     ],
                     &[
                         &["list", "pods", "-n", other_ns][..],
                         &["list", "pods", "--all-namespaces"],
+                        // Pods: read only, in the sandbox that binds the role, and no way into
+                        // them (exec, attach, port-forward) or around them (ephemeral containers).
+                        &["get", "pods", "--subresource=log", "-n", other_ns],
+                        &["watch", "pods", "-n", &ns],
+                        &["create", "pods", "-n", &ns],
+                        &["delete", "pods", "-n", &ns],
+                        &["patch", "pods", "-n", &ns],
+                        &["create", "pods", "--subresource=exec", "-n", &ns],
+                        &["get", "pods", "--subresource=exec", "-n", &ns],
+                        &["create", "pods", "--subresource=attach", "-n", &ns],
+                        &["create", "pods", "--subresource=portforward", "-n", &ns],
+                        &["patch", "pods", "--subresource=ephemeralcontainers", "-n", &ns],
                         &["create", "namespaces"],
                         &["create", "deployments.apps", "-n", other_ns],
                         &["delete", "usersandboxes.k8s-scheduler.io"],
@@ -1347,7 +1383,7 @@ async fn server_rbac_grants_exactly_the_listed_rules() -> Result<()> {
         }
         .await;
         delete_cluster_rbac(&sa);
-        delete_cluster_rbac(&secrets_role);
+        delete_cluster_rbac(&sandbox_role);
         checks
     })
     .await
@@ -1566,8 +1602,8 @@ async fn api_flow_with_chart_rbac(
         } }))?;
         Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
         let rb: RoleBinding = serde_json::from_value(json!({
-            "metadata": { "name": "k8s-scheduler-server", "namespace": sandbox_ns },
-            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": format!("{release}-server-secrets") },
+            "metadata": { "name": SERVER_ROLE_BINDING, "namespace": sandbox_ns },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": format!("{release}-server-sandbox") },
             "subjects": [{ "kind": "ServiceAccount", "name": format!("{release}-server"), "namespace": release_ns }],
         }))?;
         Api::<RoleBinding>::namespaced(client.clone(), &sandbox_ns).create(&PostParams::default(), &rb).await?;
@@ -1625,24 +1661,26 @@ async fn api_flow_with_chart_rbac(
 
 /// The operator's RBAC is exactly what the controller calls (issue 15, item 5), proved with its
 /// ServiceAccount's token: no `update` of specs or workloads, no Secrets, no RBAC beyond binding
-/// the server-secrets ClusterRole, the Lease by name. With a ClusterSecretStore it binds nothing.
+/// the server-sandbox ClusterRole, the Lease by name; the same with a ClusterSecretStore (the
+/// server still reads the apps' pods and logs).
 #[tokio::test]
 async fn operator_rbac_grants_exactly_the_listed_rules() -> Result<()> {
     with_namespace(|_client, ns| async move {
         let release = unique_name("op");
         let sa = format!("{release}-operator");
-        let secrets_role = format!("{release}-server-secrets");
+        let sandbox_role = format!("{release}-server-sandbox");
         let docs = documents(&render(&release, &ns, &[])?)?;
         let got = rules_of(get(&docs, "ClusterRole", &sa)?)?;
-        let want = operator_rules(&release, true);
+        let want = operator_rules(&release);
         ensure!(got == want, "operator ClusterRole rules:\n got {got:?}\nwant {want:?}");
         let got = rules_of(get(&docs, "Role", &format!("{sa}-leader-election"))?)?;
         let want = leader_election_rules(&release);
         ensure!(got == want, "leader-election Role rules:\n got {got:?}\nwant {want:?}");
-        // External Secrets mode: the server writes no Secrets, so there is nothing to bind.
+        // External Secrets mode: the server writes no Secrets, but reads pods and logs: the same
+        // one role to bind.
         let eso = documents(&render(&release, &ns, &["operator.clusterSecretStore=vault-backend"])?)?;
         let got = rules_of(get(&eso, "ClusterRole", &sa)?)?;
-        let want = operator_rules(&release, false);
+        let want = operator_rules(&release);
         ensure!(
             got == want,
             "operator ClusterRole rules with a ClusterSecretStore:\n got {got:?}\nwant {want:?}"
@@ -1651,13 +1689,13 @@ async fn operator_rbac_grants_exactly_the_listed_rules() -> Result<()> {
         // What the API server makes of them, asked with the ServiceAccount's own token.
         let rbac = rbac_documents(&docs, &sa);
         apply_documents(&ns, &rbac)?;
-        apply_documents(&ns, &[get(&docs, "ClusterRole", &secrets_role)?])?;
+        apply_documents(&ns, &[get(&docs, "ClusterRole", &sandbox_role)?])?;
         let checks = async {
             let kubeconfig = service_account_kubeconfig(&sa, &ns)?;
             let sandbox_ns = "sandbox-someone";
             let result = {
                 let lease = format!("leases.coordination.k8s.io/{sa}");
-                let bind_secrets = format!("clusterroles.rbac.authorization.k8s.io/{secrets_role}");
+                let bind_sandbox = format!("clusterroles.rbac.authorization.k8s.io/{sandbox_role}");
                 check_rights(
                     &kubeconfig,
                     "operator",
@@ -1667,7 +1705,7 @@ async fn operator_rbac_grants_exactly_the_listed_rules() -> Result<()> {
                         &["patch", "deployments.apps", "-n", sandbox_ns],
                         &["delete", "configmaps", "-n", sandbox_ns],
                         &["create", "rolebindings.rbac.authorization.k8s.io", "-n", sandbox_ns],
-                        &["bind", &bind_secrets],
+                        &["bind", &bind_sandbox],
                         &["patch", "userdeployments.k8s-scheduler.io", "-n", sandbox_ns],
                         &[
                             "patch",
@@ -1731,7 +1769,7 @@ async fn operator_rbac_grants_exactly_the_listed_rules() -> Result<()> {
         }
         .await;
         delete_cluster_rbac(&sa);
-        delete_cluster_rbac(&secrets_role);
+        delete_cluster_rbac(&sandbox_role);
         checks
     })
     .await
@@ -1780,7 +1818,7 @@ async fn service_accounts_are_confined_to_sandbox_namespaces() -> Result<()> {
         let release = unique_name("conf");
         let operator_sa = format!("{release}-operator");
         let server_sa = format!("{release}-server");
-        let secrets_role = format!("{release}-server-secrets");
+        let sandbox_role = format!("{release}-server-sandbox");
         let docs = documents(&render(&release, &ns, &[])?)?;
         let mut rbac = rbac_documents(&docs, &operator_sa);
         rbac.extend(rbac_documents(&docs, &server_sa));
@@ -1810,7 +1848,7 @@ async fn service_accounts_are_confined_to_sandbox_namespaces() -> Result<()> {
                 let name = unique_name("x");
                 let to_server = format!("--serviceaccount={ns}:{server_sa}");
                 let to_operator = format!("--serviceaccount={ns}:{operator_sa}");
-                let secrets_role_flag = format!("--clusterrole={secrets_role}");
+                let sandbox_role_flag = format!("--clusterrole={sandbox_role}");
 
                 // The operator: workloads, ConfigMaps and RoleBindings outside sandboxes are
                 // refused by the policy (RBAC allows each of these kinds).
@@ -1824,11 +1862,11 @@ async fn service_accounts_are_confined_to_sandbox_namespaces() -> Result<()> {
                         vec!["delete", "configmap", &name, "-n", "kube-system"],
                     ),
                     (
-                        vec!["create", "rolebinding", &name, "-n", "kube-system", &secrets_role_flag, &to_operator],
+                        vec!["create", "rolebinding", &name, "-n", "kube-system", &sandbox_role_flag, &to_operator],
                         vec!["delete", "rolebinding", &name, "-n", "kube-system"],
                     ),
                     (
-                        vec!["create", "rolebinding", &name, "-n", &ns, &secrets_role_flag, &to_server],
+                        vec!["create", "rolebinding", &name, "-n", &ns, &sandbox_role_flag, &to_server],
                         vec!["delete", "rolebinding", &name, "-n", &ns],
                     ),
                     (
@@ -1896,7 +1934,7 @@ async fn service_accounts_are_confined_to_sandbox_namespaces() -> Result<()> {
                 )?;
                 ensure_allowed(
                     &operator,
-                    &["create", "rolebinding", "k8s-scheduler-server", "-n", &sandbox_ns, &secrets_role_flag, &to_server],
+                    &["create", "rolebinding", SERVER_ROLE_BINDING, "-n", &sandbox_ns, &sandbox_role_flag, &to_server],
                     None,
                 )?;
                 let lease = json!({ "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
@@ -1931,11 +1969,11 @@ async fn service_accounts_are_confined_to_sandbox_namespaces() -> Result<()> {
                     None,
                     &["delete", "secret", &name, "-n", "kube-system"],
                 )?;
-                // A RoleBinding to server-secrets outside the sandboxes (made by an administrator
+                // A RoleBinding to server-sandbox outside the sandboxes (made by an administrator
                 // here: the operator can no longer make one) still gives no Secrets there.
                 let (ok, out) = output({
                     let mut c = kubectl();
-                    c.args(["create", "rolebinding", "misplaced", "-n", &ns, &secrets_role_flag, &to_server]);
+                    c.args(["create", "rolebinding", "misplaced", "-n", &ns, &sandbox_role_flag, &to_server]);
                     c
                 })?;
                 ensure!(ok, "the misplaced RoleBinding: {out}");
@@ -1974,7 +2012,7 @@ async fn service_accounts_are_confined_to_sandbox_namespaces() -> Result<()> {
         delete_policy(&release);
         delete_cluster_rbac(&operator_sa);
         delete_cluster_rbac(&server_sa);
-        delete_cluster_rbac(&secrets_role);
+        delete_cluster_rbac(&sandbox_role);
         checks
     })
     .await
@@ -1983,8 +2021,9 @@ async fn service_accounts_are_confined_to_sandbox_namespaces() -> Result<()> {
 /// External Secrets mode (issue 15, item 22, the chart's half): one values key gives
 /// CLUSTER_SECRET_STORE to the operator and to the server (its ConfigMap, hence the Deployment and
 /// the migration Job), so that the ExternalSecret is the only owner of `<app>-secrets`: the server
-/// then writes no Secrets (apiserver deliver_secrets), and the chart gives it no way to (no
-/// server-secrets ClusterRole, no RoleBinding made by the operator, no `bind` for the operator).
+/// then writes no Secrets (apiserver deliver_secrets), and the chart gives it no way to: its
+/// per-sandbox ClusterRole (`<release>-server-sandbox`, bound by the operator) has no rule on
+/// Secrets, only the apps' pods and logs.
 #[test]
 fn cluster_secret_store_reaches_the_operator_and_the_server() -> Result<()> {
     let docs = documents(&render(
@@ -2017,20 +2056,19 @@ fn cluster_secret_store_reaches_the_operator_and_the_server() -> Result<()> {
             .any(|e| e["name"] == "CLUSTER_SECRET_STORE" && e["value"] == "vault-backend"),
         "the migration Job has the ConfigMap's CLUSTER_SECRET_STORE"
     );
+    let got = rules_of(get(&docs, "ClusterRole", "r-server-sandbox")?)?;
     ensure!(
-        find(&docs, "ClusterRole", "r-server-secrets").is_none(),
-        "no Secret-writing ClusterRole for the server with a ClusterSecretStore"
+        got == server_sandbox_rules(false),
+        "no Secrets for the server with a ClusterSecretStore, only pods and logs: {got:?}"
     );
     ensure!(
-        operator.get("SERVER_SERVICE_ACCOUNT").map(String::as_str) == Some("")
-            && !operator.contains_key("SERVER_SECRETS_CLUSTER_ROLE"),
-        "the operator makes no RoleBinding for the server: {operator:?}"
+        operator.get("SERVER_SERVICE_ACCOUNT").map(String::as_str) == Some("platform/r-server")
+            && operator.get("SERVER_SANDBOX_CLUSTER_ROLE").map(String::as_str) == Some("r-server-sandbox"),
+        "the operator binds the server to r-server-sandbox (pods and logs): {operator:?}"
     );
     ensure!(
-        !rules_of(get(&docs, "ClusterRole", "r-operator")?)?
-            .iter()
-            .any(|r| r.0 == "rbac.authorization.k8s.io"),
-        "the operator has no RBAC rights with a ClusterSecretStore"
+        rules_of(get(&docs, "ClusterRole", "r-operator")?)? == operator_rules("r"),
+        "the operator binds r-server-sandbox and nothing else with a ClusterSecretStore"
     );
 
     // Without one: the server writes the Secrets, through the RoleBinding the operator makes.
@@ -2039,12 +2077,16 @@ fn cluster_secret_store_reaches_the_operator_and_the_server() -> Result<()> {
         !config_data(&docs)?.contains_key("CLUSTER_SECRET_STORE"),
         "no CLUSTER_SECRET_STORE without a ClusterSecretStore"
     );
-    get(&docs, "ClusterRole", "r-server-secrets")?;
+    let got = rules_of(get(&docs, "ClusterRole", "r-server-sandbox")?)?;
+    ensure!(
+        got == server_sandbox_rules(true),
+        "the server writes Secrets in sandboxes without a ClusterSecretStore: {got:?}"
+    );
     let operator = operator_env(&docs, "r-operator")?;
     ensure!(
         operator.get("SERVER_SERVICE_ACCOUNT").map(String::as_str) == Some("platform/r-server")
-            && operator.get("SERVER_SECRETS_CLUSTER_ROLE").map(String::as_str) == Some("r-server-secrets"),
-        "the operator binds the server to r-server-secrets: {operator:?}"
+            && operator.get("SERVER_SANDBOX_CLUSTER_ROLE").map(String::as_str) == Some("r-server-sandbox"),
+        "the operator binds the server to r-server-sandbox: {operator:?}"
     );
 
     // The External Secrets Operator cannot read values kept in the database.

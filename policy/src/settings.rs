@@ -121,27 +121,28 @@ pub struct BuildSettings {
     pub cert_manager_issuer: String,
 
     /// The HTTP server's ServiceAccount, `namespace/name`: each sandbox namespace gets a RoleBinding
-    /// granting it SERVER_SECRETS_CLUSTER_ROLE there (it writes the apps' Secrets), so the server
-    /// can touch Secrets in sandbox namespaces and nowhere else. Empty: no RoleBinding.
+    /// granting it SERVER_SANDBOX_CLUSTER_ROLE there (it reads the apps' pods and their logs, and
+    /// writes the apps' Secrets unless a ClusterSecretStore does), so the server can do that in
+    /// sandbox namespaces and nowhere else. Empty: no RoleBinding.
     #[arg(long, env = "SERVER_SERVICE_ACCOUNT", default_value = "", value_parser = parse_service_account)]
     pub server_service_account: String,
 
-    /// ClusterRole bound to the server in each sandbox namespace.
+    /// ClusterRole bound to the server (SERVER_SERVICE_ACCOUNT) in each sandbox namespace.
     #[arg(
         long,
-        env = "SERVER_SECRETS_CLUSTER_ROLE",
-        default_value = DEFAULT_SERVER_SECRETS_CLUSTER_ROLE,
+        env = "SERVER_SANDBOX_CLUSTER_ROLE",
+        default_value = DEFAULT_SERVER_SANDBOX_CLUSTER_ROLE,
         value_parser = parse_subdomain
     )]
-    pub server_secrets_cluster_role: String,
+    pub server_sandbox_cluster_role: String,
 }
 
 /// Default of `GATEWAY_NAME`.
 pub const DEFAULT_GATEWAY_NAME: &str = "k8s-scheduler";
 /// Default of `GATEWAY_NAMESPACE` and `INGRESS_NAMESPACE`.
 pub const DEFAULT_GATEWAY_NAMESPACE: &str = "gateway-system";
-/// Default of `SERVER_SECRETS_CLUSTER_ROLE`.
-pub const DEFAULT_SERVER_SECRETS_CLUSTER_ROLE: &str = "k8s-scheduler-server-secrets";
+/// Default of `SERVER_SANDBOX_CLUSTER_ROLE`.
+pub const DEFAULT_SERVER_SANDBOX_CLUSTER_ROLE: &str = "k8s-scheduler-server-sandbox";
 
 impl Default for BuildSettings {
     /// The flags' defaults (a unit test keeps the two equal).
@@ -157,7 +158,7 @@ impl Default for BuildSettings {
             ingress_tls_secret: String::new(),
             cert_manager_issuer: String::new(),
             server_service_account: String::new(),
-            server_secrets_cluster_role: DEFAULT_SERVER_SECRETS_CLUSTER_ROLE.into(),
+            server_sandbox_cluster_role: DEFAULT_SERVER_SANDBOX_CLUSTER_ROLE.into(),
         }
     }
 }
@@ -410,9 +411,9 @@ mod tests {
                 "namespace/name",
             ),
             (
-                "--server-secrets-cluster-role",
+                "--server-sandbox-cluster-role",
                 "",
-                "SERVER_SECRETS_CLUSTER_ROLE",
+                "SERVER_SANDBOX_CLUSTER_ROLE",
                 "not a DNS subdomain",
             ),
         ] {

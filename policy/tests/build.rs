@@ -496,7 +496,7 @@ fn the_server_may_write_secrets_only_in_sandbox_namespaces() {
     assert_eq!(rb.metadata.namespace.as_deref(), Some(sb.spec.namespace.as_str()));
     assert_eq!(
         (rb.role_ref.kind.as_str(), rb.role_ref.name.as_str()),
-        ("ClusterRole", "k8s-scheduler-server-secrets")
+        ("ClusterRole", "k8s-scheduler-server-sandbox")
     );
     let subject = &rb.subjects.unwrap()[0];
     assert_eq!(

@@ -303,7 +303,9 @@ fn not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("deployment {name:?} not found"))
 }
 
-async fn find(state: &AppState, p: &Principal, name: &str) -> ApiResult<std::sync::Arc<UserDeployment>> {
+/// The caller's deployment `name`: only in the caller's own sandbox namespace, so another user's
+/// deployment is 404 like a missing one.
+pub(crate) async fn find(state: &AppState, p: &Principal, name: &str) -> ApiResult<std::sync::Arc<UserDeployment>> {
     // Before any lookup: the name goes into a Kubernetes request URL when it is not cached.
     super::path_name("name", name, NameKind::Label)?;
     let ns = state.platform.sandbox(&p.user).namespace;

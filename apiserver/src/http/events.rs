@@ -42,10 +42,30 @@ struct Holder {
     _stop: oneshot::Sender<()>,
 }
 
-/// The open `/api/events` streams: caps and ending them by session, token or user.
+/// What a [`Streams`] registry counts, as its 429 messages say it.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamNames {
+    /// The streams, in the plural ("event streams").
+    pub what: &'static str,
+    /// The variable of the per-user cap.
+    pub per_user_var: &'static str,
+    /// The variable of the server-wide cap.
+    pub total_var: &'static str,
+}
+
+/// The names of the `/api/events` streams.
+pub const EVENT_STREAMS: StreamNames = StreamNames {
+    what: "event streams",
+    per_user_var: "EVENTS_MAX_STREAMS_PER_USER",
+    total_var: "EVENTS_MAX_STREAMS",
+};
+
+/// Open long-lived streams of one kind (`/api/events`, followed logs): caps and ending them by
+/// session, token or user.
 pub struct Streams {
     max_per_user: usize,
     max_total: usize,
+    names: StreamNames,
     next: AtomicU64,
     open: Mutex<HashMap<u64, Holder>>,
     /// Milliseconds between two checks of an open stream's token and user.
@@ -69,11 +89,19 @@ impl Drop for StreamTicket {
 }
 
 impl Streams {
-    /// A registry allowing `max_per_user` streams per user and `max_total` in all.
+    /// A registry of `/api/events` streams allowing `max_per_user` streams per user and
+    /// `max_total` in all.
     pub fn new(max_per_user: usize, max_total: usize) -> Arc<Streams> {
+        Streams::with_names(max_per_user, max_total, EVENT_STREAMS)
+    }
+
+    /// A registry of streams called `names` allowing `max_per_user` per user and `max_total` in
+    /// all.
+    pub fn with_names(max_per_user: usize, max_total: usize, names: StreamNames) -> Arc<Streams> {
         Arc::new(Streams {
             max_per_user,
             max_total,
+            names,
             next: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
             recheck_ms: AtomicU64::new(STREAM_RECHECK.as_millis() as u64),
@@ -87,7 +115,8 @@ impl Streams {
             .store(every.as_millis().max(1) as u64, Ordering::Relaxed);
     }
 
-    fn recheck(&self) -> Duration {
+    /// How often open streams check their token and user.
+    pub fn recheck(&self) -> Duration {
         Duration::from_millis(self.recheck_ms.load(Ordering::Relaxed))
     }
 
@@ -104,17 +133,24 @@ impl Streams {
         token: Option<String>,
     ) -> ApiResult<(StreamTicket, oneshot::Receiver<()>)> {
         let mut open = self.lock();
+        let StreamNames {
+            what,
+            per_user_var,
+            total_var,
+        } = self.names;
         if open.len() >= self.max_total {
             return Err(ApiError::TooManyRequests(format!(
-                "the server has {} event streams open, the most EVENTS_MAX_STREAMS allows; retry later",
-                open.len()
+                "the server has {} {what} open, the most {total_var} ({}) allows; retry later",
+                open.len(),
+                self.max_total
             )));
         }
         let mine = open.values().filter(|h| h.user == user).count();
         if mine >= self.max_per_user {
             return Err(ApiError::TooManyRequests(format!(
-                "you have {mine} event streams open, the most EVENTS_MAX_STREAMS_PER_USER allows; \
-                 close one (another tab or script) first"
+                "you have {mine} {what} open, the most {per_user_var} ({}) allows; \
+                 close one (another tab or script) first",
+                self.max_per_user
             )));
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -202,15 +238,7 @@ pub async fn events(
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     p.require(Scope::DeploymentsRead)?;
-    let session_id = (p.via == Via::Session)
-        .then(|| session.id().map(|i| i.to_string()))
-        .flatten();
-    let token = (p.via == Via::Token)
-        .then(|| {
-            let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-            Some(crate::auth::hash_token(value.strip_prefix("Bearer ")?.trim()))
-        })
-        .flatten();
+    let (session_id, token) = stream_owner(&p, &session, &headers);
     let (ticket, stop) = state.streams.open(&p.user.id, session_id, token.clone())?;
     let revoked = until_invalid(state.clone(), p.user.id.clone(), token, state.streams.recheck());
     let ns = state.platform.sandbox(&p.user).namespace;
@@ -254,10 +282,25 @@ pub async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
+/// What opened a stream: the session id (signed in with a cookie) or the hash of the API token,
+/// so that signing out or revoking the token ends it.
+pub fn stream_owner(p: &Principal, session: &Session, headers: &HeaderMap) -> (Option<String>, Option<String>) {
+    let session_id = (p.via == Via::Session)
+        .then(|| session.id().map(|i| i.to_string()))
+        .flatten();
+    let token = (p.via == Via::Token)
+        .then(|| {
+            let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+            Some(crate::auth::hash_token(value.strip_prefix("Bearer ")?.trim()))
+        })
+        .flatten();
+    (session_id, token)
+}
+
 /// Resolves once the stream's API token (by hash) no longer authenticates (expired, revoked,
 /// its user deactivated) or, for a session's stream, its user is deactivated; checked every
 /// `every`. A database error keeps the stream open (logged): the next check decides.
-async fn until_invalid(state: AppState, user: String, token: Option<String>, every: Duration) {
+pub async fn until_invalid(state: AppState, user: String, token: Option<String>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate: the stream was just authenticated
@@ -270,7 +313,7 @@ async fn until_invalid(state: AppState, user: String, token: Option<String>, eve
         match valid {
             Ok(true) => {}
             Ok(false) => return,
-            Err(e) => tracing::warn!(error = %e, "checking an event stream's token or user failed; it stays open"),
+            Err(e) => tracing::warn!(error = %e, "checking a stream's token or user failed; it stays open"),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod deployments;
 pub mod events;
+pub mod logs;
 pub mod secrets;
 pub mod session;
 pub mod system;
@@ -102,6 +103,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(templates::router())
         .merge(deployments::router())
         .merge(events::router())
+        .merge(logs::router())
         .merge(tokens::router())
         .merge(ui::router(state))
         .merge(secrets::router())

@@ -40,9 +40,10 @@ pub async fn logout(State(state): State<AppState>, session: Session) -> ApiResul
         .flush()
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("session store: {e}")))?;
-    // Its open event streams end with it.
+    // Its open event and log streams end with it.
     if let Some(id) = id {
         state.streams.end_session(&id.to_string());
+        state.log_follows.end_session(&id.to_string());
     }
     Ok(StatusCode::NO_CONTENT)
 }

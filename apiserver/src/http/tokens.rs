@@ -122,9 +122,10 @@ pub async fn revoke(State(state): State<AppState>, p: Principal, Path(id): Path<
     super::path_name("id", &id, super::NameKind::Id)?;
     let hash = super::events::token_hash(&state, &p.user.id, &id).await?;
     if state.db.revoke_token(&p.user.id, &id).await? {
-        // Its open event streams end with it.
+        // Its open event and log streams end with it.
         if let Some(hash) = hash {
             state.streams.end_token(&hash);
+            state.log_follows.end_token(&hash);
         }
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use crds::{Plan, Template, UserDeployment, UserSandbox};
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Event, Secret};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
+use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event as WatchEvent};
@@ -20,7 +20,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 
-use super::{Change, Platform, SandboxInfo};
+use super::{Change, LogRequest, LogStream, Platform, PodSummary, SandboxInfo};
 use crate::config::Config;
 use crate::db::User;
 use crate::error::{ApiError, ApiResult};
@@ -656,6 +656,67 @@ impl Platform for KubePlatform {
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.tx.subscribe()
+    }
+
+    async fn service_pods(&self, namespace: &str, deployment: &str, service: &str) -> ApiResult<Vec<PodSummary>> {
+        // Read through (no pod cache): a log request is rare next to list calls, and a watch of
+        // every pod in every sandbox would cost the server memory it does not otherwise need.
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let selector = format!(
+            "{}={deployment},{}={service}",
+            policy::build::DEPLOYMENT_LABEL,
+            policy::build::SERVICE_LABEL
+        );
+        let pods = api.list(&ListParams::default().labels(&selector)).await?;
+        Ok(pods
+            .items
+            .into_iter()
+            .map(|p| PodSummary {
+                name: p.name_any(),
+                running: p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"),
+                created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                deleting: p.metadata.deletion_timestamp.is_some(),
+            })
+            .collect())
+    }
+
+    async fn logs(&self, namespace: &str, pod: &str, request: &LogRequest) -> ApiResult<LogStream> {
+        use futures::AsyncReadExt;
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let lp = LogParams {
+            container: Some(request.container.clone()),
+            previous: request.previous,
+            tail_lines: Some(request.tail_lines),
+            follow: request.follow,
+            limit_bytes: Some(request.limit_bytes),
+            ..Default::default()
+        };
+        let reader = match api.log_stream(pod, &lp).await {
+            Ok(r) => r,
+            // The pod log API's refusals name the container and why: not started yet
+            // (ContainerCreating), no previous container, ...: the request is fine, the pod is not
+            // there yet.
+            Err(kube::Error::Api(s)) if s.code == 400 => {
+                return Err(ApiError::Conflict(format!("no log to show yet: {}", s.message)));
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                return Err(ApiError::NotFound(format!(
+                    "pod {pod} is gone (replaced meanwhile); retry to read its successor's log"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // Chunks as they arrive (a follow stream must not wait for a full buffer).
+        let stream = futures::stream::try_unfold(Box::pin(reader), |mut reader| async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            let n = reader.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            buf.truncate(n);
+            Ok(Some((axum::body::Bytes::from(buf), reader)))
+        });
+        Ok(Box::pin(stream))
     }
 
     async fn ready(&self) -> Result<(), String> {

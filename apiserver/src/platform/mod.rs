@@ -75,6 +75,41 @@ impl SandboxInfo {
     }
 }
 
+/// A pod of one service of an app, as the log route chooses among them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodSummary {
+    /// Its name.
+    pub name: String,
+    /// Whether it is Running (phase).
+    pub running: bool,
+    /// When it was created.
+    pub created: Option<k8s_openapi::jiff::Timestamp>,
+    /// Whether it is being deleted (an old pod of a rollout).
+    pub deleting: bool,
+}
+
+/// What a log request asks of the Kubernetes pod log API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRequest {
+    /// The container: the service's name.
+    pub container: String,
+    /// The previous (terminated) container's log.
+    pub previous: bool,
+    /// Lines from the end of the log.
+    pub tail_lines: i64,
+    /// Keep the stream open for new lines.
+    pub follow: bool,
+    /// Most bytes Kubernetes sends (`limitBytes`).
+    pub limit_bytes: i64,
+}
+
+/// Log output as the pod log API sends it: byte chunks, not split into lines.
+pub type LogStream = futures::stream::BoxStream<'static, std::io::Result<axum::body::Bytes>>;
+
+/// Why a server without Kubernetes has no logs.
+pub const LOGS_NEED_A_CLUSTER: &str = "logs need a cluster: this server runs with KUBERNETES_ENABLED=false, \
+     so deployments are stored and rendered but never run, and there are no pods whose logs could be shown";
+
 /// Templates, sandboxes and deployments.
 #[async_trait]
 pub trait Platform: Send + Sync {
@@ -132,6 +167,16 @@ pub trait Platform: Send + Sync {
         services: &[String],
         roll: bool,
     ) -> ApiResult<bool>;
+    /// The pods of service `service` of deployment `deployment` (by the builder's labels,
+    /// `policy::build::DEPLOYMENT_LABEL` and `SERVICE_LABEL`). Without a cluster (the default,
+    /// which the offline platform keeps): 409, [`LOGS_NEED_A_CLUSTER`].
+    async fn service_pods(&self, _namespace: &str, _deployment: &str, _service: &str) -> ApiResult<Vec<PodSummary>> {
+        Err(crate::error::ApiError::Conflict(LOGS_NEED_A_CLUSTER.into()))
+    }
+    /// The log of a container of pod `pod`, streamed as it comes. Without a cluster: 409.
+    async fn logs(&self, _namespace: &str, _pod: &str, _request: &LogRequest) -> ApiResult<LogStream> {
+        Err(crate::error::ApiError::Conflict(LOGS_NEED_A_CLUSTER.into()))
+    }
     /// Whether the backing store answers.
     async fn ready(&self) -> Result<(), String>;
 }

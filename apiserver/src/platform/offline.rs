@@ -1,7 +1,8 @@
 //! KUBERNETES_ENABLED=false: the API works without a cluster. Deployments are kept in the
 //! database; their child objects are rendered with the controller's validate and build steps
 //! (the `policy` crate) and shown; their status is Pending with reason `KubernetesDisabled`. The catalog is the
-//! built-in templates of `examples/`.
+//! built-in templates of `examples/`. Nothing runs, so there are no pods or logs: the log route
+//! answers 409 ([`super::LOGS_NEED_A_CLUSTER`], the trait's default).
 
 use std::sync::Arc;
 

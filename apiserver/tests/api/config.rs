@@ -134,6 +134,49 @@ fn malformed_values_name_their_variable() {
 }
 
 #[test]
+fn log_caps_are_bounded_and_name_their_variable() {
+    for (variable, bad) in [
+        ("LOGS_MAX_BYTES", "0"),
+        ("LOGS_MAX_BYTES", "4MiB"),
+        ("LOGS_MAX_BYTES", "1073741825"),
+        ("LOGS_FOLLOW_MAX_SECONDS", "0"),
+        ("LOGS_FOLLOW_MAX_SECONDS", "30m"),
+        ("LOGS_FOLLOW_MAX_SECONDS", "86401"),
+        ("LOGS_MAX_FOLLOWS_PER_USER", "0"),
+        ("LOGS_MAX_FOLLOWS_PER_USER", "-1"),
+        ("LOGS_MAX_FOLLOWS", "0"),
+        ("LOGS_MAX_FOLLOWS", "many"),
+    ] {
+        refused(&[DEV, KEY, (variable, bad)], variable);
+    }
+    // The defaults, as `--help` shows them next to their variable.
+    let out = run(&[], &["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for (variable, default) in [
+        ("LOGS_MAX_BYTES", "4194304"),
+        ("LOGS_FOLLOW_MAX_SECONDS", "1800"),
+        ("LOGS_MAX_FOLLOWS_PER_USER", "4"),
+        ("LOGS_MAX_FOLLOWS", "256"),
+    ] {
+        let shown = format!("[env: {variable}=] [default: {default}]");
+        assert!(help.contains(&shown), "--help does not show {shown}: {help}");
+    }
+    let c = apiserver::config::Config::for_tests("unused.db".into());
+    assert_eq!(
+        (
+            c.logs_max_bytes,
+            c.logs_follow_max_seconds,
+            c.logs_max_follows_per_user,
+            c.logs_max_follows
+        ),
+        (4 * 1024 * 1024, 1800, 4, 256)
+    );
+}
+
+#[test]
 fn dev_mode_refuses_secure_cookies_and_warns() {
     refused(&[DEV, ("COOKIE_SECURE", "true")], "COOKIE_SECURE");
     // A valid DEV_MODE configuration with an unusable listen address: it gets as far as the

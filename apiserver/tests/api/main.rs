@@ -10,6 +10,7 @@ mod event_streams;
 mod handlers;
 mod hostile_input;
 mod kube_api;
+mod logs_api;
 mod openapi_statuses;
 mod secret_stores;
 mod secrets_api;

@@ -60,15 +60,15 @@ capabilities: { drop: ["ALL"] }
 {{/*
 Whether the server writes the apps' Secrets (`<app>-secrets`) itself: only without a
 ClusterSecretStore. With one (operator.clusterSecretStore), the operator's ExternalSecrets own
-those Secrets, the server writes none (apiserver deliver_secrets), and the chart renders neither the
-<release>-server-secrets ClusterRole nor the operator's right to bind it.
+those Secrets, the server writes none (apiserver deliver_secrets), and the server's per-sandbox
+ClusterRole (<release>-server-sandbox) has no rule on Secrets.
 */}}
 {{- define "k8s-scheduler.server.writesSecrets" -}}
 {{- if not .Values.operator.clusterSecretStore }}true{{ end -}}
 {{- end -}}
 
-{{/* The ClusterRole the operator binds to the server in each sandbox namespace. */}}
-{{- define "k8s-scheduler.server.secretsRole" -}}{{ include "k8s-scheduler.server.fullname" . }}-secrets{{- end -}}
+{{/* The ClusterRole the operator binds to the server in each sandbox namespace (SERVER_SANDBOX_CLUSTER_ROLE). */}}
+{{- define "k8s-scheduler.server.sandboxRole" -}}{{ include "k8s-scheduler.server.fullname" . }}-sandbox{{- end -}}
 
 {{/* Kubernetes user names of the two ServiceAccounts (request.userInfo.username). */}}
 {{- define "k8s-scheduler.operator.user" -}}system:serviceaccount:{{ .Release.Namespace }}:{{ include "k8s-scheduler.operator.fullname" . }}{{- end -}}

@@ -53,12 +53,17 @@ pub struct SandboxChildren {
     pub network_policies: Vec<NetworkPolicy>,
     /// The default ServiceAccount, without token automount.
     pub service_account: ServiceAccount,
-    /// Lets the HTTP server write the apps' Secrets here (when SERVER_SERVICE_ACCOUNT is set).
+    /// Grants the HTTP server SERVER_SANDBOX_CLUSTER_ROLE here (the apps' pods and logs, and their
+    /// Secrets), when SERVER_SERVICE_ACCOUNT is set.
     pub server_role_binding: Option<RoleBinding>,
 }
 
-/// Name of the RoleBinding that lets the HTTP server write Secrets in a sandbox namespace.
-pub const SERVER_ROLE_BINDING: &str = "k8s-scheduler-server";
+/// Name of the RoleBinding that grants the HTTP server its rights in a sandbox namespace
+/// (SERVER_SANDBOX_CLUSTER_ROLE). Not the former `k8s-scheduler-server`, which bound the
+/// server-secrets ClusterRole: a RoleBinding's roleRef cannot change, so applying the new role
+/// under the old name would fail in every existing sandbox. A sandbox from before keeps that old
+/// RoleBinding, which grants nothing once the chart no longer renders its ClusterRole.
+pub const SERVER_ROLE_BINDING: &str = "k8s-scheduler-server-sandbox";
 
 fn labels(sandbox: &str) -> BTreeMap<String, String> {
     map([(MANAGED_BY, MANAGER), (SANDBOX_LABEL, sandbox)])
@@ -281,7 +286,7 @@ pub fn build(sb: &UserSandbox, config: &BuildSettings) -> SandboxChildren {
             role_ref: RoleRef {
                 api_group: Some("rbac.authorization.k8s.io".into()),
                 kind: "ClusterRole".into(),
-                name: config.server_secrets_cluster_role.clone(),
+                name: config.server_sandbox_cluster_role.clone(),
             },
             subjects: Some(vec![Subject {
                 kind: "ServiceAccount".into(),
