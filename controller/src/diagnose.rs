@@ -78,15 +78,20 @@ fn short(s: &str) -> String {
 /// program prints last before it exits is what explains the exit.
 fn log_tail(s: &str) -> String {
     let lines: Vec<&str> = s.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
-    let tail = lines[lines.len().saturating_sub(LOG_LINES)..].join(" | ");
-    if tail.len() <= MAX_MESSAGE {
-        return tail;
+    ending(&lines[lines.len().saturating_sub(LOG_LINES)..].join(" | "), MAX_MESSAGE)
+}
+
+/// The last `max` bytes of `s` (on a character boundary), with "…" when cut.
+fn ending(s: &str, max: usize) -> String {
+    let s = s.trim();
+    if s.len() <= max {
+        return s.to_string();
     }
-    let mut start = tail.len() - MAX_MESSAGE;
-    while !tail.is_char_boundary(start) {
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
         start += 1;
     }
-    format!("…{}", &tail[start..])
+    format!("…{}", &s[start..])
 }
 
 mod hints {
@@ -147,7 +152,15 @@ pub fn diagnose(o: &Observed<'_>) -> Option<Diagnosis> {
             });
         }
     }
-    found.or_else(|| probe_failure(o)).or_else(|| {
+    // A container the kubelet restarted for a failing liveness probe exits like a clean stop
+    // (0, or 137/143 when killed): the probe explains it, not the exit.
+    if found.as_ref().is_some_and(|f| f.reason == reasons::CRASH_LOOPING)
+        && killed_by_kubelet(o.pods)
+        && let Some(p) = probe_failure(o, "Liveness")
+    {
+        return Some(p);
+    }
+    found.or_else(|| probe_failure(o, "Readiness")).or_else(|| {
         o.deadline_exceeded.then(|| Diagnosis {
             reason: reasons::ROLLOUT_STALLED,
             message: "the rollout made no progress within its deadline (ProgressDeadlineExceeded)".into(),
@@ -281,12 +294,21 @@ fn container(pod: &Pod, cs: &ContainerStatus) -> Option<Diagnosis> {
             _ => return None,
         };
         let message = if reason == reasons::IMAGE_PULL_FAILED {
-            let detail = if msg.is_empty() {
-                why.to_string()
-            } else {
-                format!("{why}: {msg}")
-            };
-            format!("image {} of container {name} cannot be pulled: {detail}", cs.image)
+            // The registry's answer ends the kubelet's message, after the image's name (twice):
+            // keep that end.
+            let head = short(&format!(
+                "image {} of container {name} cannot be pulled ({why})",
+                cs.image
+            ));
+            if !msg.is_empty() {
+                let room = MAX_MESSAGE.saturating_sub(head.len() + 2).max(80);
+                return Some(Diagnosis {
+                    reason,
+                    message: format!("{head}: {}", ending(msg, room)),
+                    hint,
+                });
+            }
+            head
         } else {
             let detail = if msg.is_empty() {
                 why.to_string()
@@ -347,39 +369,49 @@ fn memory_limit(pod: &Pod, container: &str) -> Option<String> {
         .map(|q| q.0.clone())
 }
 
-/// A running container that is not ready, with a readiness probe failure among its pod's events.
-fn probe_failure(o: &Observed<'_>) -> Option<Diagnosis> {
+/// Whether a container of these pods last ended the way a kubelet's kill ends it (exit 0, 137
+/// or 143), not with an error of its own.
+fn killed_by_kubelet(pods: &[Pod]) -> bool {
+    pods.iter()
+        .filter_map(|p| p.status.as_ref())
+        .flat_map(|s| s.container_statuses.iter().flatten())
+        .filter_map(|cs| cs.last_state.as_ref().and_then(|s| s.terminated.as_ref()))
+        .any(|t| matches!(t.exit_code, 0 | 137 | 143) && t.reason.as_deref() != Some("OOMKilled"))
+}
+
+/// A container that is not ready with a `kind` ("Readiness" or "Liveness") probe failure among
+/// its pod's Warning events.
+fn probe_failure(o: &Observed<'_>, kind: &str) -> Option<Diagnosis> {
+    let prefix = format!("{kind} probe failed");
     for pod in o.pods {
         let Some(status) = pod.status.as_ref() else { continue };
         let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
-        for cs in status.container_statuses.iter().flatten() {
-            let running = cs.state.as_ref().is_some_and(|s| s.running.is_some());
-            if !running || cs.ready {
-                continue;
-            }
+        for cs in status.container_statuses.iter().flatten().filter(|cs| !cs.ready) {
             let event = o
                 .events
                 .iter()
                 .filter(|e| {
                     e.involved_object.name.as_deref() == Some(pod_name)
                         && e.reason.as_deref() == Some("Unhealthy")
-                        && e.message
-                            .as_deref()
-                            .is_some_and(|m| m.starts_with("Readiness probe failed"))
+                        && e.message.as_deref().is_some_and(|m| m.starts_with(&prefix))
                 })
                 .max_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0));
-            if let Some(e) = event {
-                let said = e.message.as_deref().unwrap_or_default();
-                let said = said.strip_prefix("Readiness probe failed: ").unwrap_or(said);
-                return Some(Diagnosis {
-                    reason: reasons::PROBE_FAILING,
-                    message: short(&format!(
-                        "container {} runs but its readiness probe fails: {said}",
-                        cs.name
-                    )),
-                    hint: hints::PROBE,
-                });
-            }
+            let Some(e) = event else { continue };
+            let said = e.message.as_deref().unwrap_or_default();
+            let said = said.strip_prefix(&format!("{prefix}: ")).unwrap_or(said);
+            let message = if kind == "Liveness" {
+                format!(
+                    "container {} is restarted because its liveness probe fails: {said} (restarted {} times)",
+                    cs.name, cs.restart_count
+                )
+            } else {
+                format!("container {} runs but its readiness probe fails: {said}", cs.name)
+            };
+            return Some(Diagnosis {
+                reason: reasons::PROBE_FAILING,
+                message: short(&message),
+                hint: hints::PROBE,
+            });
         }
     }
     None

@@ -1161,8 +1161,13 @@ const OPERATOR_RULES: &[(&str, &str, &[&str])] = &[
     ("", "serviceaccounts", &["create", "patch"]),
     ("", "services", &["list", "watch", "create", "patch", "delete"]),
     ("", "configmaps", &["list", "watch", "create", "patch", "delete"]),
-    ("apps", "deployments", &["list", "watch", "create", "patch", "delete"]),
+    (
+        "apps",
+        "deployments",
+        &["get", "list", "watch", "create", "patch", "delete"],
+    ),
     ("", "pods", &["list"]),
+    ("", "events", &["list"]),
     (
         "networking.k8s.io",
         "ingresses",

@@ -359,6 +359,16 @@ async fn apps_that_cannot_run_say_why() -> Result<()> {
                 vec!["cpu".to_string()],
                 120,
             ),
+            // Its health check path answers 404: the probes' answer, not a "crash" (the kubelet
+            // restarts it for its liveness probe).
+            (
+                "sick",
+                json!({ "services": [{ "name": "web", "image": image("hello-web"), "port": 8080,
+                    "healthCheckPath": "/nope", "resources": resources }] }),
+                "ProbeFailing",
+                vec!["probe fails".to_string(), "statuscode: 404".to_string()],
+                120,
+            ),
             // Its image's user is root: the kubelet refuses it under runAsNonRoot (restricted).
             (
                 "root",

@@ -370,7 +370,7 @@ async fn apply(
 /// Why each service of a rollout that has not progressed for [`DIAGNOSE_AFTER`] is stuck (in
 /// the order of `vd.services`), from its pods (one LIST), its Deployment's conditions (one GET per
 /// service not available: the watch cache keeps only whether ReplicaFailure is True, not
-/// Kubernetes' text) and, when a container runs but is not ready, the namespace's readiness-probe
+/// Kubernetes' text) and, when a container runs or ran but is not ready, the namespace's probe
 /// Warning events (one LIST). Only for apps not Ready that long: empty while young.
 async fn problems(
     ud: &UserDeployment,
@@ -434,7 +434,7 @@ async fn problems(
         let deadline_exceeded = conditions
             .iter()
             .any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded"));
-        if events.is_none() && failure.is_none() && mine.iter().any(running_not_ready) {
+        if events.is_none() && failure.is_none() && mine.iter().any(may_fail_probes) {
             let api: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
             let listed = api
                 .list(&ListParams::default().fields("type=Warning,reason=Unhealthy").limit(500))
@@ -455,14 +455,15 @@ async fn problems(
     Ok(out)
 }
 
-/// A pod with a running container that is not ready (a readiness probe may be failing).
-fn running_not_ready(pod: &Pod) -> bool {
+/// A pod with a container that is not ready but runs or has run (a readiness or liveness probe
+/// may be failing).
+fn may_fail_probes(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
         .is_some_and(|cs| {
             cs.iter()
-                .any(|c| !c.ready && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+                .any(|c| !c.ready && (c.restart_count > 0 || c.state.as_ref().is_some_and(|s| s.running.is_some())))
         })
 }
 
