@@ -138,8 +138,9 @@ fn placement(ns: &str, owner: &NamespaceOwner, ctx: &Context) -> Result<Option<S
                 .as_ref()
                 .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY && c.status == "False"));
             match refused {
-                // A known refusal: NamespaceConflict, NamespaceNotAllowed, OwnerConflict.
-                Some(c) if c.reason != reasons::API_ERROR => Err(Invalid {
+                // A known refusal: NamespaceConflict, NamespaceNotAllowed, OwnerConflict. Not
+                // a transient state (an API error, a quota not counted yet): the app waits.
+                Some(c) if c.reason != reasons::API_ERROR && c.reason != reasons::QUOTA_PENDING => Err(Invalid {
                     reason: match c.reason.as_str() {
                         reasons::OWNER_CONFLICT => reasons::OWNER_CONFLICT,
                         reasons::NAMESPACE_NOT_ALLOWED => reasons::NAMESPACE_NOT_ALLOWED,
