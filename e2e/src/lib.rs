@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apiserver;
+pub mod browser;
 pub mod cluster;
 pub mod net;
 pub mod oidc;

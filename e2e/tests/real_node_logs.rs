@@ -186,6 +186,55 @@ async fn hello(world: &World, sandbox: &TestSandbox) -> Result<()> {
     Ok(())
 }
 
+/// The guestbook of examples/ (web + redis) as the app `guestbook` in `ns`, logging every entry
+/// written (LOG_LEVEL=debug), public; waits until it answers through the gateway. Returns its URL.
+async fn guestbook(world: &World, ns: &str) -> Result<String> {
+    let mut template: serde_json::Value = serde_yaml::from_str(&std::fs::read_to_string(e2e::repo_path(
+        "examples/21-template-guestbook.yaml",
+    ))?)?;
+    template["metadata"]["namespace"] = json!(ns);
+    template["spec"]["visibility"] = json!("private");
+    apply(&template)?;
+    apply(&json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "guestbook-secrets", "namespace": ns },
+        "stringData": { "REDIS_PASSWORD": unique_name("pw") },
+    }))?;
+    let ud = deploy(
+        &world.client,
+        ns,
+        "guestbook",
+        json!({
+            "templateRef": { "name": "guestbook" },
+            "parameters": { "TITLE": "Logs", "LOG_LEVEL": "debug" },
+            "secretRefs": ["REDIS_PASSWORD"],
+            "visibility": "public",
+        }),
+    )
+    .await?;
+    let url = ud
+        .status
+        .as_ref()
+        .and_then(|s| s.url.clone())
+        .context("Ready without a URL")?;
+    ensure!(url.ends_with(&format!(":{}", world.port)), "{url}");
+    get_through_gateway(&url).await?;
+    Ok(url)
+}
+
+/// Writes an entry of `chars` characters into the guestbook at `url` through the gateway.
+async fn add_entry(url: &str, chars: usize) -> Result<()> {
+    let host = reqwest::Url::parse(url)?.host_str().context("no host")?.to_string();
+    let http = loopback_client(&host).timeout(Duration::from_secs(10)).build()?;
+    let resp = http
+        .post(format!("{url}/entries"))
+        .body("x".repeat(chars))
+        .send()
+        .await?;
+    ensure!(resp.status().is_success(), "POST /entries: {}", resp.status());
+    Ok(())
+}
+
 /// A streamed response's body as it arrives.
 struct Reader {
     chunks: futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>,
@@ -240,37 +289,7 @@ async fn a_followed_log_shows_new_lines_and_other_users_apps_are_not_found() -> 
     let result = async {
         let (token, sandbox) = world.user().await?;
         let ns = sandbox.namespace.clone();
-        // The guestbook of examples/ (web + redis), logging every entry written (LOG_LEVEL=debug).
-        let mut template: serde_json::Value = serde_yaml::from_str(&std::fs::read_to_string(e2e::repo_path(
-            "examples/21-template-guestbook.yaml",
-        ))?)?;
-        template["metadata"]["namespace"] = json!(ns);
-        template["spec"]["visibility"] = json!("private");
-        apply(&template)?;
-        apply(&json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": { "name": "guestbook-secrets", "namespace": ns },
-            "stringData": { "REDIS_PASSWORD": unique_name("pw") },
-        }))?;
-        let ud = deploy(
-            &world.client,
-            &ns,
-            "guestbook",
-            json!({
-                "templateRef": { "name": "guestbook" },
-                "parameters": { "TITLE": "Logs", "LOG_LEVEL": "debug" },
-                "secretRefs": ["REDIS_PASSWORD"],
-                "visibility": "public",
-            }),
-        )
-        .await?;
-        let url = ud
-            .status
-            .as_ref()
-            .and_then(|s| s.url.clone())
-            .context("Ready without a URL")?;
-        ensure!(url.ends_with(&format!(":{}", world.port)), "{url}");
-        get_through_gateway(&url).await?;
+        let url = guestbook(&world, &ns).await?;
 
         // Two services: the request must name one.
         let (status, body) = world.get(&token, "/api/deployments/guestbook/logs").await?;
@@ -309,14 +328,7 @@ async fn a_followed_log_shows_new_lines_and_other_users_apps_are_not_found() -> 
             "the line is there before the request: {}",
             stream.text
         );
-        let host = reqwest::Url::parse(&url)?.host_str().context("no host")?.to_string();
-        let http = loopback_client(&host).timeout(Duration::from_secs(10)).build()?;
-        let resp = http
-            .post(format!("{url}/entries"))
-            .body("x".repeat(chars))
-            .send()
-            .await?;
-        ensure!(resp.status().is_success(), "POST /entries: {}", resp.status());
+        add_entry(&url, chars).await?;
         stream.until(&line, Duration::from_secs(30)).await?;
         drop(stream);
 
@@ -435,6 +447,76 @@ async fn followed_streams_per_user_are_capped() -> Result<()> {
             },
         )
         .await?;
+        Ok(())
+    }
+    .await;
+    world.finish(result).await
+}
+
+/// The web UI's log viewer (`web/e2e/logs.spec.ts`, Chromium) follows the guestbook's lines as it
+/// prints them: the server runs in DEV_MODE with the UI, the test writes an entry through the
+/// gateway every two seconds while the browser watches.
+#[tokio::test]
+async fn the_log_viewer_follows_new_lines_in_a_browser() -> Result<()> {
+    let mut world = World::start(&[("DEV_MODE", "true"), ("REACT_UI", "true")]).await?;
+    let result = async {
+        // DEV_MODE: a request without credentials is the dev user's; the first one creates its
+        // sandbox (labelled for this run's controller).
+        let me: serde_json::Value = reqwest::Client::new()
+            .get(world.server.url("/api/me"))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let ns = me["sandbox"]["namespace"]
+            .as_str()
+            .context("no sandbox in /api/me")?
+            .to_string();
+        let sandbox = TestSandbox {
+            client: world.client.clone(),
+            name: me["sandbox"]["name"].as_str().unwrap_or(&ns).to_string(),
+            namespace: ns.clone(),
+            user_id: me["user"]["id"].as_str().unwrap_or_default().to_string(),
+            run: world.run.clone(),
+        };
+        world.sandboxes.push(sandbox.clone());
+        sandbox.wait_ready().await?;
+        let url = guestbook(&world, &ns).await?;
+
+        // Entries keep coming while the browser looks (each a line of the web service's log).
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let writer_url = url.clone();
+        let writer = tokio::spawn(async move {
+            let mut written = 0usize;
+            loop {
+                add_entry(&writer_url, 10 + written % 50).await?;
+                written += 1;
+                tokio::select! {
+                    _ = &mut stopped => return Ok::<_, anyhow::Error>(written),
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        });
+        let screenshots = e2e::browser::web_dir().join("test-results/screenshots");
+        std::fs::create_dir_all(&screenshots)?;
+        let failures = std::env::temp_dir().join(format!("{}-playwright-logs", world.run));
+        let base = world.server.base.clone();
+        let out = failures.clone();
+        let (ok, output) = tokio::task::spawn_blocking(move || {
+            e2e::browser::playwright("logs.spec.ts", &base, &screenshots, &out, &[("LOGS_APP", "guestbook")])
+        })
+        .await??;
+        let _ = stop.send(());
+        let written = writer.await??;
+        println!("{output}");
+        ensure!(
+            ok && output.contains("1 passed"),
+            "the Playwright log viewer test failed (traces in {}; {written} entries written):\n{output}",
+            failures.display()
+        );
+        let _ = std::fs::remove_dir_all(&failures);
         Ok(())
     }
     .await;

@@ -9,9 +9,8 @@
 //!   view its YAML, restart and delete it, create and revoke an API token. Screenshots of every
 //!   page land in `web/test-results/screenshots/` (or `UI_SCREENSHOT_DIR`).
 
-use std::io::Read;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,10 +21,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
-/// `web/` of this repository.
-fn web_dir() -> PathBuf {
-    e2e::repo_path("web")
-}
+use e2e::browser::{playwright, web_dir};
 
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -301,48 +297,6 @@ impl Run {
     }
 }
 
-/// Runs `npx playwright test` in `web/` against `base_url`; returns its exit status and output.
-/// Traces and pictures of failures go to `output`.
-fn playwright(base_url: &str, screenshots: &Path, output: &Path) -> Result<(bool, String)> {
-    let web = web_dir();
-    if !web.join("node_modules/@playwright/test").exists() {
-        bail!(
-            "{}/node_modules lacks @playwright/test: run web/scripts/build --deps (hack/test does)",
-            web.display()
-        );
-    }
-    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !Path::new(&chromium).exists() {
-        bail!("{chromium} not found: install Debian's chromium (hack/test does) or set CHROMIUM_PATH");
-    }
-    let mut child = Command::new("npx")
-        .args(["--no-install", "playwright", "test"])
-        .current_dir(&web)
-        .env("BASE_URL", base_url)
-        .env("SCREENSHOT_DIR", screenshots)
-        .env("PLAYWRIGHT_OUTPUT_DIR", output)
-        .env("CHROMIUM_PATH", &chromium)
-        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-        .env("CI", "1")
-        .env("FORCE_COLOR", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running npx playwright test (Node.js and npm are needed for this test)")?;
-    let mut stderr = child.stderr.take().context("stderr")?;
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let mut out = String::new();
-    child.stdout.take().context("stdout")?.read_to_string(&mut out)?;
-    let status = child.wait()?;
-    out.push_str(&err_reader.join().unwrap_or_default());
-    Ok((status.success(), out))
-}
-
 #[tokio::test]
 async fn playwright_scenario_against_the_server_and_the_controller() -> Result<()> {
     let run = Run::new().await?;
@@ -387,7 +341,7 @@ async fn scenario(run: &Run, ns: &str, controller: &e2e::operator::ControllerPro
     let failures = std::env::temp_dir().join(format!("{}-playwright", run.run));
     let base = server.url.clone();
     let (dir, out) = (screenshots.clone(), failures.clone());
-    let (ok, output) = tokio::task::spawn_blocking(move || playwright(&base, &dir, &out)).await??;
+    let (ok, output) = tokio::task::spawn_blocking(move || playwright("ui.spec.ts", &base, &dir, &out, &[])).await??;
     println!("{output}");
     println!("screenshots: {}", screenshots.display());
     if !ok {
@@ -401,7 +355,7 @@ async fn scenario(run: &Run, ns: &str, controller: &e2e::operator::ControllerPro
     let _ = std::fs::remove_dir_all(&failures);
     assert!(
         output.contains("3 passed"),
-        "expected the 2 Playwright tests to pass: {output}"
+        "expected the 3 Playwright tests of ui.spec.ts to pass: {output}"
     );
     // The deployment is gone from the cluster too.
     let uds: Api<crds::UserDeployment> = Api::namespaced(run.client.clone(), ns);
