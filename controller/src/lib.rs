@@ -20,6 +20,7 @@ use crds::{Template, UserDeployment, UserSandbox};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Config as WatcherConfig;
@@ -235,10 +236,14 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
         .modify(|sb: &mut UserSandbox| sb.metadata.managed_fields = None)
         .reflect(all_sandbox_writer);
     let managed_sandboxes = sandbox_store.clone();
+    // Not `owns_stream`: kube-runtime keys an owner found through a namespaced child (the quota)
+    // as `<child namespace>/<name>`, a different key from the cluster-scoped sandbox's own, so
+    // the two could run concurrently and the older one's status win: a sandbox stayed
+    // QuotaPending for minutes in `hack/bench`. Owners are keyed by name alone here.
     let sandbox_ctrl = Controller::for_stream(sandbox_stream, sandbox_store.clone())
         .with_config(ctrl_config.clone())
-        .owns_stream(quotas)
-        .owns_stream(namespaces)
+        .watches_stream(quotas, |q| sandbox_owners(&q.metadata))
+        .watches_stream(namespaces, |n| sandbox_owners(&n.metadata))
         .watches_stream(
             triggers(all_sandbox_stream, spec_predicate::<UserSandbox>),
             move |changed: UserSandbox| {
@@ -489,6 +494,17 @@ fn sandbox_placement(sb: &UserSandbox) -> Option<u64> {
         status.and_then(|s| s.namespace.clone()),
         ready,
     ))
+}
+
+/// The UserSandboxes owning a child, keyed as the sandboxes themselves are (cluster-scoped: no
+/// namespace).
+fn sandbox_owners(meta: &ObjectMeta) -> Vec<ObjectRef<UserSandbox>> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .filter(|o| o.kind == "UserSandbox" && o.api_version.starts_with("k8s-scheduler.io/"))
+        .map(|o| ObjectRef::new(&o.name))
+        .collect()
 }
 
 /// Trigger property: generation (spec changes) and deletion.
