@@ -1,12 +1,12 @@
 import { defineConfig } from "@playwright/test";
 
-// End-to-end tests against a running server (BASE_URL), driven by e2e/tests/ui.rs. No browser is
+// End-to-end tests against a running server (BASE_URL), driven by e2e/tests/kwok/ui.rs. No browser is
 // downloaded: Debian's Chromium is used (CHROMIUM_PATH, default /usr/bin/chromium).
 const root = typeof process.getuid === "function" && process.getuid() === 0;
 
 export default defineConfig({
   testDir: "e2e",
-  // Traces and screenshots of failures; e2e/tests/ui.rs gives each run its own.
+  // Traces and screenshots of failures; e2e/tests/kwok/ui.rs gives each run its own.
   outputDir: process.env.PLAYWRIGHT_OUTPUT_DIR ?? "test-results/playwright",
   fullyParallel: false,
   workers: 1,

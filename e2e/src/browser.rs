@@ -1,6 +1,6 @@
 //! The Playwright suites of `web/e2e/` (Debian's Chromium, headless), run against a server the
-//! test started: `ui.spec.ts` on the kwok cluster (tests/ui.rs), `logs.spec.ts` on the real node
-//! (tests/real_node_logs.rs).
+//! test started: `ui.spec.ts` on the kwok cluster (tests/kwok/ui.rs), `logs.spec.ts` on the real node
+//! (tests/real_node/logs.rs).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -22,6 +22,7 @@ pub mod oidc;
 pub mod operator;
 pub mod real_node;
 pub mod services;
+pub mod suite;
 pub mod wait;
 
 pub use cluster::{client, unique_name, with_namespace};

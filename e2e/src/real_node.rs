@@ -1,4 +1,4 @@
-//! What the real-node suites (`tests/real_node.rs`, `tests/real_node_chart.rs`) share: the images
+//! What the real-node suites (`tests/real_node/`) share: the images
 //! `hack/image` builds, the gateway `hack/cluster up --real` publishes on loopback, and the
 //! hello-web Template.
 

@@ -1,4 +1,4 @@
-// The log viewer against a real app on the real node: started by e2e/tests/real_node_logs.rs,
+// The log viewer against a real app on the real node: started by e2e/tests/real_node/logs.rs,
 // which runs the server in DEV_MODE, deploys the guestbook (LOG_LEVEL=debug: one line per entry)
 // as LOGS_APP, and writes an entry through the gateway every two seconds while this runs.
 import { expect, test } from "@playwright/test";
@@ -10,7 +10,7 @@ const app = process.env.LOGS_APP ?? "";
 const entries = (text: string) => (text.match(/added an entry of \d+ characters/g) ?? []).length;
 
 test("the log viewer follows the lines an app prints", async ({ page }) => {
-  expect(app, "LOGS_APP names the deployment (e2e/tests/real_node_logs.rs sets it)").not.toBe("");
+  expect(app, "LOGS_APP names the deployment (e2e/tests/real_node/logs.rs sets it)").not.toBe("");
   const problems: string[] = [];
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
 

@@ -1,4 +1,4 @@
-// The UI end to end against a real server and controller (DEV_MODE): started by e2e/tests/ui.rs.
+// The UI end to end against a real server and controller (DEV_MODE): started by e2e/tests/kwok/ui.rs.
 // Every page is screenshotted into SCREENSHOT_DIR (default test-results/screenshots).
 import { expect, test, type Page } from "@playwright/test";
 import path from "node:path";

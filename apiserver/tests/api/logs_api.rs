@@ -3,7 +3,7 @@
 //! contract: the pod chosen and named in `X-Pod-Name`, what is asked of Kubernetes, the query's
 //! refusals, another user's app answering 404, the scope, and the caps (bytes, duration,
 //! followed streams per user and in all, ended by revocation). The real pod log API is exercised
-//! on a real node by `e2e/tests/real_node_logs.rs`.
+//! on a real node by `e2e/tests/real_node/logs.rs`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

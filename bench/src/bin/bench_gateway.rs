@@ -11,7 +11,7 @@
 //! 1. A run of its own: a platform namespace `platform-<run>` holding the shipped hello-web
 //!    Template (`examples/20-template-hello-web.yaml`, moved there), a UserSandbox `<run>-dev` for
 //!    the DEV_MODE user (plan enterprise, so the quota never refuses an app), a release controller
-//!    routing with HTTPRoutes on the real node's Gateway (the settings of `e2e/tests/real_node.rs`) and
+//!    routing with HTTPRoutes on the real node's Gateway (the settings of `e2e/tests/real_node/apps.rs`) and
 //!    a release server in DEV_MODE on a temporary SQLite database whose sandbox pattern is
 //!    `<run>-%s`, so that it adopts that sandbox.
 //! 2. Per app, one at a time, so that each time is one app's own:

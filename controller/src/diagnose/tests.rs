@@ -1,6 +1,6 @@
 //! Each failure kind from Pod, Deployment and Event JSON as the API returns it (`recorded/`),
 //! to its reason, sentence and hint. image-pull, crash, oom, quota and probe were recorded on the
-//! real node (`hack/cluster up --real`, the apps of e2e/tests/real_node.rs's cannot-run test and
+//! real node (`hack/cluster up --real`, the apps of e2e/tests/real_node/apps.rs's cannot-run test and
 //! hello-web with `healthCheckPath: /nope`; managed fields removed); pod-security and
 //! unschedulable are written after Kubernetes' messages (the builder's pods always meet
 //! `restricted`, and the real node has room for any pod the quota admits).

@@ -474,6 +474,7 @@ fn memory_sessions_need_a_single_replica() -> Result<()> {
 
 #[tokio::test]
 async fn every_option_renders_and_passes_server_dry_run() -> Result<()> {
+    let _turn = e2e::suite::turn("chart").await;
     with_namespace(|_client, ns| async move {
         // Pod Security "restricted" warns (at the workload level) about any pod template of the
         // chart that would not run in a restricted namespace.
@@ -612,6 +613,7 @@ async fn every_option_renders_and_passes_server_dry_run() -> Result<()> {
 /// by the apiserver in a server dry-run.
 #[tokio::test]
 async fn finalizer_policy_renders_where_the_api_exists() -> Result<()> {
+    let _turn = e2e::suite::turn("chart").await;
     with_namespace(|_client, ns| async move {
         const POLICY: &str = "k8s-scheduler-userdeployment-finalizer";
         let docs = documents(&render("r", &ns, &[])?)?;
@@ -1006,6 +1008,7 @@ fn token_kubeconfig(token: &str) -> Result<PathBuf> {
 
 #[tokio::test]
 async fn operator_runs_with_the_chart_rbac_and_nothing_more() -> Result<()> {
+    let _turn = e2e::suite::turn("chart").await;
     with_namespace(|client, ns| async move {
         let release = unique_name("rbac");
         let docs = documents(&render(&release, &ns, &[])?)?;
@@ -1236,6 +1239,7 @@ fn leader_election_rules(release: &str) -> Vec<Rule> {
 
 #[tokio::test]
 async fn server_rbac_grants_exactly_the_listed_rules() -> Result<()> {
+    let _turn = e2e::suite::turn("chart").await;
     with_namespace(|_client, ns| async move {
         let release = unique_name("srv");
         let sa = format!("{release}-server");
@@ -1431,6 +1435,7 @@ fn apiserver(env: &BTreeMap<String, String>, args: &[&str]) -> Result<(Command, 
 
 #[tokio::test]
 async fn server_runs_with_the_chart_config_and_rbac() -> Result<()> {
+    let _turn = e2e::suite::turn("chart").await;
     with_namespace(|client, ns| async move {
         ensure_crds(&client).await?;
         let release = unique_name("srv");
@@ -1620,7 +1625,7 @@ async fn api_flow_with_chart_rbac(
             r.send()
         };
         // A template the user owns (private, in the sandbox namespace).
-        let mut t: Template = serde_yaml::from_str(include_str!("../../examples/20-template-hello-web.yaml"))?;
+        let mut t: Template = serde_yaml::from_str(include_str!("../../../examples/20-template-hello-web.yaml"))?;
         t.metadata.namespace = Some(sandbox_ns.clone());
         t.spec.visibility = crds::TemplateVisibility::Private;
         Api::<Template>::namespaced(client.clone(), &sandbox_ns).create(&PostParams::default(), &t).await?;
@@ -1670,6 +1675,7 @@ async fn api_flow_with_chart_rbac(
 /// server still reads the apps' pods and logs).
 #[tokio::test]
 async fn operator_rbac_grants_exactly_the_listed_rules() -> Result<()> {
+    let _turn = e2e::suite::turn("chart").await;
     with_namespace(|_client, ns| async move {
         let release = unique_name("op");
         let sa = format!("{release}-operator");
@@ -1818,6 +1824,7 @@ fn ensure_allowed(kubeconfig: &std::path::Path, args: &[&str], input: Option<&st
 /// where); the same requests in a namespace labelled like a sandbox go through.
 #[tokio::test]
 async fn service_accounts_are_confined_to_sandbox_namespaces() -> Result<()> {
+    let _turn = e2e::suite::turn("chart").await;
     with_namespace(|client, ns| async move {
         ensure_crds(&client).await?;
         let release = unique_name("conf");
@@ -2285,6 +2292,7 @@ fn routing_values_reach_the_operator_and_no_default_names_ingress_nginx() -> Res
 /// sandbox namespaces. The apiserver accepts it (server dry-run).
 #[tokio::test]
 async fn platform_gateway_admits_routes_from_sandboxes_only() -> Result<()> {
+    let _turn = e2e::suite::turn("chart").await;
     const GATEWAY_API: &str = "gateway.networking.k8s.io/v1/Gateway";
     const CERT_MANAGER: &str = "cert-manager.io/v1/Certificate";
     with_namespace(|client, ns| async move {

@@ -27,6 +27,7 @@ fn run(args: &[&str]) -> Result<String> {
 
 #[tokio::test]
 async fn kubectl_apply_examples_brings_every_deployment_to_ready() -> Result<()> {
+    let _turn = e2e::suite::turn("examples").await;
     let client = e2e::client().await?;
     ensure_crds(&client).await?;
     let dir = examples_dir();

@@ -154,6 +154,7 @@ async fn id_token_claims(provider: &OidcProvider, login: &str, auth: ClientAuth)
 
 #[tokio::test]
 async fn discovery_document_names_issuer_and_keys() -> Result<()> {
+    let _turn = e2e::suite::turn("oidc_provider").await;
     let provider = provider().await?;
     let doc = discovery(&provider).await?;
     assert_eq!(doc["issuer"], provider.issuer());
@@ -177,6 +178,7 @@ async fn discovery_document_names_issuer_and_keys() -> Result<()> {
 
 #[tokio::test]
 async fn code_flow_yields_id_token_with_email_and_code_is_single_use() -> Result<()> {
+    let _turn = e2e::suite::turn("oidc_provider").await;
     let provider = provider().await?;
     let request = Request::new();
     let code = request.code(&provider, "alice").await?;
@@ -199,6 +201,7 @@ async fn code_flow_yields_id_token_with_email_and_code_is_single_use() -> Result
 
 #[tokio::test]
 async fn unverified_login_and_client_secret_post() -> Result<()> {
+    let _turn = e2e::suite::turn("oidc_provider").await;
     let provider = provider().await?;
     let (_, claims) = id_token_claims(&provider, "unverified-bob", ClientAuth::Post).await?;
     assert_eq!(claims["email"], "unverified-bob@example.com");
@@ -211,6 +214,7 @@ async fn unverified_login_and_client_secret_post() -> Result<()> {
 
 #[tokio::test]
 async fn pkce_is_required_and_checked() -> Result<()> {
+    let _turn = e2e::suite::turn("oidc_provider").await;
     let provider = provider().await?;
     let url = Url::parse_with_params(
         &format!("{}/auth", provider.issuer()),
@@ -235,6 +239,7 @@ async fn pkce_is_required_and_checked() -> Result<()> {
 
 #[tokio::test]
 async fn next_token_rewrite_applies_once() -> Result<()> {
+    let _turn = e2e::suite::turn("oidc_provider").await;
     let provider = provider().await?;
     provider.set_next_token(serde_json::json!({ "aud": "x" })).await?;
     let (request, claims) = id_token_claims(&provider, "alice", ClientAuth::Basic).await?;
@@ -262,6 +267,7 @@ async fn next_token_rewrite_applies_once() -> Result<()> {
 
 #[tokio::test]
 async fn a_provider_that_cannot_start_fails_with_its_stderr() -> Result<()> {
+    let _turn = e2e::suite::turn("oidc_provider").await;
     let err = OidcProvider::start(&[OidcClient {
         client_id: CLIENT_ID.to_owned(),
         client_secret: CLIENT_SECRET.to_owned(),

@@ -210,6 +210,7 @@ where
 
 #[tokio::test]
 async fn sandbox_provisions_a_restricted_namespace() -> Result<()> {
+    let _turn = e2e::suite::turn("operator").await;
     with_sandbox(&[], |client, sb| async move {
         let ns = sb.namespace.as_str();
         let nsobj = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
@@ -325,6 +326,7 @@ async fn sandbox_provisions_a_restricted_namespace() -> Result<()> {
 
 #[tokio::test]
 async fn sandbox_without_network_policies_when_disabled() -> Result<()> {
+    let _turn = e2e::suite::turn("operator").await;
     with_sandbox(&[("DISABLE_NETWORK_POLICIES", "true")], |client, sb| async move {
         let policies =
             names::<NetworkPolicy>(&client, &sb.namespace, "app.kubernetes.io/managed-by=k8s-scheduler").await?;
@@ -341,6 +343,7 @@ async fn sandbox_without_network_policies_when_disabled() -> Result<()> {
 
 #[tokio::test]
 async fn two_service_deployment_lifecycle() -> Result<()> {
+    let _turn = e2e::suite::turn("operator").await;
     with_sandbox(&[("ROUTING", "ingress")], |client, sb| async move {
         let ns = sb.namespace.as_str();
         Api::<Template>::namespaced(client.clone(), ns)
@@ -506,6 +509,7 @@ async fn two_service_deployment_lifecycle() -> Result<()> {
 
 #[tokio::test]
 async fn forbidden_fields_and_unknown_templates() -> Result<()> {
+    let _turn = e2e::suite::turn("operator").await;
     with_sandbox(&[("ALLOWED_REGISTRIES", "ghcr.io")], |client, sb| async move {
         let ns = sb.namespace.as_str();
         let doc = |svc_extra: &str, spec_extra: &str| {
@@ -570,6 +574,7 @@ async fn forbidden_fields_and_unknown_templates() -> Result<()> {
 
 #[tokio::test]
 async fn external_secret_with_cluster_secret_store() -> Result<()> {
+    let _turn = e2e::suite::turn("operator").await;
     let client = e2e::client().await?;
     let crds_api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd: CustomResourceDefinition = serde_yaml::from_str(include_str!("fixtures/externalsecret-crd.yaml"))?;
@@ -642,6 +647,7 @@ async fn external_secret_with_cluster_secret_store() -> Result<()> {
 
 #[tokio::test]
 async fn leader_election_hands_over_without_duplicates() -> Result<()> {
+    let _turn = e2e::suite::turn("operator").await;
     let client = e2e::client().await?;
     let sb = TestSandbox::create(&client, json!({})).await?;
     let lease_ns = sb.namespace.clone();
@@ -818,6 +824,7 @@ where
 /// it is, and takes it over when the holder goes.
 #[tokio::test]
 async fn a_host_goes_to_the_oldest_app_across_sandboxes() -> Result<()> {
+    let _turn = e2e::suite::turn("operator").await;
     let client = e2e::client().await?;
     let run = e2e::unique_name("run");
     let bob = e2e::unique_name("bob");
@@ -897,6 +904,7 @@ async fn a_host_goes_to_the_oldest_app_across_sandboxes() -> Result<()> {
 /// namespace and its apps no children; it takes over when the older sandbox goes.
 #[tokio::test]
 async fn one_owner_id_one_sandbox() -> Result<()> {
+    let _turn = e2e::suite::turn("operator").await;
     let client = e2e::client().await?;
     let run = e2e::unique_name("run");
     let owner = e2e::unique_name("u");
@@ -954,6 +962,7 @@ async fn one_owner_id_one_sandbox() -> Result<()> {
 /// active sandbox, and never provisions a system or platform namespace.
 #[tokio::test]
 async fn workloads_only_in_namespaces_the_controller_provisioned() -> Result<()> {
+    let _turn = e2e::suite::turn("operator").await;
     let client = e2e::client().await?;
     let run = e2e::unique_name("run");
     // A namespace that exists without the controller's label (someone else's).
@@ -1018,6 +1027,7 @@ async fn workloads_only_in_namespaces_the_controller_provisioned() -> Result<()>
 /// CRDs: 1.4 MB values were accepted).
 #[tokio::test]
 async fn oversized_map_values_are_refused_by_the_apiserver() -> Result<()> {
+    let _turn = e2e::suite::turn("operator").await;
     e2e::with_namespace(|client, ns| async move {
         e2e::operator::ensure_crds(&client).await?;
         let uds: Api<UserDeployment> = Api::namespaced(client.clone(), &ns);
@@ -1066,6 +1076,7 @@ async fn oversized_map_values_are_refused_by_the_apiserver() -> Result<()> {
 /// is refused with NameConflict and gets no children.
 #[tokio::test]
 async fn colliding_child_names_refuse_the_newer_app() -> Result<()> {
+    let _turn = e2e::suite::turn("operator").await;
     with_sandbox(&[], |client, sb| async move {
         let ns = sb.namespace.as_str();
         let uds: Api<UserDeployment> = Api::namespaced(client.clone(), ns);
@@ -1114,6 +1125,7 @@ async fn colliding_child_names_refuse_the_newer_app() -> Result<()> {
 /// and another namespace's public template.
 #[tokio::test]
 async fn only_visible_templates_run() -> Result<()> {
+    let _turn = e2e::suite::turn("operator").await;
     let client = e2e::client().await?;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let platform = e2e::unique_name("platform");
@@ -1236,6 +1248,7 @@ async fn set_route_accepted(routes: &Api<HTTPRoute>, name: &str, accepted: bool)
 /// the app removes the route.
 #[tokio::test]
 async fn gateway_mode_routes_public_apps_with_httproutes() -> Result<()> {
+    let _turn = e2e::suite::turn("operator").await;
     ensure_gateway_api(&e2e::client().await?).await?;
     let (gw_namespace, gw_name, listener) = TEST_GATEWAY;
     let env = [
@@ -1326,6 +1339,7 @@ async fn gateway_mode_routes_public_apps_with_httproutes() -> Result<()> {
 /// the gateway/ingress controller's namespace, `gateway-system` by default.
 #[tokio::test]
 async fn ingress_mode_leaves_the_class_to_the_cluster() -> Result<()> {
+    let _turn = e2e::suite::turn("operator").await;
     with_sandbox(&[("ROUTING", "ingress")], |client, sb| async move {
         let ns = sb.namespace.as_str();
         let uds: Api<UserDeployment> = Api::namespaced(client.clone(), ns);
@@ -1378,6 +1392,7 @@ async fn ingress_mode_leaves_the_class_to_the_cluster() -> Result<()> {
 /// and back in gateway mode the Ingress with an HTTPRoute.
 #[tokio::test]
 async fn routes_follow_visibility_and_the_routing_mode() -> Result<()> {
+    let _turn = e2e::suite::turn("operator").await;
     let client = e2e::client().await?;
     ensure_gateway_api(&client).await?;
     let sb = TestSandbox::create(&client, json!({})).await?;

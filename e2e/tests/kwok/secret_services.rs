@@ -31,6 +31,7 @@ async fn send(req: reqwest::RequestBuilder, what: &str) -> Result<(reqwest::Stat
 
 #[tokio::test]
 async fn vault_kv_v2_write_then_read() -> Result<()> {
+    let _turn = e2e::suite::turn("secret_services").await;
     let addr = required_env("E2E_VAULT_ADDR")?;
     let token = required_env("E2E_VAULT_TOKEN")?;
     let http = reqwest::Client::new();
@@ -86,6 +87,7 @@ fn secretsmanager(http: &reqwest::Client, endpoint: &str, action: &str, body: &V
 
 #[tokio::test]
 async fn aws_secrets_manager_create_then_get() -> Result<()> {
+    let _turn = e2e::suite::turn("secret_services").await;
     let endpoint = required_env("E2E_AWS_ENDPOINT")?;
     let http = reqwest::Client::new();
     let name = format!("users/{}/deployments/app/API_KEY", unique_name("smoke"));

@@ -23,6 +23,7 @@ const TIMEOUT: Duration = Duration::from_secs(90);
 
 #[tokio::test]
 async fn deployment_becomes_available_with_running_pods() -> Result<()> {
+    let _turn = e2e::suite::turn("smoke").await;
     let ns_name = with_namespace(|client, ns| async move {
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         let deployment: Deployment = serde_json::from_value(serde_json::json!({
@@ -89,6 +90,7 @@ pub struct WidgetSpec {
 
 #[tokio::test]
 async fn registers_crd_creates_and_watches_custom_object() -> Result<()> {
+    let _turn = e2e::suite::turn("smoke").await;
     let client = e2e::client().await?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = Widget::crd();
@@ -146,6 +148,7 @@ async fn registers_crd_creates_and_watches_custom_object() -> Result<()> {
 
 #[tokio::test]
 async fn each_test_gets_a_fresh_postgres_database() -> Result<()> {
+    let _turn = e2e::suite::turn("smoke").await;
     use sqlx::Connection;
     let a = fresh_postgres().await?;
     let b = fresh_postgres().await?;
@@ -169,6 +172,7 @@ async fn each_test_gets_a_fresh_postgres_database() -> Result<()> {
 
 #[tokio::test]
 async fn redis_answers_with_a_private_key_prefix() -> Result<()> {
+    let _turn = e2e::suite::turn("smoke").await;
     let mut r = fresh_redis().await?;
     let key = format!("{}greeting", r.prefix);
     let _: () = redis::cmd("SET")

@@ -158,6 +158,7 @@ fn asset_paths(index: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn the_binary_serves_the_embedded_ui() -> Result<()> {
+    let _turn = e2e::suite::turn("ui").await;
     let server = ServerProcess::start(&[]).await?;
     let http = reqwest::Client::new();
 
@@ -245,8 +246,8 @@ impl Run {
         let r = Run { client, run, platform };
         r.namespace(&r.platform).await?;
         for yaml in [
-            include_str!("../../examples/20-template-hello-web.yaml"),
-            include_str!("../../examples/21-template-guestbook.yaml"),
+            include_str!("../../../examples/20-template-hello-web.yaml"),
+            include_str!("../../../examples/21-template-guestbook.yaml"),
         ] {
             let mut t: Template = serde_yaml::from_str(yaml).context("template")?;
             t.metadata.namespace = Some(r.platform.clone());
@@ -299,6 +300,7 @@ impl Run {
 
 #[tokio::test]
 async fn playwright_scenario_against_the_server_and_the_controller() -> Result<()> {
+    let _turn = e2e::suite::turn("ui").await;
     let run = Run::new().await?;
     let ns = format!("{}-dev", run.run);
     let mut controller = e2e::operator::ControllerProcess::start(&[

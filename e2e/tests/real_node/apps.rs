@@ -146,6 +146,7 @@ fn fetch_from_pod(ns: &str, pod: &str, url: &str) -> Result<(bool, String)> {
 
 #[tokio::test]
 async fn hello_web_answers_through_the_gateway_with_its_parameter() -> Result<()> {
+    let _turn = e2e::suite::turn("real_node").await;
     let port = gateway_port()?;
     let client = client().await?;
     let sandbox = TestSandbox::create(&client, json!({})).await?;
@@ -186,6 +187,7 @@ async fn hello_web_answers_through_the_gateway_with_its_parameter() -> Result<()
 
 #[tokio::test]
 async fn sandboxes_are_isolated_on_the_network() -> Result<()> {
+    let _turn = e2e::suite::turn("real_node").await;
     let port = gateway_port()?;
     let client = client().await?;
     let run = e2e::unique_name("run");
@@ -244,6 +246,7 @@ async fn sandboxes_are_isolated_on_the_network() -> Result<()> {
 
 #[tokio::test]
 async fn guestbook_keeps_what_is_written_through_its_url() -> Result<()> {
+    let _turn = e2e::suite::turn("real_node").await;
     let port = gateway_port()?;
     let client = client().await?;
     let sandbox = TestSandbox::create(&client, json!({})).await?;
@@ -300,6 +303,7 @@ async fn guestbook_keeps_what_is_written_through_its_url() -> Result<()> {
 
 #[tokio::test]
 async fn apps_that_cannot_run_say_why() -> Result<()> {
+    let _turn = e2e::suite::turn("real_node").await;
     let port = gateway_port()?;
     let client = client().await?;
     let sandbox = TestSandbox::create(&client, json!({})).await?;

@@ -507,6 +507,7 @@ async fn api(
 
 #[tokio::test]
 async fn chart_install_sign_in_and_hello_web_through_the_api() -> Result<()> {
+    let _turn = e2e::suite::turn("real_node_chart").await;
     let started = Instant::now();
     let gateway_port = gateway_port()?;
     let client = e2e::client().await?;

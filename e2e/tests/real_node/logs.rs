@@ -5,7 +5,7 @@
 //! (LOGS_MAX_BYTES, LOGS_FOLLOW_MAX_SECONDS, LOGS_MAX_FOLLOWS_PER_USER) holds.
 //!
 //! Built only with `--features real-node`; `hack/test` runs it with the other real-node suites
-//! (`cargo test -p e2e --features real-node --test real_node_logs`). `E2E_GATEWAY_PORT` is
+//! (`cargo test -p e2e --features real-node --test real_node`). `E2E_GATEWAY_PORT` is
 //! required; without it every test fails saying how to start the cluster.
 
 use std::time::{Duration, Instant};
@@ -44,7 +44,7 @@ impl World {
         let run = unique_name("run");
         let port_s = port.to_string();
         let labels = format!("{RUN_LABEL}={run}");
-        // What the controller builds apps with on the real node (as tests/real_node.rs): apps at
+        // What the controller builds apps with on the real node (as real_node/apps.rs): apps at
         // http://<user>-<app>.localhost:<gateway port>, routed by HTTPRoutes.
         let shared = [
             ("DEPLOYMENT_DOMAIN", "localhost"),
@@ -285,6 +285,7 @@ impl Reader {
 
 #[tokio::test]
 async fn a_followed_log_shows_new_lines_and_other_users_apps_are_not_found() -> Result<()> {
+    let _turn = e2e::suite::turn("real_node_logs").await;
     let mut world = World::start(&[]).await?;
     let result = async {
         let (token, sandbox) = world.user().await?;
@@ -351,6 +352,7 @@ async fn a_followed_log_shows_new_lines_and_other_users_apps_are_not_found() -> 
 
 #[tokio::test]
 async fn the_byte_cap_cuts_a_log_and_says_so() -> Result<()> {
+    let _turn = e2e::suite::turn("real_node_logs").await;
     let mut world = World::start(&[("LOGS_MAX_BYTES", "16")]).await?;
     let result = async {
         let (token, sandbox) = world.user().await?;
@@ -382,6 +384,7 @@ async fn the_byte_cap_cuts_a_log_and_says_so() -> Result<()> {
 
 #[tokio::test]
 async fn a_followed_stream_ends_after_its_time() -> Result<()> {
+    let _turn = e2e::suite::turn("real_node_logs").await;
     let mut world = World::start(&[("LOGS_FOLLOW_MAX_SECONDS", "2")]).await?;
     let result = async {
         let (token, sandbox) = world.user().await?;
@@ -413,6 +416,7 @@ async fn a_followed_stream_ends_after_its_time() -> Result<()> {
 
 #[tokio::test]
 async fn followed_streams_per_user_are_capped() -> Result<()> {
+    let _turn = e2e::suite::turn("real_node_logs").await;
     let mut world = World::start(&[("LOGS_MAX_FOLLOWS_PER_USER", "2")]).await?;
     let result = async {
         let (token, sandbox) = world.user().await?;
@@ -458,6 +462,7 @@ async fn followed_streams_per_user_are_capped() -> Result<()> {
 /// gateway every two seconds while the browser watches.
 #[tokio::test]
 async fn the_log_viewer_follows_new_lines_in_a_browser() -> Result<()> {
+    let _turn = e2e::suite::turn("real_node_logs").await;
     let mut world = World::start(&[("DEV_MODE", "true"), ("REACT_UI", "true")]).await?;
     let result = async {
         // DEV_MODE: a request without credentials is the dev user's; the first one creates its
