@@ -328,9 +328,12 @@ pub async fn create_deployment(api: &Api<UserDeployment>, ud: &UserDeployment) -
     loop {
         match api.create(&PostParams::default(), ud).await {
             Ok(created) => return Ok(created),
+            // Transient, and the apiserver says to try again: the quota not counted yet, or
+            // its usage updated by another create at the same moment (409 on resourcequotas,
+            // seen at concurrency 32 in `hack/bench`).
             Err(kube::Error::Api(s))
-                if s.code == 403
-                    && s.message.contains("status unknown for quota")
+                if ((s.code == 403 && s.message.contains("status unknown for quota"))
+                    || (s.code == 409 && s.message.contains("resourcequotas")))
                     && tokio::time::Instant::now() < deadline =>
             {
                 tokio::time::sleep(Duration::from_millis(500)).await;
