@@ -249,6 +249,11 @@ pub struct Config {
     #[arg(long, env = "LOGS_MAX_FOLLOWS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub logs_max_follows: u32,
 
+    /// Seconds between samples of the apps' CPU and memory (one cluster-wide read of the metrics
+    /// API, metrics.k8s.io); the deployment page shows the last hour of them. 10-600.
+    #[arg(long, env = "APP_METRICS_INTERVAL_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(10..=600))]
+    pub app_metrics_interval_seconds: u64,
+
     /// Enable Stripe billing.
     #[arg(long, env = "BILLING_ENABLED", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub billing_enabled: bool,

@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod platform;
 pub mod secrets;
 pub mod sessions;
+pub mod usage;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -57,6 +58,8 @@ pub struct AppState {
     /// Open followed log streams (`/api/deployments/{name}/logs?follow=true`): their caps
     /// (LOGS_MAX_FOLLOWS_PER_USER, LOGS_MAX_FOLLOWS), and ending them like the event streams.
     pub log_follows: Arc<http::events::Streams>,
+    /// The apps' CPU and memory over the last hour ([`usage`]).
+    pub usage: Arc<usage::History>,
 }
 
 /// The assembled application.
@@ -125,7 +128,10 @@ pub async fn app_with(config: Arc<Config>, db: Db, platform: Arc<dyn Platform>, 
     }
     platform.set_installation(&db.installation_id().await?);
     let secret_store = secrets::build(&config, &db).await?;
+    let usage = usage::History::new(std::time::Duration::from_secs(config.app_metrics_interval_seconds));
+    tasks.push(usage::spawn_sampler(platform.clone(), usage.clone()));
     let state = AppState {
+        usage,
         secrets: secret_store,
         config: config.clone(),
         db,

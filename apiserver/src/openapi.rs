@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{deployments, events, logs, secrets, session, system, templates, tokens};
+use crate::http::{deployments, events, logs, secrets, session, system, templates, tokens, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,7 +17,7 @@ use crate::http::{deployments, events, logs, secrets, session, system, templates
         templates::list, templates::one,
         deployments::list, deployments::create, deployments::detail, deployments::update,
         deployments::restart, deployments::set_image, deployments::remove, deployments::manifest,
-        logs::deployment_logs,
+        logs::deployment_logs, usage::deployment_metrics,
         events::events,
         tokens::list, tokens::create, tokens::revoke,
         secrets::list, secrets::put_user, secrets::delete_user, secrets::put_template, secrets::delete_template,

@@ -173,7 +173,7 @@ impl LogOptions {
 
 /// The services of `ud`, by name: its inline services, else its template's (the controller's
 /// resolution rule), else those its status reports (the template was deleted since).
-fn app_services(state: &AppState, ud: &UserDeployment) -> Vec<String> {
+pub(crate) fn app_services(state: &AppState, ud: &UserDeployment) -> Vec<String> {
     if let Some(services) = &ud.spec.services {
         return services.iter().map(|s| s.name.clone()).collect();
     }

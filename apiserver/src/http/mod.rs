@@ -9,6 +9,7 @@ pub mod system;
 pub mod templates;
 pub mod tokens;
 pub mod ui;
+pub mod usage;
 
 use axum::Router;
 use axum::extract::FromRequest;
@@ -104,6 +105,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(deployments::router())
         .merge(events::router())
         .merge(logs::router())
+        .merge(usage::router())
         .merge(tokens::router())
         .merge(ui::router(state))
         .merge(secrets::router())

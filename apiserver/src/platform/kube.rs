@@ -20,7 +20,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 
-use super::{Change, LogRequest, LogStream, Platform, PodSummary, SandboxInfo};
+use super::{AppPod, Change, LogRequest, LogStream, Platform, PodSummary, SandboxInfo};
 use crate::config::Config;
 use crate::db::User;
 use crate::error::{ApiError, ApiResult};
@@ -719,6 +719,33 @@ impl Platform for KubePlatform {
         Ok(Box::pin(stream))
     }
 
+    async fn app_pods(&self, namespace: &str, deployment: &str) -> ApiResult<Vec<AppPod>> {
+        // Read through, like service_pods: only when a deployment page asks.
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let selector = format!("{}={deployment}", policy::build::DEPLOYMENT_LABEL);
+        let pods = api.list(&ListParams::default().labels(&selector)).await?;
+        Ok(pods.items.iter().filter_map(app_pod).collect())
+    }
+
+    async fn pod_usage(&self) -> crate::usage::Sampled {
+        use crate::usage::Sampled;
+        // One cluster-wide LIST of the platform's pods' metrics (not per sandbox): its cost does
+        // not grow with the number of sandboxes.
+        let path = format!(
+            "/apis/metrics.k8s.io/v1beta1/pods?labelSelector={}%3D{}",
+            policy::build::MANAGED_BY,
+            policy::build::MANAGER
+        );
+        let request = match axum::http::Request::get(&path).body(vec![]) {
+            Ok(r) => r,
+            Err(e) => return Sampled::Unavailable(format!("building the metrics API request failed: {e}")),
+        };
+        match self.client.request::<PodMetricsList>(request).await {
+            Ok(list) => Sampled::Pods(pod_usage_of(list)),
+            Err(e) => Sampled::Unavailable(metrics_unavailable(&e)),
+        }
+    }
+
     async fn ready(&self) -> Result<(), String> {
         self.client
             .apiserver_version()
@@ -805,5 +832,94 @@ mod values_label_tests {
         config.secrets_encryption_key = None;
         let (r1, r2) = (values_hash_key(&config).unwrap(), values_hash_key(&config).unwrap());
         assert_ne!(r1, r2, "random without a configured key");
+    }
+}
+
+/// A pod of the platform as the usage view counts it; None without a service label.
+fn app_pod(p: &Pod) -> Option<AppPod> {
+    let service = p.labels().get(policy::build::SERVICE_LABEL)?.clone();
+    let restarts = p
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|cs| cs.iter().map(|c| c.restart_count.max(0) as u32).sum())
+        .unwrap_or(0);
+    let limits = p
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.iter().find(|c| c.name == service))
+        .and_then(|c| c.resources.as_ref())
+        .and_then(|r| r.limits.as_ref());
+    let limit = |name: &str| limits.and_then(|l| l.get(name)).map(|q| q.0.clone());
+    Some(AppPod {
+        restarts,
+        cpu_limit: limit("cpu"),
+        memory_limit: limit("memory"),
+        service,
+    })
+}
+
+/// `metrics.k8s.io/v1beta1` PodMetricsList: the fields the usage view reads (k8s-openapi has no
+/// types for the metrics API).
+#[derive(Debug, serde::Deserialize)]
+pub struct PodMetricsList {
+    #[serde(default)]
+    items: Vec<PodMetrics>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PodMetrics {
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    #[serde(default)]
+    containers: Vec<ContainerMetrics>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ContainerMetrics {
+    #[serde(default)]
+    usage: BTreeMap<String, String>,
+}
+
+/// The usage of each pod of an app in `list` (metrics-server copies the pod's labels); pods
+/// without the app and service labels, and quantities that do not parse, are left out.
+pub fn pod_usage_of(list: PodMetricsList) -> Vec<crate::usage::PodUsage> {
+    use crate::usage::{PodUsage, quantity};
+    list.items
+        .into_iter()
+        .filter_map(|pm| {
+            let labels = pm.metadata.labels.as_ref()?;
+            let deployment = labels.get(policy::build::DEPLOYMENT_LABEL)?.clone();
+            let service = labels.get(policy::build::SERVICE_LABEL)?.clone();
+            let mut cpu = 0.0;
+            let mut memory = 0.0;
+            for c in &pm.containers {
+                cpu += c.usage.get("cpu").and_then(|q| quantity(q)).unwrap_or(0.0);
+                memory += c.usage.get("memory").and_then(|q| quantity(q)).unwrap_or(0.0);
+            }
+            Some(PodUsage {
+                namespace: pm.metadata.namespace.clone()?,
+                deployment,
+                service,
+                cpu_millicores: cpu * 1000.0,
+                memory_bytes: memory as u64,
+            })
+        })
+        .collect()
+}
+
+/// Why the metrics API gave no usage, in one sentence that says what to do.
+pub fn metrics_unavailable(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if s.code == 404 => {
+            "the cluster serves no metrics API (metrics.k8s.io); install metrics-server to see CPU and memory".into()
+        }
+        kube::Error::Api(s) if s.code == 403 => "the server may not read the metrics API: its ServiceAccount needs \
+             list on pods.metrics.k8s.io (the chart's server ClusterRole grants it)"
+            .into(),
+        kube::Error::Api(s) if s.code == 503 => format!(
+            "the cluster's metrics API (metrics.k8s.io) does not answer ({}); check metrics-server",
+            s.message
+        ),
+        other => format!("reading the metrics API (metrics.k8s.io) failed: {other}"),
     }
 }

@@ -88,6 +88,19 @@ pub struct PodSummary {
     pub deleting: bool,
 }
 
+/// A pod of an app, as its usage view counts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppPod {
+    /// Its service (`k8s-scheduler.io/service`).
+    pub service: String,
+    /// Restarts of its containers, summed.
+    pub restarts: u32,
+    /// The service container's CPU limit (a quantity), if any.
+    pub cpu_limit: Option<String>,
+    /// The service container's memory limit (a quantity), if any.
+    pub memory_limit: Option<String>,
+}
+
 /// What a log request asks of the Kubernetes pod log API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogRequest {
@@ -176,6 +189,16 @@ pub trait Platform: Send + Sync {
     /// The log of a container of pod `pod`, streamed as it comes. Without a cluster: 409.
     async fn logs(&self, _namespace: &str, _pod: &str, _request: &LogRequest) -> ApiResult<LogStream> {
         Err(crate::error::ApiError::Conflict(LOGS_NEED_A_CLUSTER.into()))
+    }
+    /// The pods of app `deployment` in `namespace` (restarts, limits). Without a cluster: none.
+    async fn app_pods(&self, _namespace: &str, _deployment: &str) -> ApiResult<Vec<AppPod>> {
+        Ok(vec![])
+    }
+    /// The CPU and memory of the platform's pods in every sandbox, from the cluster's metrics API.
+    async fn pod_usage(&self) -> crate::usage::Sampled {
+        crate::usage::Sampled::Unavailable(
+            "the server runs without Kubernetes (KUBERNETES_ENABLED=false): no CPU or memory to show".into(),
+        )
     }
     /// Whether the backing store answers.
     async fn ready(&self) -> Result<(), String>;

@@ -101,6 +101,11 @@ impl Run {
     }
 }
 
+/// The JSON `client` gets from `url`, None on any failure (for [`poll`]).
+async fn get_json(client: &reqwest::Client, url: String) -> Option<Value> {
+    client.get(url).send().await.ok()?.json().await.ok()
+}
+
 /// Reads `/api/events` in the background into a channel of (event name, data).
 async fn subscribe(server: &Server, client: &reqwest::Client) -> Result<mpsc::UnboundedReceiver<(String, Value)>> {
     let resp = client.get(server.url("/api/events")).send().await?;
@@ -220,14 +225,7 @@ async fn dev_server(run: &Run) -> Result<(Server, e2e::operator::ControllerProce
 /// Waits until the caller's sandbox is provisioned (the first request created it).
 async fn wait_sandbox_ready(server: &Server, browser: &reqwest::Client) -> Result<()> {
     poll(Duration::from_secs(60), "the sandbox to be ready", || async {
-        let me: Value = browser
-            .get(server.url("/api/me"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let me = get_json(browser, server.url("/api/me")).await?;
         (me["sandbox"]["ready"] == true).then_some(())
     })
     .await
@@ -326,14 +324,7 @@ async fn dev_flow(run: &Run) -> Result<()> {
     assert!(detail["events"].is_array());
     // The list is served from pre-rendered views: the same fields as the detail.
     let list: Value = poll(Duration::from_secs(10), "web Ready in the list", || async {
-        let list: Value = browser
-            .get(server.url("/api/deployments"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let list = get_json(&browser, server.url("/api/deployments")).await?;
         (list[0]["name"] == "web" && list[0]["phase"] == "Ready").then_some(list)
     })
     .await?;
@@ -426,14 +417,7 @@ async fn isolation(run: &Run) -> Result<()> {
         .create(&PostParams::default(), &t)
         .await?;
     poll(Duration::from_secs(30), "bob's template in his catalog", || async {
-        let list: Value = bob
-            .get(server.url("/api/templates"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let list = get_json(&bob, server.url("/api/templates")).await?;
         list.as_array()?
             .iter()
             .any(|t| t["name"] == "bobs-template")
@@ -456,6 +440,8 @@ async fn isolation(run: &Run) -> Result<()> {
     let app = "/api/deployments/bobs-app";
     let tries: Vec<(Method, String, Value)> = vec![
         (Method::GET, app.into(), Value::Null),
+        (Method::GET, format!("{app}/metrics"), Value::Null),
+        (Method::GET, format!("{app}/logs"), Value::Null),
         (
             Method::PATCH,
             app.into(),
@@ -509,6 +495,63 @@ async fn isolation(run: &Run) -> Result<()> {
         .send()
         .await?;
     assert_eq!(with_token.status(), StatusCode::OK, "bob's token still works");
+    app_metrics(run, &server, &bob, &bob_ns).await
+}
+
+/// `GET /api/deployments/{name}/metrics` on a cluster without a metrics API (this one has no
+/// metrics-server): pods, restarts and limits come from the app's real pods, and CPU and memory
+/// are said to be unavailable, naming metrics-server. (CPU and memory themselves: on the real node,
+/// e2e/tests/real_node/logs.rs.)
+async fn app_metrics(run: &Run, server: &Server, bob: &reqwest::Client, bob_ns: &str) -> Result<()> {
+    // A pod of bobs-app's service web, as the controller's Deployment would make it; no scheduler
+    // takes it (schedulerName), so its status is the test's: 3 restarts.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(run.client.clone(), bob_ns);
+    let pod = serde_json::from_value(json!({
+        "metadata": { "name": "bobs-app-web-1", "labels": {
+            policy::build::DEPLOYMENT_LABEL: "bobs-app", policy::build::SERVICE_LABEL: "web" } },
+        "spec": { "schedulerName": "nobody", "containers": [{ "name": "web", "image": "hello-web:1",
+            "resources": { "limits": { "cpu": "500m", "memory": "64Mi" } } }] }
+    }))?;
+    pods.create(&PostParams::default(), &pod).await?;
+    let status = json!({ "status": { "containerStatuses": [{ "name": "web", "image": "hello-web:1",
+        "imageID": "", "ready": false, "restartCount": 3, "state": { "waiting": { "reason": "CrashLoopBackOff" } } }] } });
+    pods.patch_status(
+        "bobs-app-web-1",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&status),
+    )
+    .await?;
+    let view = poll(
+        Duration::from_secs(30),
+        "the first metrics sample's outcome",
+        || async {
+            let v = get_json(bob, server.url("/api/deployments/bobs-app/metrics")).await?;
+            (v["available"] == false && v["message"].as_str()?.contains("metrics-server")).then_some(v)
+        },
+    )
+    .await?;
+    assert_eq!(
+        view["message"],
+        "the cluster serves no metrics API (metrics.k8s.io); install metrics-server to see CPU and memory",
+        "{view}"
+    );
+    assert_eq!(view["intervalSeconds"], 60, "{view}");
+    assert_eq!(view["windowSeconds"], 3600, "{view}");
+    let web = &view["services"][0];
+    assert_eq!(web["name"], "web", "{view}");
+    assert_eq!(
+        (web["pods"].as_u64(), web["restarts"].as_u64()),
+        (Some(1), Some(3)),
+        "{view}"
+    );
+    assert_eq!(web["cpuLimitMillicores"], 500.0, "{view}");
+    assert_eq!(web["memoryLimitBytes"], 64 * 1024 * 1024, "{view}");
+    assert_eq!(web["samples"], json!([]), "{view}");
+    let missing = bob
+        .get(server.url("/api/deployments/no-such-app/metrics"))
+        .send()
+        .await?;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     Ok(())
 }
 
@@ -534,14 +577,7 @@ async fn secret_flow(run: &Run) -> Result<()> {
         Duration::from_secs(30),
         "the guestbook template in the catalog",
         || async {
-            let list: Value = browser
-                .get(server.url("/api/templates"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let list = get_json(&browser, server.url("/api/templates")).await?;
             list.as_array()?.iter().any(|t| t["name"] == "guestbook").then_some(())
         },
     )

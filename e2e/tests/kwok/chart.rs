@@ -1133,6 +1133,7 @@ const SERVER_RULES: &[(&str, &str, &[&str])] = &[
         &["get", "list", "watch", "create", "patch"],
     ),
     ("", "events", &["list"]),
+    ("metrics.k8s.io", "pods", &["list"]),
 ];
 
 /// The ClusterRole the operator binds to the server in each sandbox namespace: the pods of an app's
