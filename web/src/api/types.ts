@@ -211,3 +211,38 @@ export interface SecretTarget {
 export type DeploymentChange =
   | { type: "applied"; deployment: Deployment; name?: string }
   | { type: "deleted"; name: string };
+
+/**
+ * GET /api/deployments/{name}/metrics: restarts and CPU/memory use per service. Its fields are
+ * snake_case, as the server sends them (unlike the camelCase views above).
+ */
+export interface DeploymentMetrics {
+  /** false: the cluster serves no metrics API, or reading it failed (`message` says which). */
+  available: boolean;
+  /** Why there are no CPU/memory readings, one sentence; null while available. */
+  message: string | null;
+  /** Seconds between samples. */
+  intervalSeconds: number;
+  /** How far back the samples go, in seconds. */
+  windowSeconds: number;
+  services: ServiceUsage[];
+}
+
+export interface ServiceUsage {
+  name: string;
+  /** Pods of the service now. */
+  pods: number;
+  /** Container restarts summed over its pods now (known even when metrics are not). */
+  restarts: number;
+  cpuLimitMillicores: number | null;
+  memoryLimitBytes: number | null;
+  /** Oldest first, summed over the service's pods; may be empty. */
+  samples: UsageSample[];
+}
+
+export interface UsageSample {
+  /** RFC 3339. */
+  at: string;
+  cpuMillicores: number;
+  memoryBytes: number;
+}

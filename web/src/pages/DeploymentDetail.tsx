@@ -13,6 +13,7 @@ import { ParameterFields } from "../components/ParameterFields";
 import { Badge, StatusBadge } from "../components/StatusBadge";
 import { Empty, ErrorState, InlineError, Loading } from "../components/States";
 import { useToast } from "../components/Toasts";
+import { UsageCharts } from "../components/UsageCharts";
 import { ago, exact } from "../lib/format";
 import { initialValues, validateAll } from "../lib/params";
 import { conditionTone } from "../lib/status";
@@ -136,6 +137,8 @@ export function DeploymentDetail() {
         </section>
         <Services dep={dep} template={tpl} />
       </div>
+
+      <Usage dep={dep} />
 
       <Logs dep={dep} template={tpl} />
 
@@ -279,6 +282,23 @@ function useServiceNames(dep: Detail, template: Template | null): string[] {
     const set = new Set<string>([...(template?.services.map((s) => s.name) ?? []), ...dep.services.map((s) => s.name)]);
     return Array.from(set);
   }, [template, dep.services]);
+}
+
+function Usage({ dep }: { dep: Detail }) {
+  const config = useConfig();
+  return (
+    <section className="section" aria-labelledby="usage">
+      <h2 id="usage">Usage</h2>
+      {config.data?.kubernetesEnabled === false ? (
+        <Empty title="No usage">Kubernetes is disabled on this server: nothing runs, so nothing uses CPU or memory.</Empty>
+      ) : config.isPending ? (
+        // Known first: without Kubernetes there is nothing to poll for.
+        <Loading />
+      ) : (
+        <UsageCharts deployment={dep.name} />
+      )}
+    </section>
+  );
 }
 
 function Logs({ dep, template }: { dep: Detail; template: Template | null }) {

@@ -1,4 +1,4 @@
-import type { Deployment, Template } from "../api/types";
+import type { Deployment, DeploymentMetrics, ServiceUsage, Template, UsageSample } from "../api/types";
 
 /** The guestbook example (examples/21-template-guestbook.yaml) plus a number and a pattern. */
 export const guestbook: Template = {
@@ -45,6 +45,40 @@ export function deployment(over: Partial<Deployment> = {}): Deployment {
     generation: 1,
     observedGeneration: null,
     createdAt: "2025-01-01T00:00:00Z",
+    ...over,
+  };
+}
+
+/** `cpu.length` samples `interval` seconds apart, the last at `end`; memory in MiB. */
+export function samples(cpu: number[], memoryMiB: number[], { end = "2026-11-30T12:00:00Z", interval = 60 } = {}): UsageSample[] {
+  const last = Date.parse(end);
+  return cpu.map((c, i) => ({
+    at: new Date(last - (cpu.length - 1 - i) * interval * 1000).toISOString(),
+    cpuMillicores: c,
+    memoryBytes: (memoryMiB[i] ?? 0) * 1024 * 1024,
+  }));
+}
+
+export function serviceUsage(over: Partial<ServiceUsage> = {}): ServiceUsage {
+  return {
+    name: "web",
+    pods: 1,
+    restarts: 0,
+    cpuLimitMillicores: 500,
+    memoryLimitBytes: 64 * 1024 * 1024,
+    samples: samples([10, 20, 100, 50, 250], [30, 32, 40, 44, 48]),
+    ...over,
+  };
+}
+
+/** An answer of GET /api/deployments/{name}/metrics. */
+export function metrics(over: Partial<DeploymentMetrics> = {}): DeploymentMetrics {
+  return {
+    available: true,
+    message: null,
+    intervalSeconds: 60,
+    windowSeconds: 3600,
+    services: [serviceUsage()],
     ...over,
   };
 }
