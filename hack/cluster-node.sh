@@ -11,6 +11,9 @@
 #   kube-router                  NetworkPolicy enforcement only (iptables + ipset)
 #   CoreDNS (pod, kube-system)   cluster DNS at 10.96.0.10; answers cluster.local only
 #   Traefik (pod, gateway-system) Gateway API + Ingress; published on 127.0.0.1:$GATEWAY_PORT
+#   metrics-server (pod, kube-system) the metrics API (metrics.k8s.io: pods' and the node's CPU
+#                                and memory, from the kubelet), behind the API server's
+#                                aggregation layer (front-proxy certificates, see node_certs)
 # `hack/cluster down` removes all of it and `hack/cluster check-clean` says what is left.
 
 NODE_BRIDGE=ksbr0
@@ -79,9 +82,10 @@ node_network_up() {
 
 node_certs() {
   local p=$STATE/pki
+  aggregation_certs
   [[ -f $p/.node-complete ]] && return
   (
-    cd "$p"
+    cd "$p" || exit 1
     sign() {
       openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
       printf '%s\n' "$3" > "$1.ext"
@@ -95,6 +99,45 @@ extendedKeyUsage=serverAuth"
     sign kube-router "/O=system:masters/CN=kube-router" "extendedKeyUsage=clientAuth"
     touch .node-complete
   )
+}
+
+# The aggregation layer (metrics.k8s.io is served by metrics-server through the API server):
+#   front-proxy-ca, front-proxy-client  the API server's client certificate towards aggregated
+#       API servers, which believe the user it names in X-Remote-User. A CA of its own (as kubeadm
+#       does): the cluster CA's client certificates must not be able to claim any user that way.
+#   metrics-server  its serving certificate, for the name the aggregator checks
+#       (<service>.<namespace>.svc), so the APIService carries a caBundle instead of skipping TLS
+#       verification. It has a marker of its own: a state made before it gets it on the next `up`.
+aggregation_certs() {
+  local p=$STATE/pki
+  [[ -f $p/.aggregation-complete ]] && return
+  (
+    cd "$p" || exit 1
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout front-proxy-ca.key -out front-proxy-ca.crt -days 3650 \
+      -subj "/CN=k8s-scheduler-local-front-proxy-ca" 2>/dev/null
+    sign() { # name subj ext ca
+      openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
+      printf '%s\n' "$3" > "$1.ext"
+      openssl x509 -req -in "$1.csr" -CA "$4.crt" -CAkey "$4.key" -CAcreateserial -out "$1.crt" -days 3650 -extfile "$1.ext" 2>/dev/null
+    }
+    sign front-proxy-client "/CN=front-proxy-client" "extendedKeyUsage=clientAuth" front-proxy-ca
+    sign metrics-server "/CN=metrics-server.kube-system.svc" "subjectAltName=DNS:metrics-server.kube-system.svc,DNS:metrics-server.kube-system,DNS:metrics-server
+extendedKeyUsage=serverAuth" ca
+    touch .aggregation-complete
+  )
+}
+
+# kube-apiserver's flags for the aggregation layer (real node only). Aggregator routing: the API
+# server dials the metrics-server pod's IP on the bridge directly (this host routes the pod
+# range through $NODE_BRIDGE) instead of its Service IP, which only kube-proxy's DNAT answers.
+aggregation_apiserver_args() {
+  local p=$STATE/pki
+  printf '%s\n' --requestheader-client-ca-file "$p/front-proxy-ca.crt" \
+    --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$p/front-proxy-client.crt" --proxy-client-key-file "$p/front-proxy-client.key" \
+    --enable-aggregator-routing=true
 }
 
 write_containerd_config() {
@@ -208,15 +251,17 @@ conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
 EOF
 }
 
-# CoreDNS and Traefik as images: their static binaries on the same minimal base as ours
-# (hack/image binary), cached by the binaries' build keys and hack/image.py.
+# CoreDNS, Traefik and metrics-server as images: their static binaries on the same minimal base
+# as ours (hack/image binary), cached by the binaries' build keys and hack/image.py.
 build_infra_images() {
   COREDNS_IMAGE=localhost/k8s-scheduler-node/coredns:$(pinned coredns github.com/coredns/coredns)
   TRAEFIK_IMAGE=localhost/k8s-scheduler-node/traefik:$(pinned traefik github.com/traefik/traefik/v3)
-  local key; key=$({ echo "$COREDNS_BIN $TRAEFIK_BIN $COREDNS_IMAGE $TRAEFIK_IMAGE"; cat "$ROOT/hack/image.py"; } | sha256sum | cut -c1-12)
+  METRICS_SERVER_IMAGE=localhost/k8s-scheduler-node/metrics-server:$(pinned metrics-server sigs.k8s.io/metrics-server)
+  local key; key=$({ echo "$COREDNS_BIN $TRAEFIK_BIN $METRICS_SERVER_BIN $COREDNS_IMAGE $TRAEFIK_IMAGE $METRICS_SERVER_IMAGE"
+    cat "$ROOT/hack/image.py"; } | sha256sum | cut -c1-12)
   INFRA_IMAGES="$CACHE/tools/node-images-$key"
   [[ -f "$INFRA_IMAGES/.complete" ]] && return
-  log "building the CoreDNS and Traefik images (hack/image binary)"
+  log "building the CoreDNS, Traefik and metrics-server images (hack/image binary)"
   rm -rf "$INFRA_IMAGES.tmp"; mkdir -p "$INFRA_IMAGES.tmp"
   "$ROOT/hack/image" binary --binary "$COREDNS_BIN/coredns" --ref "$COREDNS_IMAGE" --port 53/udp --port 53/tcp \
     --description "CoreDNS for the local real node" --out "$INFRA_IMAGES.tmp" >&2 \
@@ -224,6 +269,9 @@ build_infra_images() {
   "$ROOT/hack/image" binary --binary "$TRAEFIK_BIN/traefik" --ref "$TRAEFIK_IMAGE" --port 8000/tcp \
     --description "Traefik for the local real node" --out "$INFRA_IMAGES.tmp" >&2 \
     || die "building the Traefik image failed (see above)"
+  "$ROOT/hack/image" binary --binary "$METRICS_SERVER_BIN/metrics-server" --ref "$METRICS_SERVER_IMAGE" --port 10250/tcp \
+    --description "metrics-server for the local real node" --out "$INFRA_IMAGES.tmp" >&2 \
+    || die "building the metrics-server image failed (see above)"
   rm -rf "$INFRA_IMAGES"; mv "$INFRA_IMAGES.tmp" "$INFRA_IMAGES"; touch "$INFRA_IMAGES/.complete"
 }
 
@@ -272,16 +320,33 @@ node_up() {
   node_addons
 }
 
-# ---------------------------------------------------------------- add-ons: DNS and the gateway
+# ---------------------------------------------------------------- add-ons: DNS, the gateway, metrics
 
 node_addons() {
+  local p=$STATE/pki
   kc apply --server-side --force-conflicts -f "$(gateway_api_crds)" >/dev/null
+  # metrics-server first: it starts while the CRDs settle and the other add-ons come up.
+  # Its serving certificate goes in as a Secret (kubectl reads the key file; it never appears on
+  # a command line); the APIService's caBundle is the cluster CA that signed it.
+  {
+    kc -n kube-system create secret tls metrics-server-tls --cert "$p/metrics-server.crt" --key "$p/metrics-server.key" \
+      --dry-run=client -o yaml
+    echo ---
+    sed -e "s|@METRICS_SERVER_IMAGE@|$METRICS_SERVER_IMAGE|g" -e "s|@CA_BUNDLE@|$(base64 -w0 < "$p/ca.crt")|g" \
+      "$ROOT/hack/node/metrics-server.yaml"
+  } | kc apply -f - >/dev/null
   wait_for "Gateway API CRDs established" 60 kc wait --for=condition=Established crd/gateways.gateway.networking.k8s.io crd/httproutes.gateway.networking.k8s.io --timeout=2s
   sed -e "s|@DNS_IP@|$DNS_IP|g" -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" "$ROOT/hack/node/coredns.yaml" | kc apply -f - >/dev/null
   sed -e "s|@GATEWAY_PORT@|$GATEWAY_PORT|g" -e "s|@TRAEFIK_IMAGE@|$TRAEFIK_IMAGE|g" "$ROOT/hack/node/traefik.yaml" | kc apply -f - >/dev/null
   wait_for "CoreDNS available" 180 kc -n kube-system wait --for=condition=Available deployment/coredns --timeout=2s
   wait_for "Traefik available" 180 kc -n gateway-system wait --for=condition=Available deployment/traefik --timeout=2s
+  # Available: the API server reaches metrics-server through the aggregation layer (its
+  # discovery answers). The first usage numbers follow within one --metric-resolution (15 s);
+  # start-up does not wait for them.
+  wait_for "metrics-server (APIService v1beta1.metrics.k8s.io Available; its log: kubectl -n kube-system logs deploy/metrics-server)" 120 \
+    kc wait --for=condition=Available apiservice/v1beta1.metrics.k8s.io --timeout=2s
   log "real node $REAL_NODE_NAME is Ready; the gateway answers on http://127.0.0.1:$GATEWAY_PORT (hosts *.localhost)"
+  log "the metrics API is served: kubectl top pods -A, kubectl get --raw /apis/metrics.k8s.io/v1beta1/pods (first numbers after ~15 s)"
 }
 
 # ---------------------------------------------------------------- down
@@ -330,12 +395,12 @@ node_down() {
   for m in $(mounts_under "$NODE_DIR"); do umount -l "$m" 2>/dev/null || true; done
   for m in $(mounts_under /run/containerd); do umount -l "$m" 2>/dev/null || true; done
   # Pod network namespaces CNI DEL did not get to (a pod whose sandbox removal failed).
-  for m in $(awk '$5 ~ "^/run/netns/cni-" {print $5}' /proc/self/mountinfo); do
+  while read -r m; do
     umount -l "$m" 2>/dev/null || true; rm -f "$m"
-  done
+  done < <(awk '$5 ~ "^/run/netns/cni-" {print $5}' /proc/self/mountinfo)
   # Firewall state: kube-proxy's and kube-router's own clean-up, then what they leave.
-  [[ -x "$K8S_BIN/kube-proxy" ]] && "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
-  [[ -x "$ROUTER_BIN/kube-router" ]] && "$ROUTER_BIN/kube-router" --cleanup-config >/dev/null 2>&1 || true
+  if [[ -x "$K8S_BIN/kube-proxy" ]]; then "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
+  if [[ -x "$ROUTER_BIN/kube-router" ]]; then "$ROUTER_BIN/kube-router" --cleanup-config >/dev/null 2>&1 || true; fi
   local t c
   for t in filter nat mangle raw; do
     iptables -t "$t" -S 2>/dev/null | awk '$1 == "-A" && $0 ~ /(KUBE-|K8SS-)/' | while read -r _ chain rest; do
@@ -381,7 +446,7 @@ cmd_check_clean() {
   say() { echo "left behind: $*"; found=1; }
   # By process name (comm, 15 characters): a `go build` of these tools is not a leftover.
   local n
-  out=$(for n in kubelet kube-proxy kube-router containerd containerd-shim traefik coredns; do pgrep -a -x "$n"; done || true)
+  out=$(for n in kubelet kube-proxy kube-router containerd containerd-shim traefik coredns metrics-server; do pgrep -a -x "$n"; done || true)
   [[ -z $out ]] || say "processes: $out"
   out=$(awk '$5 ~ /k8s-scheduler|\/run\/containerd|kubelet|\/run\/netns\/cni-/ {print $5}' /proc/self/mountinfo)
   [[ -z $out ]] || say "mounts: $out"
