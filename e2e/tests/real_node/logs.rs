@@ -2,7 +2,8 @@
 //! runs as a process ([`ServerProcess`]) against the cluster, creates its users' sandboxes, and
 //! streams the logs of the apps' real containers from the Kubernetes pod log API. A follow stream
 //! receives a line the app writes after the stream opened; another user's app is 404; each cap
-//! (LOGS_MAX_BYTES, LOGS_FOLLOW_MAX_SECONDS, LOGS_MAX_FOLLOWS_PER_USER) holds.
+//! (LOGS_MAX_BYTES, LOGS_FOLLOW_MAX_SECONDS, LOGS_MAX_FOLLOWS_PER_USER) holds. And
+//! `GET /api/deployments/{name}/metrics`: CPU and memory from metrics-server, restarts.
 //!
 //! Built only with `--features real-node`; `hack/test` runs it with the other real-node suites
 //! (`cargo test -p e2e --features real-node --test real_node`). `E2E_GATEWAY_PORT` is
@@ -97,13 +98,43 @@ impl World {
         Ok((token, sandbox))
     }
 
-    async fn get(&self, token: &str, path: &str) -> Result<(reqwest::StatusCode, String)> {
-        let resp = reqwest::Client::new()
-            .get(self.server.url(path))
-            .bearer_auth(token)
+    /// DEV_MODE: a request without credentials is the dev user's; the first one creates its
+    /// sandbox (labelled for this run's controller). Waits until it is ready; returns its namespace.
+    async fn dev_user(&mut self) -> Result<String> {
+        let me: serde_json::Value = reqwest::Client::new()
+            .get(self.server.url("/api/me"))
             .timeout(Duration::from_secs(30))
             .send()
+            .await?
+            .error_for_status()?
+            .json()
             .await?;
+        let ns = me["sandbox"]["namespace"]
+            .as_str()
+            .context("no sandbox in /api/me")?
+            .to_string();
+        let sandbox = TestSandbox {
+            client: self.client.clone(),
+            name: me["sandbox"]["name"].as_str().unwrap_or(&ns).to_string(),
+            namespace: ns.clone(),
+            user_id: me["user"]["id"].as_str().unwrap_or_default().to_string(),
+            run: self.run.clone(),
+        };
+        self.sandboxes.push(sandbox.clone());
+        sandbox.wait_ready().await?;
+        Ok(ns)
+    }
+
+    /// GET `path` with the API token `token`; an empty one sends no credentials (in DEV_MODE: the
+    /// dev user).
+    async fn get(&self, token: &str, path: &str) -> Result<(reqwest::StatusCode, String)> {
+        let mut req = reqwest::Client::new()
+            .get(self.server.url(path))
+            .timeout(Duration::from_secs(30));
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await?;
         Ok((resp.status(), resp.text().await?))
     }
 
@@ -465,29 +496,7 @@ async fn the_log_viewer_follows_new_lines_in_a_browser() -> Result<()> {
     let _turn = e2e::suite::turn("real_node_logs").await;
     let mut world = World::start(&[("DEV_MODE", "true"), ("REACT_UI", "true")]).await?;
     let result = async {
-        // DEV_MODE: a request without credentials is the dev user's; the first one creates its
-        // sandbox (labelled for this run's controller).
-        let me: serde_json::Value = reqwest::Client::new()
-            .get(world.server.url("/api/me"))
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let ns = me["sandbox"]["namespace"]
-            .as_str()
-            .context("no sandbox in /api/me")?
-            .to_string();
-        let sandbox = TestSandbox {
-            client: world.client.clone(),
-            name: me["sandbox"]["name"].as_str().unwrap_or(&ns).to_string(),
-            namespace: ns.clone(),
-            user_id: me["user"]["id"].as_str().unwrap_or_default().to_string(),
-            run: world.run.clone(),
-        };
-        world.sandboxes.push(sandbox.clone());
-        sandbox.wait_ready().await?;
+        let ns = world.dev_user().await?;
         let url = guestbook(&world, &ns).await?;
 
         // Entries keep coming while the browser looks (each a line of the web service's log).
@@ -519,6 +528,132 @@ async fn the_log_viewer_follows_new_lines_in_a_browser() -> Result<()> {
         ensure!(
             ok && output.contains("1 passed"),
             "the Playwright log viewer test failed (traces in {}; {written} entries written):\n{output}",
+            failures.display()
+        );
+        let _ = std::fs::remove_dir_all(&failures);
+        Ok(())
+    }
+    .await;
+    world.finish(result).await
+}
+
+/// `GET /api/deployments/{name}/metrics` on the real node, where `hack/cluster up --real` runs
+/// metrics-server behind the aggregation layer: the guestbook's two services show CPU and memory
+/// sampled from their real containers, a crashing app's restarts count up, another user's app is
+/// 404, and the deployment page draws the charts (`web/e2e/metrics.spec.ts`, Chromium).
+#[tokio::test]
+async fn cpu_memory_and_restarts_of_an_app_are_shown() -> Result<()> {
+    let _turn = e2e::suite::turn("real_node_logs").await;
+    let mut world = World::start(&[
+        ("DEV_MODE", "true"),
+        ("REACT_UI", "true"),
+        ("APP_METRICS_INTERVAL_SECONDS", "10"),
+    ])
+    .await?;
+    let result = async {
+        let ns = world.dev_user().await?;
+        guestbook(&world, &ns).await?;
+        let ready = Instant::now();
+        // metrics-server scrapes every 15 s and lists a pod after two scrapes; the server samples
+        // every 10 s here.
+        let view = loop {
+            let (status, body) = world.get("", "/api/deployments/guestbook/metrics").await?;
+            ensure!(
+                status.is_success(),
+                "GET /api/deployments/guestbook/metrics: {status} {body}"
+            );
+            let v: serde_json::Value = serde_json::from_str(&body)?;
+            let sampled = |name: &str| {
+                v["services"].as_array().into_iter().flatten().any(|s| {
+                    s["name"] == name
+                        && s["samples"]
+                            .as_array()
+                            .and_then(|a| a.last())
+                            .is_some_and(|x| x["memoryBytes"].as_u64().unwrap_or(0) > 0)
+                })
+            };
+            if v["available"] == true && sampled("web") && sampled("redis") {
+                break v;
+            }
+            ensure!(
+                ready.elapsed() < Duration::from_secs(180),
+                "no CPU/memory samples for both services within 180 s; last answer: {body}"
+            );
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        };
+        println!("guestbook usage sampled {:?} after it was Ready", ready.elapsed());
+        let web = view["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["name"] == "web")
+            .context("no web service")?;
+        ensure!(web["pods"] == 1 && web["restarts"] == 0, "{view}");
+        ensure!(
+            web["memoryLimitBytes"].as_u64().is_some_and(|m| m > 0),
+            "the limit is known: {view}"
+        );
+        let used = web["samples"].as_array().and_then(|a| a.last()).context("a sample")?["memoryBytes"]
+            .as_u64()
+            .unwrap_or(0);
+        ensure!(
+            used > 256 * 1024 && used < web["memoryLimitBytes"].as_u64().unwrap_or(0),
+            "a real process's working set, under its limit: {used} bytes"
+        );
+
+        // Another user's app that exits with 3: its restarts count up, and it is theirs only.
+        let (token, other) = world.user().await?;
+        let api: Api<UserDeployment> = Api::namespaced(world.client.clone(), &other.namespace);
+        let ud: UserDeployment = serde_json::from_value(json!({
+            "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserDeployment",
+            "metadata": { "name": "crash", "namespace": other.namespace },
+            "spec": { "services": [{ "name": "web", "image": "localhost/k8s-scheduler-test/misbehave:1",
+                "port": 8080, "args": ["exit", "3"],
+                "resources": { "requests": { "cpu": "10m", "memory": "16Mi" }, "limits": { "memory": "64Mi" } } }] },
+        }))?;
+        create_deployment(&api, &ud).await?;
+        let start = Instant::now();
+        loop {
+            let (status, body) = world.get(&token, "/api/deployments/crash/metrics").await?;
+            ensure!(
+                status.is_success(),
+                "GET /api/deployments/crash/metrics: {status} {body}"
+            );
+            let v: serde_json::Value = serde_json::from_str(&body)?;
+            if v["services"][0]["restarts"].as_u64().unwrap_or(0) >= 2 {
+                break;
+            }
+            ensure!(
+                start.elapsed() < Duration::from_secs(120),
+                "the crashing app shows no 2 restarts within 120 s: {body}"
+            );
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        let (status, body) = world.get("", "/api/deployments/crash/metrics").await?;
+        ensure!(
+            status == reqwest::StatusCode::NOT_FOUND,
+            "another user's app: {status} {body}"
+        );
+
+        let screenshots = e2e::browser::web_dir().join("test-results/screenshots");
+        std::fs::create_dir_all(&screenshots)?;
+        let failures = std::env::temp_dir().join(format!("{}-playwright-metrics", world.run));
+        let base = world.server.base.clone();
+        let out = failures.clone();
+        let (ok, output) = tokio::task::spawn_blocking(move || {
+            e2e::browser::playwright(
+                "metrics.spec.ts",
+                &base,
+                &screenshots,
+                &out,
+                &[("METRICS_APP", "guestbook")],
+            )
+        })
+        .await??;
+        println!("{output}");
+        ensure!(
+            ok && output.contains("1 passed"),
+            "the Playwright usage charts test failed (traces in {}):\n{output}",
             failures.display()
         );
         let _ = std::fs::remove_dir_all(&failures);
