@@ -25,6 +25,11 @@ use serde_json::json;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// The DEV_MODE user is `dev` in every server, and each test's server is another installation: a
+/// second server would refuse the first one's `sandbox-dev`. The tests that sign in as the dev
+/// user hold this for their whole run (the others of this suite run beside them).
+static DEV_USER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// One test's world: a server and a controller sharing a run label (the server labels the
 /// sandboxes it creates with it, the controller manages only those), and the users made.
 struct World {
@@ -494,6 +499,7 @@ async fn followed_streams_per_user_are_capped() -> Result<()> {
 #[tokio::test]
 async fn the_log_viewer_follows_new_lines_in_a_browser() -> Result<()> {
     let _turn = e2e::suite::turn("real_node_logs").await;
+    let _dev = DEV_USER.lock().await;
     let mut world = World::start(&[("DEV_MODE", "true"), ("REACT_UI", "true")]).await?;
     let result = async {
         let ns = world.dev_user().await?;
@@ -544,6 +550,7 @@ async fn the_log_viewer_follows_new_lines_in_a_browser() -> Result<()> {
 #[tokio::test]
 async fn cpu_memory_and_restarts_of_an_app_are_shown() -> Result<()> {
     let _turn = e2e::suite::turn("real_node_logs").await;
+    let _dev = DEV_USER.lock().await;
     let mut world = World::start(&[
         ("DEV_MODE", "true"),
         ("REACT_UI", "true"),
