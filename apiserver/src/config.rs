@@ -266,29 +266,47 @@ pub struct Config {
     #[arg(long, env = "STRIPE_WEBHOOK_SECRET", value_parser = parse_secret, hide_env_values = true)]
     pub stripe_webhook_secret: Option<SecretString>,
 
-    /// Email provider for invitations: smtp or sendgrid; empty: no email.
+    /// Email provider for invitations: smtp or sendgrid; empty: no email (invitations are
+    /// queued in the database's outbox and wait for a provider).
     #[arg(long, env = "EMAIL_PROVIDER", value_enum, ignore_case = true)]
     pub email_provider: Option<EmailProvider>,
 
-    /// SMTP server host name.
+    /// SMTP server host name; required when EMAIL_PROVIDER=smtp.
     #[arg(long, env = "SMTP_HOST")]
     pub smtp_host: Option<String>,
 
-    /// SMTP server port.
-    #[arg(long, env = "SMTP_PORT", default_value_t = 587)]
+    /// SMTP server port. 465: TLS from the first byte (implicit TLS); any other port: STARTTLS,
+    /// required (mail and credentials are never sent over a connection that did not upgrade).
+    #[arg(long, env = "SMTP_PORT", default_value_t = 587, value_parser = clap::value_parser!(u16).range(1..))]
     pub smtp_port: u16,
 
-    /// SMTP user name.
+    /// SMTP user name; with SMTP_PASSWORD, the server is signed in to (AUTH PLAIN/LOGIN, over
+    /// TLS only). Empty: no authentication.
     #[arg(long, env = "SMTP_USERNAME")]
     pub smtp_username: Option<String>,
 
-    /// SMTP password.
+    /// SMTP password; required with SMTP_USERNAME.
     #[arg(long, env = "SMTP_PASSWORD", value_parser = parse_secret, hide_env_values = true)]
     pub smtp_password: Option<SecretString>,
+
+    /// PEM file of CA certificates trusted for the SMTP server in addition to the system's (a
+    /// relay with a private CA; the tests' Mailpit).
+    #[arg(long, env = "SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
 
     /// SendGrid API key; required when EMAIL_PROVIDER=sendgrid.
     #[arg(long, env = "SENDGRID_API_KEY", value_parser = parse_secret, hide_env_values = true)]
     pub sendgrid_api_key: Option<SecretString>,
+
+    /// Base URL of SendGrid's API, for tests (a fake on loopback); `/v3/mail/send` is appended.
+    #[arg(long, env = "SENDGRID_API_URL", default_value = "https://api.sendgrid.com", value_parser = parse_url)]
+    pub sendgrid_api_url: Url,
+
+    /// Sender of the platform's emails: `noreply@example.com` or `Name <noreply@example.com>`.
+    /// Empty: `k8s-scheduler <noreply@HOST>` with BASE_URL's host. SendGrid and most relays
+    /// accept only a sender they have verified: set it to one.
+    #[arg(long, env = "EMAIL_FROM", value_parser = parse_email_from)]
+    pub email_from: Option<String>,
 
     /// Anthropic API key; enables AI-assisted template drafts.
     #[arg(long, env = "ANTHROPIC_API_KEY", value_parser = parse_secret, hide_env_values = true)]
@@ -428,12 +446,7 @@ impl Config {
             _ => {}
         }
         self.check_sessions()?;
-        if self.email_provider == Some(EmailProvider::Sendgrid) && self.sendgrid_api_key.is_none() {
-            return Err("SENDGRID_API_KEY is required when EMAIL_PROVIDER=sendgrid".into());
-        }
-        if self.email_provider == Some(EmailProvider::Smtp) && self.smtp_host.is_none() {
-            return Err("SMTP_HOST is required when EMAIL_PROVIDER=smtp".into());
-        }
+        self.check_email()?;
         Ok(())
     }
 
@@ -572,6 +585,89 @@ impl Config {
         }
         Ok(())
     }
+}
+
+// Email (issue 16): the variables of the provider EMAIL_PROVIDER names (see `crate::email`).
+impl Config {
+    /// The variables the chosen email provider needs; empty values count as missing (a Helm
+    /// ConfigMap sets every key, some to "").
+    fn check_email(&self) -> Result<(), String> {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+        let secret_set = |v: &Option<SecretString>| v.as_ref().is_some_and(|s| !s.expose_secret().is_empty());
+        match self.email_provider {
+            None => {}
+            Some(EmailProvider::Sendgrid) if !secret_set(&self.sendgrid_api_key) => {
+                return Err("SENDGRID_API_KEY is required when EMAIL_PROVIDER=sendgrid".into());
+            }
+            Some(EmailProvider::Sendgrid) => {}
+            Some(EmailProvider::Smtp) => {
+                if !set(&self.smtp_host) {
+                    return Err("SMTP_HOST is required when EMAIL_PROVIDER=smtp".into());
+                }
+                if self.smtp_port == 0 {
+                    return Err("SMTP_PORT must be a port number (1-65535), e.g. 587 (STARTTLS) or 465 (TLS)".into());
+                }
+                match (set(&self.smtp_username), secret_set(&self.smtp_password)) {
+                    (true, false) => {
+                        return Err(
+                            "SMTP_PASSWORD is required when SMTP_USERNAME is set (EMAIL_PROVIDER=smtp); \
+                             unset SMTP_USERNAME for a server without authentication"
+                                .into(),
+                        );
+                    }
+                    (false, true) => {
+                        return Err("SMTP_USERNAME is required when SMTP_PASSWORD is set (EMAIL_PROVIDER=smtp)".into());
+                    }
+                    _ => {}
+                }
+                if let Some(path) = self.smtp_ca_path() {
+                    let pem = std::fs::read(path)
+                        .map_err(|e| format!("SMTP_CA_FILE {}: cannot read it: {e}", path.display()))?;
+                    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                        return Err(format!(
+                            "SMTP_CA_FILE {}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)",
+                            path.display()
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// SMTP_CA_FILE, when set and not empty.
+    pub fn smtp_ca_path(&self) -> Option<&std::path::Path> {
+        self.smtp_ca_file.as_deref().filter(|p| !p.as_os_str().is_empty())
+    }
+
+    /// The sender of the platform's emails: EMAIL_FROM, else `k8s-scheduler <noreply@HOST>`
+    /// with BASE_URL's host (`noreply@localhost` for an IP address: lettre cannot build an
+    /// envelope from a domain literal such as `noreply@[127.0.0.1]`).
+    pub fn email_from_mailbox(&self) -> lettre::message::Mailbox {
+        // Validated when parsed (parse_email_from); empty means the default.
+        if let Some(from) = self.email_from.as_deref().and_then(|f| f.trim().parse().ok()) {
+            return from;
+        }
+        let domain = match self.base_url.host() {
+            Some(url::Host::Domain(d)) => d.to_string(),
+            _ => "localhost".to_string(),
+        };
+        let address = lettre::Address::new("noreply", &domain)
+            .or_else(|_| lettre::Address::new("noreply", "localhost"))
+            .expect("noreply@localhost is an email address");
+        lettre::message::Mailbox::new(Some("k8s-scheduler".into()), address)
+    }
+}
+
+/// EMAIL_FROM: one mailbox, or empty for the default.
+fn parse_email_from(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if !s.is_empty() {
+        s.parse::<lettre::message::Mailbox>().map_err(|e| {
+            format!("{e}; expected an email address such as noreply@example.com or Name <noreply@example.com>")
+        })?;
+    }
+    Ok(s.to_string())
 }
 
 /// A duration as the variables spell it: `168h`, or `1h30m` when not whole hours.

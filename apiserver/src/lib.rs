@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod email;
 pub mod error;
 pub mod http;
 pub mod metrics;
@@ -60,6 +61,9 @@ pub struct AppState {
     pub log_follows: Arc<http::events::Streams>,
     /// The apps' CPU and memory over the last hour ([`usage`]).
     pub usage: Arc<usage::History>,
+    /// Outgoing email (invitations), sent by a worker with retries; None without EMAIL_PROVIDER
+    /// (invitation links are then handed to the inviting admin instead).
+    pub outbox: Option<email::Outbox>,
 }
 
 /// The assembled application.
@@ -130,8 +134,24 @@ pub async fn app_with(config: Arc<Config>, db: Db, platform: Arc<dyn Platform>, 
     let secret_store = secrets::build(&config, &db).await?;
     let usage = usage::History::new(std::time::Duration::from_secs(config.app_metrics_interval_seconds));
     tasks.push(usage::spawn_sampler(platform.clone(), usage.clone()));
+    // Mail goes through the outbox table; the worker sends it with retries, so a mail server that
+    // is down delays an invitation and never loses it.
+    let outbox = match email::from_config(&config)? {
+        Some(sender) => {
+            let outbox = email::Outbox::new(db.clone());
+            tasks.push(email::spawn_worker(
+                outbox.clone(),
+                sender,
+                email::WorkerOptions::default(),
+                std::future::pending(),
+            ));
+            Some(outbox)
+        }
+        None => None,
+    };
     let state = AppState {
         usage,
+        outbox,
         secrets: secret_store,
         config: config.clone(),
         db,

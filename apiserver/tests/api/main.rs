@@ -6,6 +6,7 @@ mod common;
 
 mod accounts;
 mod config;
+mod email;
 mod event_streams;
 mod handlers;
 mod hostile_input;
