@@ -341,6 +341,27 @@ pub struct Config {
     /// Reactivate a deactivated user (id or email) and exit.
     #[arg(long, value_name = "ID_OR_EMAIL")]
     pub reactivate_user: Option<String>,
+
+    /// The plan a new organization starts on (free, business or enterprise): its teams and
+    /// members per team. Free unless an installation without billing gives its teams more.
+    #[arg(long, env = "ORG_DEFAULT_PLAN", default_value = "free", value_parser = parse_plan)]
+    pub org_default_plan: crds::Plan,
+
+    /// Set an organization's plan and exit: `<organization id>=<free|business|enterprise>` (an
+    /// administrator's command until billing sets plans).
+    #[arg(long, value_name = "ORG=PLAN", value_parser = parse_org_plan)]
+    pub set_org_plan: Option<(String, crds::Plan)>,
+}
+
+fn parse_plan(s: &str) -> Result<crds::Plan, String> {
+    crds::Plan::parse(s.trim()).ok_or_else(|| format!("{s:?} is not a plan: use free, business or enterprise"))
+}
+
+fn parse_org_plan(s: &str) -> Result<(String, crds::Plan), String> {
+    let (org, plan) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected <organization id>=<plan>, e.g. orgabc123=business"))?;
+    Ok((org.trim().to_string(), parse_plan(plan)?))
 }
 
 impl Config {
@@ -358,6 +379,7 @@ impl Config {
             || config.reencrypt_secrets
             || config.deactivate_user.is_some()
             || config.reactivate_user.is_some()
+            || config.set_org_plan.is_some()
         {
             // One-shot commands need no sign-in or session settings.
             return Ok(config);

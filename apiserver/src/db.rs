@@ -487,7 +487,7 @@ pub fn identity_hash(subject: &str) -> String {
 }
 
 /// Lower-case RFC 4648 base32 (`a-z`, `2-7`) of `bytes`, no padding.
-fn base32(bytes: &[u8]) -> String {
+pub(crate) fn base32(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
     let (mut buffer, mut bits) = (0u32, 0u32);

@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod platform;
 pub mod secrets;
 pub mod sessions;
+pub mod teams;
 pub mod usage;
 pub mod views;
 
@@ -255,6 +256,14 @@ pub async fn run(config: Config) -> Result<()> {
         let user = db.set_user_active(who, active).await?;
         let done = if active { "reactivated" } else { "deactivated" };
         println!("{done} user {} ({})", user.id, user.email);
+        return Ok(());
+    }
+    if let Some((org, plan)) = &config.set_org_plan {
+        let db = Db::connect(config.postgres_dsn(), &config.sqlite_path).await?;
+        if !teams::store::set_org_plan(&db, org, *plan).await? {
+            anyhow::bail!("no organization {org:?} (GET /api/orgs lists a user's organizations and their ids)");
+        }
+        println!("organization {org} is on the {} plan", plan.as_str());
         return Ok(());
     }
     if config.migrate_only {

@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{deployments, events, logs, secrets, session, system, templates, tokens, usage};
+use crate::http::{deployments, events, logs, secrets, session, system, teams, templates, tokens, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,10 @@ use crate::http::{deployments, events, logs, secrets, session, system, templates
         logs::deployment_logs, usage::deployment_metrics,
         events::events,
         tokens::list, tokens::create, tokens::revoke,
+        teams::set_current_team, teams::list_orgs, teams::create_org, teams::org_detail, teams::rename_org,
+        teams::org_audit, teams::set_org_role, teams::create_team, teams::team_detail, teams::rename_team, teams::delete_team,
+        teams::set_member_role, teams::remove_member, teams::invite, teams::resend_invitation,
+        teams::revoke_invitation, teams::invitation_info, teams::accept_invitation,
         secrets::list, secrets::put_user, secrets::delete_user, secrets::put_template, secrets::delete_template,
         secrets::put_deployment, secrets::delete_deployment, secrets::put_service, secrets::delete_service,
         crate::auth::oidc::login, crate::auth::oidc::callback, session::logout, session::dev_login,
@@ -30,6 +34,7 @@ use crate::http::{deployments, events, logs, secrets, session, system, templates
         (name = "templates", description = "The app catalog"),
         (name = "deployments", description = "Apps in the caller's sandbox"),
         (name = "tokens", description = "API tokens"),
+        (name = "teams", description = "Organizations, teams, members and invitations"),
         (name = "secrets", description = "Secret values by scope (write-only)"),
         (name = "auth", description = "Sign-in and sign-out"),
     )

@@ -6,6 +6,14 @@
 //! | business   | 10          | 60   | 8            | 16Gi            | 16         | 32Gi          | 8Gi                        | 16Gi                     | 60       |
 //! | enterprise | unlimited   | 300  | 32           | 64Gi            | 64         | 128Gi         | 32Gi                       | 64Gi                     | 300      |
 //!
+//! Per organization (issue 16; the server enforces them, 403 naming the limit):
+//!
+//! | plan       | teams per organization | members per team |
+//! |------------|------------------------|------------------|
+//! | free       | 1                      | 1                |
+//! | business   | 10                     | 10               |
+//! | enterprise | unlimited              | unlimited        |
+//!
 //! The HTTP server refuses a create beyond the deployments limit with 403; the sandbox's
 //! ResourceQuota enforces the same count for objects applied with kubectl or GitOps.
 //!
@@ -54,6 +62,10 @@ pub struct PlanLimits {
     pub limits_ephemeral_storage: &'static str,
     /// Most Services.
     pub services: i32,
+    /// Most teams in an organization on this plan (`None`: unlimited).
+    pub teams_per_org: Option<i32>,
+    /// Most members of one team, pending invitations included (`None`: unlimited).
+    pub members_per_team: Option<i32>,
 }
 
 impl Plan {
@@ -70,6 +82,8 @@ impl Plan {
                 requests_ephemeral_storage: "1Gi",
                 limits_ephemeral_storage: "2Gi",
                 services: 10,
+                teams_per_org: Some(1),
+                members_per_team: Some(1),
             },
             Plan::Business => PlanLimits {
                 deployments: Some(10),
@@ -81,6 +95,8 @@ impl Plan {
                 requests_ephemeral_storage: "8Gi",
                 limits_ephemeral_storage: "16Gi",
                 services: 60,
+                teams_per_org: Some(10),
+                members_per_team: Some(10),
             },
             Plan::Enterprise => PlanLimits {
                 deployments: None,
@@ -92,8 +108,17 @@ impl Plan {
                 requests_ephemeral_storage: "32Gi",
                 limits_ephemeral_storage: "64Gi",
                 services: 300,
+                teams_per_org: None,
+                members_per_team: None,
             },
         }
+    }
+
+    /// Parses a plan's name as written in specs.
+    pub fn parse(s: &str) -> Option<Plan> {
+        [Plan::Free, Plan::Business, Plan::Enterprise]
+            .into_iter()
+            .find(|p| p.as_str() == s)
     }
 
     /// The plan's name as written in specs.

@@ -17,9 +17,12 @@ use tower_sessions::Session;
 use crate::AppState;
 use crate::db::User;
 use crate::error::ApiError;
+use crate::teams::SandboxRole;
 
 /// Session key of the signed-in user's id.
 pub const SESSION_USER: &str = "user_id";
+/// Session key of the current team's id (absent: the user's own sandbox).
+pub const SESSION_TEAM: &str = "team_id";
 /// Email of the DEV_MODE user.
 pub const DEV_EMAIL: &str = "dev@localhost";
 /// Subject of the DEV_MODE user.
@@ -73,6 +76,14 @@ impl Scope {
         }
     }
 
+    /// Whether the scope changes things (a team viewer holds none of these).
+    pub fn writes(self) -> bool {
+        matches!(
+            self,
+            Scope::DeploymentsWrite | Scope::TemplatesWrite | Scope::SecretsWrite
+        )
+    }
+
     /// Parses a wire name.
     pub fn parse(s: &str) -> Option<Scope> {
         Scope::ALL.into_iter().find(|x| x.as_str() == s)
@@ -105,17 +116,66 @@ pub struct Principal {
     pub scopes: Option<Vec<Scope>>,
     /// How the caller authenticated.
     pub via: Via,
+    /// The sandbox the request acts in and the caller's role there.
+    pub tenant: Tenant,
+}
+
+/// The sandbox a request acts in: the caller's own, or the current team's (the session's
+/// current team, or the team an API token is bound to).
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    /// The sandbox's owner: the user, or the team as an owner ([`crate::teams::Team::owner`]).
+    /// Sandbox, apps and secrets are keyed by its id.
+    pub owner: User,
+    /// The caller's role there.
+    pub role: SandboxRole,
+    /// The team, when it is a team's sandbox.
+    pub team: Option<crate::teams::Team>,
+}
+
+impl Tenant {
+    /// The user's own sandbox.
+    pub fn personal(user: &User) -> Tenant {
+        Tenant {
+            owner: user.clone(),
+            role: SandboxRole::Owner,
+            team: None,
+        }
+    }
 }
 
 impl Principal {
-    /// 403 unless the caller holds `scope`.
+    /// 403 unless the caller's role in the current sandbox is at least `need`, naming both.
+    pub fn require_role(&self, need: SandboxRole) -> Result<(), ApiError> {
+        if self.tenant.role >= need {
+            return Ok(());
+        }
+        let team = self.tenant.team.as_ref().map(|t| t.name.as_str()).unwrap_or("");
+        Err(ApiError::Forbidden(format!(
+            "this needs the {} role in team {team} (you are a {})",
+            need.as_str(),
+            self.tenant.role.as_str()
+        )))
+    }
+
+    /// The current sandbox as the API shows it.
+    pub fn sandbox(&self, state: &AppState) -> crate::platform::SandboxInfo {
+        state.platform.sandbox(&self.tenant.owner)
+    }
+
+    /// 403 unless the caller holds `scope` (API tokens) and their role in the current sandbox
+    /// allows it: a write (deployments, templates, secrets) needs the developer role, a read any.
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
         match &self.scopes {
             Some(s) if !s.contains(&scope) => {
-                Err(ApiError::Forbidden(format!("this API token lacks the {scope} scope")))
+                return Err(ApiError::Forbidden(format!("this API token lacks the {scope} scope")));
             }
-            _ => Ok(()),
+            _ => {}
         }
+        if scope.writes() {
+            self.require_role(SandboxRole::Developer)?;
+        }
+        Ok(())
     }
 }
 
@@ -167,10 +227,19 @@ impl FromRequestParts<AppState> for Principal {
             let scopes = scopes.iter().filter_map(|s| Scope::parse(s)).collect();
             // Normally a cache hit; recreates the sandbox if it was removed since sign-in.
             state.platform.ensure_sandbox(&user).await?;
+            let tenant = match crate::teams::store::token_team(&state.db, &hash).await? {
+                None => Tenant::personal(&user),
+                Some(team) => team_tenant(state, &user, &team).await?.ok_or_else(|| {
+                    ApiError::Forbidden(
+                        "this API token acts in a team you are no longer a member of; create a new token".into(),
+                    )
+                })?,
+            };
             return Ok(Principal {
                 user,
                 scopes: Some(scopes),
                 via: Via::Token,
+                tenant,
             });
         }
         if let Some(session) = parts.extensions.get::<Session>().cloned() {
@@ -188,10 +257,12 @@ impl FromRequestParts<AppState> for Principal {
                 }
                 refuse_dev_mode_user(state, &user, "session")?;
                 state.platform.ensure_sandbox(&user).await?;
+                let tenant = session_tenant(state, &session, &user).await?;
                 return Ok(Principal {
                     user,
                     scopes: None,
                     via: Via::Session,
+                    tenant,
                 });
             }
         }
@@ -204,14 +275,58 @@ impl FromRequestParts<AppState> for Principal {
                     Ok::<_, ApiError>(user)
                 })
                 .await?;
+            let tenant = match parts.extensions.get::<Session>() {
+                Some(session) => session_tenant(state, session, user).await?,
+                None => Tenant::personal(user),
+            };
             return Ok(Principal {
                 user: user.clone(),
                 scopes: None,
                 via: Via::DevMode,
+                tenant,
             });
         }
         Err(ApiError::Unauthorized(
             "sign in first (GET /login), or send an API token".into(),
         ))
     }
+}
+
+/// The session's current team as the request's sandbox; a team the user no longer belongs to is
+/// dropped from the session (back to their own sandbox).
+async fn session_tenant(state: &AppState, session: &Session, user: &User) -> Result<Tenant, ApiError> {
+    let team: Option<String> = session
+        .get(SESSION_TEAM)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("reading the session: {e}")))?;
+    let Some(team) = team else {
+        return Ok(Tenant::personal(user));
+    };
+    match team_tenant(state, user, &team).await? {
+        Some(t) => Ok(t),
+        None => {
+            let _ = session.remove::<String>(SESSION_TEAM).await;
+            Ok(Tenant::personal(user))
+        }
+    }
+}
+
+/// Team `team_id`'s sandbox with the user's role there; None when they are not in it (or it is
+/// gone). Recreates the team's sandbox, with its members, if it was removed.
+pub async fn team_tenant(state: &AppState, user: &User, team_id: &str) -> Result<Option<Tenant>, ApiError> {
+    let Some(team) = crate::teams::store::team(&state.db, team_id).await? else {
+        return Ok(None);
+    };
+    let Some(role) = crate::teams::store::team_role(&state.db, team_id, &user.id).await? else {
+        return Ok(None);
+    };
+    let owner = team.owner();
+    if !state.platform.has_sandbox(&owner) {
+        crate::http::teams::sync_sandbox(state, &team).await?;
+    }
+    Ok(Some(Tenant {
+        owner,
+        role: SandboxRole::of(role),
+        team: Some(team),
+    }))
 }

@@ -83,7 +83,7 @@ pub struct SetImage {
     responses((status = 200, body = Vec<DeploymentView>), (status = 401, body = ErrorBody)))]
 pub async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<axum::response::Response> {
     p.require(Scope::DeploymentsRead)?;
-    let ns = state.platform.sandbox(&p.user).namespace;
+    let ns = p.sandbox(&state).namespace;
     if let Some(json) = state.platform.list_json(&ns) {
         return Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], json).into_response());
     }
@@ -101,7 +101,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateDeployment>,
 ) -> ApiResult<impl IntoResponse> {
     p.require(Scope::DeploymentsWrite)?;
-    let sandbox = state.platform.sandbox(&p.user);
+    let sandbox = p.sandbox(&state);
     let ns = sandbox.namespace.clone();
     let template = state
         .platform
@@ -152,7 +152,7 @@ pub async fn create(
     .map_err(|e| ApiError::BadRequest(format!("invalid deployment: {e}")))?;
     check(&state, &p, &ud, Some(&template.spec))?;
     let created = state.platform.create(ud).await?;
-    super::secrets::deliver(&state, &p.user.id, &created, false).await?;
+    super::secrets::deliver(&state, &p.tenant.owner.id, &created, false).await?;
     tracing::info!(user = %p.user.id, deployment = %name, template = %body.template, "deployment created");
     Ok((StatusCode::CREATED, Json(DeploymentView::of(&created))))
 }
@@ -286,11 +286,11 @@ pub async fn set_image(
 pub async fn remove(State(state): State<AppState>, p: Principal, Path(name): Path<String>) -> ApiResult<StatusCode> {
     p.require(Scope::DeploymentsWrite)?;
     super::path_name("name", &name, NameKind::Label)?;
-    let ns = state.platform.sandbox(&p.user).namespace;
+    let ns = p.sandbox(&state).namespace;
     if state.platform.delete(&ns, &name).await? {
         // Its own secrets go with it, in every backend; the delivered Secrets are garbage-collected
         // with the UserDeployment they belong to.
-        let removed = state.secrets.delete_deployment(&p.user.id, &name).await?;
+        let removed = state.secrets.delete_deployment(&p.tenant.owner.id, &name).await?;
         tracing::info!(user = %p.user.id, deployment = %name, secrets = removed, "deployment secrets removed");
         tracing::info!(user = %p.user.id, deployment = %name, "deployment deleted");
         Ok(StatusCode::NO_CONTENT)
@@ -308,7 +308,7 @@ fn not_found(name: &str) -> ApiError {
 pub(crate) async fn find(state: &AppState, p: &Principal, name: &str) -> ApiResult<std::sync::Arc<UserDeployment>> {
     // Before any lookup: the name goes into a Kubernetes request URL when it is not cached.
     super::path_name("name", name, NameKind::Label)?;
-    let ns = state.platform.sandbox(&p.user).namespace;
+    let ns = p.sandbox(state).namespace;
     state
         .platform
         .deployment(&ns, name)
@@ -352,7 +352,7 @@ fn check(state: &AppState, p: &Principal, ud: &UserDeployment, template: Option<
             "replicas must be between 0 and 20, not {r}"
         )));
     }
-    policy::validate::validate_deployment(ud, template, &p.user.id, &state.config.settings)
+    policy::validate::validate_deployment(ud, template, &p.tenant.owner.id, &state.config.settings)
         .map(|_| ())
         .map_err(|invalid| ApiError::BadRequest(format!("{} ({})", invalid.message, invalid.reason)))
 }

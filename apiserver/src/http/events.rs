@@ -241,7 +241,7 @@ pub async fn events(
     let (session_id, token) = stream_owner(&p, &session, &headers);
     let (ticket, stop) = state.streams.open(&p.user.id, session_id, token.clone())?;
     let revoked = until_invalid(state.clone(), p.user.id.clone(), token, state.streams.recheck());
-    let ns = state.platform.sandbox(&p.user).namespace;
+    let ns = p.sandbox(&state).namespace;
     // Subscribe before the snapshot so that nothing falls between them.
     let rx = state.platform.subscribe();
     let snapshot: Vec<DeploymentView> = state

@@ -6,6 +6,7 @@ pub mod logs;
 pub mod secrets;
 pub mod session;
 pub mod system;
+pub mod teams;
 pub mod templates;
 pub mod tokens;
 pub mod ui;
@@ -106,6 +107,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(events::router())
         .merge(logs::router())
         .merge(usage::router())
+        .merge(teams::router())
         .merge(tokens::router())
         .merge(ui::router(state))
         .merge(secrets::router())

@@ -57,7 +57,7 @@ impl From<SecretError> for ApiError {
 #[utoipa::path(get, path = "/api/secrets", tag = "secrets", responses((status = 200, body = Vec<SecretInfo>)))]
 pub async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Vec<SecretInfo>>> {
     p.require(AuthScope::SecretsRead)?;
-    Ok(Json(state.secrets.list(&p.user.id).await?))
+    Ok(Json(state.secrets.list(&p.tenant.owner.id).await?))
 }
 
 /// Checks every path parameter (each named in the error) before the store sees it.
@@ -100,8 +100,12 @@ async fn write(
     }
     scope_exists(state, p, &scope).await?;
     let max = state.config.secrets_max_per_user as usize;
-    if state.secrets.count(&p.user.id).await? >= max
-        && !state.secrets.values(&p.user.id, &scope).await?.contains_key(&key)
+    if state.secrets.count(&p.tenant.owner.id).await? >= max
+        && !state
+            .secrets
+            .values(&p.tenant.owner.id, &scope)
+            .await?
+            .contains_key(&key)
     {
         return Err(ApiError::Forbidden(format!(
             "you have {max} secrets, the most SECRETS_MAX_PER_USER allows; delete one before adding {key}"
@@ -109,9 +113,9 @@ async fn write(
     }
     let created = state
         .secrets
-        .put(&p.user.id, &scope, &key, &body.value, &body.description)
+        .put(&p.tenant.owner.id, &scope, &key, &body.value, &body.description)
         .await?;
-    tracing::info!(user = %p.user.id, scope = %scope.path(), key, created, "secret written");
+    tracing::info!(user = %p.user.id, owner = %p.tenant.owner.id, scope = %scope.path(), key, created, "secret written");
     redeliver(state, p, &scope).await?;
     let info = SecretInfo::new(&scope, &key, &body.description, crate::db::now());
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(info)))
@@ -121,7 +125,7 @@ async fn write(
 /// deployments, or a service of one (404 otherwise). Deletes do not: they only remove what the
 /// caller stored, e.g. the secrets of a template that has since gone.
 async fn scope_exists(state: &AppState, p: &Principal, scope: &Scope) -> ApiResult<()> {
-    let ns = state.platform.sandbox(&p.user).namespace;
+    let ns = p.sandbox(state).namespace;
     let deployment = |name: String| async move {
         state.platform.deployment(&ns, &name).await?.ok_or_else(|| {
             ApiError::NotFound(format!(
@@ -132,7 +136,7 @@ async fn scope_exists(state: &AppState, p: &Principal, scope: &Scope) -> ApiResu
     match scope {
         Scope::User => Ok(()),
         Scope::Template(t) => {
-            let ns = state.platform.sandbox(&p.user).namespace;
+            let ns = p.sandbox(state).namespace;
             if state.platform.templates(&ns).iter().any(|x| x.name_any() == *t) {
                 Ok(())
             } else {
@@ -175,20 +179,20 @@ fn services_of(state: &AppState, ud: &crds::UserDeployment) -> Vec<String> {
 async fn remove(state: &AppState, p: &Principal, scope: Scope, key: String) -> ApiResult<StatusCode> {
     p.require(AuthScope::SecretsWrite)?;
     let scope = checked(scope, &key)?;
-    if !state.secrets.delete(&p.user.id, &scope, &key).await? {
+    if !state.secrets.delete(&p.tenant.owner.id, &scope, &key).await? {
         return Err(ApiError::NotFound(format!(
             "secret {key:?} not found in {}",
             scope.path()
         )));
     }
-    tracing::info!(user = %p.user.id, scope = %scope.path(), key, "secret deleted");
+    tracing::info!(user = %p.user.id, owner = %p.tenant.owner.id, scope = %scope.path(), key, "secret deleted");
     redeliver(state, p, &scope).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Re-delivers the values of every deployment of the caller that `scope` affects.
 async fn redeliver(state: &AppState, p: &Principal, scope: &Scope) -> ApiResult<()> {
-    let ns = state.platform.sandbox(&p.user).namespace;
+    let ns = p.sandbox(state).namespace;
     for ud in state.platform.deployments(&ns).await? {
         let template = ud.spec.template_ref.as_ref().map(|r| r.name.clone());
         let affected = match scope {
@@ -197,7 +201,7 @@ async fn redeliver(state: &AppState, p: &Principal, scope: &Scope) -> ApiResult<
             Scope::Deployment(d) | Scope::Service { deployment: d, .. } => *d == ud.name_any(),
         };
         if affected {
-            deliver(state, &p.user.id, &ud, true).await?;
+            deliver(state, &p.tenant.owner.id, &ud, true).await?;
         }
     }
     Ok(())

@@ -102,20 +102,31 @@ pub async fn config(State(state): State<AppState>) -> Json<FeatureFlags> {
 pub struct Me {
     /// The user.
     pub user: User,
-    /// Their sandbox.
+    /// The current sandbox: the user's own, or the current team's.
     pub sandbox: SandboxInfo,
+    /// The caller's role in it: owner (their own), admin, developer or viewer.
+    pub role: crate::teams::SandboxRole,
+    /// The current team (null: the user's own sandbox).
+    pub team: Option<super::teams::TeamRef>,
+    /// Every team the user can act in, with their role.
+    pub teams: Vec<super::teams::TeamRef>,
     /// session, token or dev-mode.
     pub authenticated_by: String,
     /// Scopes, for API tokens.
     pub scopes: Option<Vec<String>>,
 }
 
-/// The signed-in user and their sandbox.
-#[utoipa::path(get, path = "/api/me", tag = "system",
-    responses((status = 200, body = Me), (status = 401, body = crate::error::ErrorBody)))]
-pub async fn me(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Me>> {
-    let sandbox = state.platform.sandbox(&p.user);
-    Ok(Json(Me {
+/// The view of the caller `p`.
+pub async fn me_of(state: &AppState, p: Principal) -> ApiResult<Me> {
+    let sandbox = p.sandbox(state);
+    let teams = crate::teams::store::teams_of(&state.db, &p.user.id).await?;
+    let team = p.tenant.team.as_ref().and_then(|t| {
+        teams
+            .iter()
+            .find(|m| m.team.id == t.id)
+            .map(|m| super::teams::TeamRef::new(&m.team, m.role))
+    });
+    Ok(Me {
         authenticated_by: match p.via {
             crate::auth::Via::Session => "session",
             crate::auth::Via::Token => "token",
@@ -123,7 +134,20 @@ pub async fn me(State(state): State<AppState>, p: Principal) -> ApiResult<Json<M
         }
         .into(),
         scopes: p.scopes.as_ref().map(|s| s.iter().map(|x| x.to_string()).collect()),
+        role: p.tenant.role,
+        team,
+        teams: teams
+            .iter()
+            .map(|m| super::teams::TeamRef::new(&m.team, m.role))
+            .collect(),
         user: p.user,
         sandbox,
-    }))
+    })
+}
+
+/// The signed-in user, their current sandbox and role, and their teams.
+#[utoipa::path(get, path = "/api/me", tag = "system",
+    responses((status = 200, body = Me), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn me(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Me>> {
+    Ok(Json(me_of(&state, p).await?))
 }

@@ -22,7 +22,7 @@ pub fn router() -> Router<AppState> {
 #[utoipa::path(get, path = "/api/templates", tag = "templates", responses((status = 200, body = Vec<TemplateView>)))]
 pub async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Vec<TemplateView>>> {
     p.require(Scope::TemplatesRead)?;
-    let ns = state.platform.sandbox(&p.user).namespace;
+    let ns = p.sandbox(&state).namespace;
     let platform = &state.config.settings.platform_namespace;
     Ok(Json(
         state
@@ -44,7 +44,7 @@ pub async fn one(
 ) -> ApiResult<Json<TemplateView>> {
     p.require(Scope::TemplatesRead)?;
     super::path_name("name", &name, super::NameKind::Subdomain)?;
-    let ns = state.platform.sandbox(&p.user).namespace;
+    let ns = p.sandbox(&state).namespace;
     state
         .platform
         .templates(&ns)

@@ -35,6 +35,10 @@ pub struct CreateToken {
     #[serde(rename = "expiresInDays", default)]
     #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<i64>,
+    /// A team id: the token acts in that team's sandbox, with the creator's role there (checked on
+    /// every request). Omitted: the creator's own sandbox.
+    #[serde(default)]
+    pub team: Option<String>,
 }
 
 /// The longest token lifetime that can be asked for: ten years.
@@ -69,6 +73,7 @@ pub async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json
 /// Creates a token.
 #[utoipa::path(post, path = "/api/tokens", tag = "tokens", request_body = CreateToken,
     responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody),
+        (status = 404, description = "the team named is not one of the caller's", body = ErrorBody),
         (status = 409, description = "the caller holds API_TOKENS_MAX_PER_USER unexpired tokens already, or the \
             caller's sandbox belongs to another identity or installation", body = ErrorBody)))]
 pub async fn create(
@@ -96,6 +101,15 @@ pub async fn create(
             )));
         }
     };
+    if let Some(team) = &body.team {
+        super::path_name("team", team, super::NameKind::Id)?;
+        if crate::teams::store::team_role(&state.db, team, &p.user.id)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::NotFound(format!("no team {team:?}")));
+        }
+    }
     let mut scopes: Vec<String> = body.scopes.iter().map(|s| s.to_string()).collect();
     scopes.sort();
     scopes.dedup();
@@ -110,7 +124,10 @@ pub async fn create(
                 "you already hold {max} API tokens, the most allowed (API_TOKENS_MAX_PER_USER); revoke one first"
             ))
         })?;
-    tracing::info!(user = %p.user.id, token_id = %info.id, "API token created");
+    if let Some(team) = &body.team {
+        crate::teams::store::bind_token(&state.db, &p.user.id, &info.id, team).await?;
+    }
+    tracing::info!(user = %p.user.id, token_id = %info.id, team = body.team.as_deref().unwrap_or(""), "API token created");
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info })))
 }
 

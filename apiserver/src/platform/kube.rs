@@ -719,6 +719,48 @@ impl Platform for KubePlatform {
         Ok(Box::pin(stream))
     }
 
+    fn has_sandbox(&self, owner: &User) -> bool {
+        self.user_sandbox(owner).is_some()
+    }
+
+    async fn put_sandbox(&self, owner: &User, plan: Plan, members: Vec<crds::SandboxMember>) -> ApiResult<()> {
+        let current = match self.user_sandbox(owner) {
+            Some(sb) => sb,
+            None => {
+                self.ensure_sandbox(owner).await?;
+                let api: Api<UserSandbox> = Api::all(self.client.clone());
+                Arc::new(api.get(&self.config.namespace_for(&owner.id)).await?)
+            }
+        };
+        if current.spec.plan == plan && current.spec.members == members {
+            return Ok(());
+        }
+        // Merge patch of the two fields only: the spec's other fields (quota overrides set by an
+        // administrator) stay.
+        let patch = serde_json::json!({ "spec": { "plan": plan, "members": members } });
+        let api: Api<UserSandbox> = Api::all(self.client.clone());
+        let pp = kube::api::PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        api.patch(&current.name_any(), &pp, &kube::api::Patch::Merge(&patch))
+            .await?;
+        tracing::info!(owner = %owner.id, members = members.len(), plan = plan.as_str(), "updated a team's UserSandbox");
+        Ok(())
+    }
+
+    async fn delete_sandbox(&self, owner: &User) -> ApiResult<()> {
+        let Some(sb) = self.user_sandbox(owner) else {
+            return Ok(());
+        };
+        let api: Api<UserSandbox> = Api::all(self.client.clone());
+        match api.delete(&sb.name_any(), &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn app_pods(&self, namespace: &str, deployment: &str) -> ApiResult<Vec<AppPod>> {
         // Read through, like service_pods: only when a deployment page asks.
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);

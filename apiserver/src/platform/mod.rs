@@ -190,6 +190,19 @@ pub trait Platform: Send + Sync {
     async fn logs(&self, _namespace: &str, _pod: &str, _request: &LogRequest) -> ApiResult<LogStream> {
         Err(crate::error::ApiError::Conflict(LOGS_NEED_A_CLUSTER.into()))
     }
+    /// Whether `owner` has a sandbox (cached; without a cluster: always).
+    fn has_sandbox(&self, _owner: &User) -> bool {
+        true
+    }
+    /// Creates `owner`'s sandbox if needed and sets its plan and members (a team's: the controller
+    /// binds the members' roles in its namespace). Writes nothing when they are as asked.
+    async fn put_sandbox(&self, _owner: &User, _plan: Plan, _members: Vec<crds::SandboxMember>) -> ApiResult<()> {
+        Ok(())
+    }
+    /// Deletes `owner`'s sandbox (a deleted team's), with its namespace and apps.
+    async fn delete_sandbox(&self, _owner: &User) -> ApiResult<()> {
+        Ok(())
+    }
     /// The pods of app `deployment` in `namespace` (restarts, limits). Without a cluster: none.
     async fn app_pods(&self, _namespace: &str, _deployment: &str) -> ApiResult<Vec<AppPod>> {
         Ok(vec![])

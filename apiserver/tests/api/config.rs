@@ -453,3 +453,27 @@ fn dev_mode_listens_on_loopback_by_default() {
         "DEV_MODE on a non-loopback address warns: {log}"
     );
 }
+
+#[test]
+fn organization_plans_are_checked_and_set_by_the_administrator_command() {
+    refused(&[DEV, ("ORG_DEFAULT_PLAN", "gold")], "ORG_DEFAULT_PLAN");
+    let out = run(&[DEV], &["--set-org-plan", "orgabc"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("<organization id>=<plan>"),
+        "{stderr}"
+    );
+    let out = run(&[DEV], &["--set-org-plan", "orgabc=platinum"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("use free, business or enterprise"),
+        "{stderr}"
+    );
+    // An organization that does not exist: said, nothing changes.
+    let out = run(&[DEV], &["--set-org-plan", "orgnothing=business"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("no organization \"orgnothing\""),
+        "{stderr}"
+    );
+}

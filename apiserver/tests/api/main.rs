@@ -19,3 +19,4 @@ mod session_config;
 mod session_stores;
 mod signin;
 mod store;
+mod teams;

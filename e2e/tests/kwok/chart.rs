@@ -1119,7 +1119,7 @@ async fn operator_runs_with_the_chart_rbac_and_nothing_more() -> Result<()> {
 
 /// The server's ClusterRole, rule by rule (see templates/server-rbac.yaml): the calls of
 /// apiserver/src/platform/kube.rs and nothing else (no Template writes; a UserSandbox is patched
-/// only to adopt an unmarked one).
+/// to adopt an unmarked one or to write a team's members, and deleted only with its team).
 const SERVER_RULES: &[(&str, &str, &[&str])] = &[
     (
         "k8s-scheduler.io",
@@ -1130,7 +1130,7 @@ const SERVER_RULES: &[(&str, &str, &[&str])] = &[
     (
         "k8s-scheduler.io",
         "usersandboxes",
-        &["get", "list", "watch", "create", "patch"],
+        &["get", "list", "watch", "create", "patch", "delete"],
     ),
     ("", "events", &["list"]),
     ("metrics.k8s.io", "pods", &["list"]),
