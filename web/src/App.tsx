@@ -1,11 +1,13 @@
+import { Fragment, type ReactNode } from "react";
 import { QueryCache, QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { ApiError } from "./api/client";
 import { BrowserRouter, Route, Routes } from "react-router";
-import { keys, shouldRetry } from "./api/hooks";
+import { keys, shouldRetry, useMe } from "./api/hooks";
 import { LiveUpdates } from "./api/live";
 import { Layout } from "./components/Layout";
 import { RequireAuth } from "./components/RequireAuth";
 import { Toasts } from "./components/Toasts";
+import { AcceptInvitation } from "./pages/AcceptInvitation";
 import { Account } from "./pages/Account";
 import { Dashboard } from "./pages/Dashboard";
 import { Deploy } from "./pages/Deploy";
@@ -14,6 +16,8 @@ import { Deployments } from "./pages/Deployments";
 import { NotFound } from "./pages/NotFound";
 import { Secrets } from "./pages/Secrets";
 import { SignIn } from "./pages/SignIn";
+import { TeamDetail } from "./pages/TeamDetail";
+import { Teams } from "./pages/Teams";
 import { TemplateDetail } from "./pages/TemplateDetail";
 import { Templates } from "./pages/Templates";
 import { Tokens } from "./pages/Tokens";
@@ -36,6 +40,16 @@ export function makeQueryClient() {
   return client;
 }
 
+/**
+ * Everything below it is built afresh when the current sandbox changes (a team switch, accepting an
+ * invitation, leaving the current team): page state and the /api/events stream belong to one
+ * sandbox, and the server answers a new stream for the new one.
+ */
+export function SandboxScope({ children }: { children: ReactNode }) {
+  const me = useMe();
+  return <Fragment key={me.data?.team?.id ?? "personal"}>{children}</Fragment>;
+}
+
 /** The routes; kept apart from the router so that tests can use a memory router. */
 export function AppRoutes() {
   return (
@@ -44,9 +58,11 @@ export function AppRoutes() {
       <Route
         element={
           <RequireAuth>
-            <LiveUpdates>
-              <Layout />
-            </LiveUpdates>
+            <SandboxScope>
+              <LiveUpdates>
+                <Layout />
+              </LiveUpdates>
+            </SandboxScope>
           </RequireAuth>
         }
       >
@@ -58,6 +74,9 @@ export function AppRoutes() {
         <Route path="deployments/:name" element={<DeploymentDetail />} />
         <Route path="secrets" element={<Secrets />} />
         <Route path="tokens" element={<Tokens />} />
+        <Route path="teams" element={<Teams />} />
+        <Route path="teams/:team" element={<TeamDetail />} />
+        <Route path="invitations/:token" element={<AcceptInvitation />} />
         <Route path="account" element={<Account />} />
         <Route path="*" element={<NotFound />} />
       </Route>

@@ -6,7 +6,15 @@ import type {
   Deployment,
   DeploymentDetail,
   FeatureFlags,
+  Invitation,
+  InvitationPreview,
   Me,
+  Org,
+  OrgDetail,
+  AuditEntry,
+  Team,
+  TeamRef,
+  TeamRole,
   Parameter,
   SecretInfo,
   SecretTarget,
@@ -20,6 +28,8 @@ const seg = encodeURIComponent;
 export const getConfig = () => api<FeatureFlags>("/api/config");
 export const getMe = () => api<Me>("/api/me");
 export const logout = () => api<void>("/logout", { method: "POST", as: "none" });
+/** Makes a team (or, with null, the user's own sandbox) the session's current sandbox. */
+export const setCurrentTeam = (team: string | null) => api<Me>("/api/me/team", { method: "PUT", body: { team } });
 
 export const listTemplates = () => api<Template[]>("/api/templates");
 export const getTemplate = (name: string) => api<Template>(`/api/templates/${seg(name)}`);
@@ -117,3 +127,35 @@ export async function deployTemplate(req: DeployRequest): Promise<Deployment> {
   }
   return created;
 }
+
+// Organizations, teams, members and invitations (issue 16).
+
+export const listOrgs = () => api<Org[]>("/api/orgs");
+export const createOrg = (name: string) => api<Org>("/api/orgs", { method: "POST", body: { name } });
+export const getOrg = (org: string) => api<OrgDetail>(`/api/orgs/${seg(org)}`);
+export const getOrgAudit = (org: string) => api<AuditEntry[]>(`/api/orgs/${seg(org)}/audit`);
+
+export const createTeam = (org: string, name: string) =>
+  api<Team>(`/api/orgs/${seg(org)}/teams`, { method: "POST", body: { name } });
+export const getTeam = (team: string) => api<Team>(`/api/teams/${seg(team)}`);
+export const renameTeam = (team: string, name: string) =>
+  api<Team>(`/api/teams/${seg(team)}`, { method: "PATCH", body: { name } });
+export const deleteTeam = (team: string) => api<void>(`/api/teams/${seg(team)}`, { method: "DELETE", as: "none" });
+
+export const setMemberRole = (team: string, userId: string, role: TeamRole) =>
+  api<Team>(`/api/teams/${seg(team)}/members/${seg(userId)}`, { method: "PUT", body: { role } });
+/** Removes a member; with one's own id, leaves the team. */
+export const removeMember = (team: string, userId: string) =>
+  api<void>(`/api/teams/${seg(team)}/members/${seg(userId)}`, { method: "DELETE", as: "none" });
+
+export const inviteMember = (team: string, email: string, role: TeamRole) =>
+  api<Invitation>(`/api/teams/${seg(team)}/invitations`, { method: "POST", body: { email, role } });
+export const resendInvitation = (team: string, id: string) =>
+  api<void>(`/api/teams/${seg(team)}/invitations/${seg(id)}/resend`, { method: "POST", as: "none" });
+export const revokeInvitation = (team: string, id: string) =>
+  api<void>(`/api/teams/${seg(team)}/invitations/${seg(id)}`, { method: "DELETE", as: "none" });
+
+export const getInvitation = (token: string) => api<InvitationPreview>(`/api/invitations/${seg(token)}`);
+/** Joins the team; the session's current sandbox becomes the team's. */
+export const acceptInvitation = (token: string) =>
+  api<{ team: TeamRef }>(`/api/invitations/${seg(token)}/accept`, { method: "POST" });

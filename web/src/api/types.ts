@@ -37,9 +37,128 @@ export function deploymentLimit(s: SandboxInfo): number | null {
 
 export interface Me {
   user: User;
+  /** The current sandbox: the user's own, or the current team's. */
   sandbox: SandboxInfo;
   authenticatedBy: "session" | "token" | "dev-mode" | string;
   scopes: string[] | null;
+  /**
+   * The current team; null: the user's own sandbox. The three team fields are optional because a
+   * server without teams (and older test fixtures) leaves them out: the UI then behaves as before.
+   */
+  team?: TeamRef | null;
+  /** Every team the user is in (org owners/admins: every team of their organizations, as admin). */
+  teams?: TeamRef[];
+  /** The caller's role in the current sandbox. */
+  role?: SandboxRole;
+}
+
+/** Roles in an organization: owners and admins manage it and act as admin in each of its teams. */
+export type OrgRole = "owner" | "admin" | "member";
+/** Roles in a team: viewers read, developers also deploy and write secrets, admins also manage members. */
+export type TeamRole = "admin" | "developer" | "viewer";
+/** The caller's role in the current sandbox: "owner" of their own sandbox, or their team role. */
+export type SandboxRole = "owner" | TeamRole;
+
+export const TEAM_ROLES: readonly TeamRole[] = ["admin", "developer", "viewer"];
+
+/** A team as GET /api/me lists it. */
+export interface TeamRef {
+  id: string;
+  name: string;
+  orgId: string;
+  orgName: string;
+  role: TeamRole;
+}
+
+/** GET /api/orgs. */
+export interface Org {
+  id: string;
+  name: string;
+  plan: string;
+  role: OrgRole;
+}
+
+export interface OrgMember {
+  userId: string;
+  email: string;
+  name: string;
+  role: OrgRole;
+}
+
+/** GET /api/orgs/{org}. */
+export interface OrgDetail extends Org {
+  /** From the plan; null: unlimited. */
+  limits: { teams: number | null; membersPerTeam: number | null };
+  members: OrgMember[];
+  teams: { id: string; name: string; members: number }[];
+}
+
+export interface TeamMember {
+  userId: string;
+  email: string;
+  name: string;
+  role: TeamRole;
+}
+
+/** A pending invitation (neither accepted, revoked nor expired). Times are RFC 3339. */
+export interface Invitation {
+  id: string;
+  email: string;
+  role: TeamRole;
+  createdAt: string;
+  expiresAt: string;
+  lastSentAt: string;
+  /** The inviting admin's email. */
+  invitedBy: string;
+}
+
+/** GET /api/teams/{team}. */
+export interface Team {
+  id: string;
+  name: string;
+  orgId: string;
+  orgName: string;
+  role: TeamRole;
+  namespace: string;
+  members: TeamMember[];
+  /** Only for admins; [] for everyone else. */
+  invitations: Invitation[];
+}
+
+export type AuditAction =
+  | "team.created"
+  | "team.renamed"
+  | "team.deleted"
+  | "member.added"
+  | "member.role_changed"
+  | "member.removed"
+  | "member.left"
+  | "invitation.sent"
+  | "invitation.resent"
+  | "invitation.revoked"
+  | "invitation.accepted";
+
+/** GET /api/orgs/{org}/audit, newest first. */
+export interface AuditEntry {
+  at: string;
+  /** Email of who did it. */
+  actor: string;
+  action: AuditAction | string;
+  team: string | null;
+  /** Email of whom it was done to. */
+  subject: string | null;
+  detail: string | null;
+}
+
+/** GET /api/invitations/{token}: what accepting joins. */
+export interface InvitationPreview {
+  teamName: string;
+  orgName: string;
+  role: TeamRole;
+  /** The invited address: only a sign-in with this verified email can accept. */
+  email: string;
+  invitedBy: string;
+  expiresAt: string;
 }
 
 export type ParameterType = "string" | "number" | "boolean" | "enum";

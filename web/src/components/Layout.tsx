@@ -1,23 +1,25 @@
-// The frame of every signed-in page: a header with the live-updates indicator, the dev-mode badge
-// and the user, and the navigation (a side bar on wide screens, a menu on narrow ones).
+// The frame of every signed-in page: a header with the current sandbox (the team switcher), the
+// live-updates indicator, the dev-mode badge and the user, and the navigation (a side bar on wide
+// screens, a menu on narrow ones).
 import { useEffect, useState } from "react";
 import { NavLink, Outlet, useLocation } from "react-router";
 import { useConfig, useMe } from "../api/hooks";
 import { useLiveState } from "../api/live";
 import { Icon, type IconName } from "./Icon";
+import { TeamSwitcher } from "./TeamSwitcher";
 
 const NAV: { to: string; label: string; icon: IconName; end?: boolean }[] = [
   { to: "/", label: "Dashboard", icon: "dashboard", end: true },
   { to: "/templates", label: "Templates", icon: "templates" },
   { to: "/deployments", label: "Deployments", icon: "deployments" },
   { to: "/secrets", label: "Secrets", icon: "secrets" },
+  { to: "/teams", label: "Teams", icon: "teams" },
   { to: "/tokens", label: "API tokens", icon: "tokens" },
   { to: "/account", label: "Account", icon: "account" },
 ];
 
 // Entries of later issues: shown, not yet usable.
 const SOON: { label: string; icon: IconName }[] = [
-  { label: "Teams", icon: "teams" },
   { label: "Billing", icon: "billing" },
   { label: "Generate template", icon: "sparkles" },
 ];
@@ -50,6 +52,7 @@ export function Layout() {
           <img src="/favicon.svg" alt="" width={24} height={24} />
           <span>k8s-scheduler</span>
         </NavLink>
+        <TeamSwitcher />
         <div className="topbar-right">
           {config.data?.devMode && (
             <span className="badge badge-warn" data-testid="dev-mode" title="DEV_MODE: authentication is off">

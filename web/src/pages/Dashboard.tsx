@@ -1,22 +1,29 @@
 import { Link } from "react-router";
 import { useDeployments, useMe } from "../api/hooks";
+import { sandboxLabel, useCanWrite } from "../api/teams";
 import { deploymentLimit, type Deployment } from "../api/types";
 import { PageHeader } from "../components/Layout";
 import { StatusBadge } from "../components/StatusBadge";
 import { Empty, ErrorState, Loading } from "../components/States";
+import { ViewerNote } from "../components/ViewerNote";
 import { statusOf, readiness } from "../lib/status";
 
 export function Dashboard() {
   const me = useMe();
   const deployments = useDeployments();
+  const canWrite = useCanWrite();
   const name = me.data?.user.name || me.data?.user.email;
+  const team = me.data?.team ?? null;
   return (
     <>
       <PageHeader title="Dashboard" subtitle={name ? `Welcome back, ${name}.` : undefined}>
-        <Link className="btn btn-primary" to="/templates">
-          New deployment
-        </Link>
+        {canWrite && (
+          <Link className="btn btn-primary" to="/templates">
+            New deployment
+          </Link>
+        )}
       </PageHeader>
+      <ViewerNote />
       <div className="grid grid-3">
         <QuotaCard count={deployments.data?.length} />
         <SummaryCard deployments={deployments.data} />
@@ -24,7 +31,7 @@ export function Dashboard() {
       </div>
       <section className="section" aria-labelledby="yours">
         <div className="section-header">
-          <h2 id="yours">Your deployments</h2>
+          <h2 id="yours">{team ? `Deployments of team ${team.name}` : "Your deployments"}</h2>
           <Link to="/deployments">All deployments</Link>
         </div>
         {deployments.isPending ? (
@@ -32,9 +39,13 @@ export function Dashboard() {
         ) : deployments.error ? (
           <ErrorState error={deployments.error} retry={() => void deployments.refetch()} />
         ) : deployments.data.length === 0 ? (
-          <Empty title="No deployments yet" action={<Link className="btn btn-primary" to="/templates">Browse templates</Link>}>
-            Pick a template from the catalog, fill in its parameters and it runs in your sandbox.
-          </Empty>
+          canWrite ? (
+            <Empty title="No deployments yet" action={<Link className="btn btn-primary" to="/templates">Browse templates</Link>}>
+              Pick a template from the catalog, fill in its parameters and it runs in {team ? "the team's" : "your"} sandbox.
+            </Empty>
+          ) : (
+            <Empty title="No deployments yet">Apps the team's developers deploy show up here.</Empty>
+          )
         ) : (
           <ul className="cards" aria-label="Deployments">
             {deployments.data.map((d) => (
@@ -141,6 +152,16 @@ function SandboxCard() {
       <p className="stat-label">Sandbox</p>
       <p className="stat-value small-value">
         <code>{sb.namespace}</code>
+      </p>
+      <p className="small" data-testid="sandbox-owner">
+        {me.data.team ? (
+          <>
+            Team {sandboxLabel(me.data.team)}
+            {me.data.role && <> · you are {me.data.role}</>}
+          </>
+        ) : (
+          "Personal"
+        )}
       </p>
       <p className="small">
         {sb.ready ? (

@@ -1,8 +1,10 @@
 import { Link, useNavigate, useParams } from "react-router";
 import { useDeployments, useMe, useTemplate } from "../api/hooks";
+import { useCanWrite } from "../api/teams";
 import { DeployForm } from "../components/DeployForm";
 import { PageHeader } from "../components/Layout";
 import { ErrorState, Loading } from "../components/States";
+import { ViewerNote } from "../components/ViewerNote";
 import { deploymentLimit } from "../api/types";
 
 export function Deploy() {
@@ -11,6 +13,7 @@ export function Deploy() {
   const me = useMe();
   const deployments = useDeployments();
   const navigate = useNavigate();
+  const canWrite = useCanWrite();
   if (t.isPending) return <Loading />;
   if (t.error) return <ErrorState error={t.error} retry={() => void t.refetch()} title={`Template ${name}`} />;
   const limit = me.data ? deploymentLimit(me.data.sandbox) : undefined;
@@ -23,18 +26,30 @@ export function Deploy() {
         <span aria-current="page">deploy</span>
       </nav>
       <PageHeader title={`Deploy ${t.data.displayName || t.data.name}`} subtitle={t.data.description} />
-      {full && (
-        <div className="callout callout-warn" role="note">
-          Your {me.data?.sandbox.plan} plan allows {limit} deployment{limit === 1 ? "" : "s"} and you have {deployments.data?.length}:
-          the server will refuse a new one. <Link to="/deployments">Delete one</Link> first.
-        </div>
+      {canWrite ? (
+        <>
+          {full && (
+            <div className="callout callout-warn" role="note">
+              Your {me.data?.sandbox.plan} plan allows {limit} deployment{limit === 1 ? "" : "s"} and you have{" "}
+              {deployments.data?.length}: the server will refuse a new one. <Link to="/deployments">Delete one</Link> first.
+            </div>
+          )}
+          {me.data && !me.data.sandbox.ready && (
+            <div className="callout" role="status">
+              Your sandbox is still being prepared; deploying waits for it.
+            </div>
+          )}
+          <DeployForm template={t.data} onDeployed={(d) => navigate(`/deployments/${encodeURIComponent(d.name)}`)} />
+        </>
+      ) : (
+        // Reached by its address: no form that the server would refuse anyway.
+        <>
+          <ViewerNote />
+          <Link className="btn" to={`/templates/${encodeURIComponent(t.data.name)}`}>
+            Back to the template
+          </Link>
+        </>
       )}
-      {me.data && !me.data.sandbox.ready && (
-        <div className="callout" role="status">
-          Your sandbox is still being prepared; deploying waits for it.
-        </div>
-      )}
-      <DeployForm template={t.data} onDeployed={(d) => navigate(`/deployments/${encodeURIComponent(d.name)}`)} />
     </>
   );
 }

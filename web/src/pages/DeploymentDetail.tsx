@@ -1,7 +1,8 @@
-import { useMemo, useState } from "react";
+import { Fragment, useMemo, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router";
 import { ApiError, messageOf } from "../api/client";
 import { useConfig, useDeployment, useDeploymentActions, useManifest, useTemplate } from "../api/hooks";
+import { useCanWrite } from "../api/teams";
 import type { DeploymentDetail as Detail, Template } from "../api/types";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { CopyButton } from "../components/CopyButton";
@@ -14,6 +15,7 @@ import { Badge, StatusBadge } from "../components/StatusBadge";
 import { Empty, ErrorState, InlineError, Loading } from "../components/States";
 import { useToast } from "../components/Toasts";
 import { UsageCharts } from "../components/UsageCharts";
+import { ViewerNote } from "../components/ViewerNote";
 import { ago, exact } from "../lib/format";
 import { initialValues, validateAll } from "../lib/params";
 import { conditionTone } from "../lib/status";
@@ -26,6 +28,7 @@ export function DeploymentDetail() {
   const actions = useDeploymentActions(name);
   const toast = useToast();
   const navigate = useNavigate();
+  const canWrite = useCanWrite();
 
   if (d.isPending) return <Loading />;
   if (d.error) {
@@ -63,26 +66,31 @@ export function DeploymentDetail() {
           </span>
         }
       >
-        <button
-          type="button"
-          className="btn"
-          disabled={actions.restart.isPending || dep.phase === "Deleting"}
-          onClick={() =>
-            actions.restart.mutate(undefined, {
-              onSuccess: () => toast(`Restart of ${dep.name} requested: its pods are being replaced.`),
-              onError: (e) => toast(messageOf(e), "error"),
-            })
-          }
-        >
-          {actions.restart.isPending ? "Restarting…" : "Restart"}
-        </button>
+        {canWrite && (
+          <button
+            type="button"
+            className="btn"
+            disabled={actions.restart.isPending || dep.phase === "Deleting"}
+            onClick={() =>
+              actions.restart.mutate(undefined, {
+                onSuccess: () => toast(`Restart of ${dep.name} requested: its pods are being replaced.`),
+                onError: (e) => toast(messageOf(e), "error"),
+              })
+            }
+          >
+            {actions.restart.isPending ? "Restarting…" : "Restart"}
+          </button>
+        )}
         <button type="button" className="btn" onClick={() => setDialog("yaml")}>
           View as YAML
         </button>
-        <button type="button" className="btn btn-danger" onClick={() => setDialog("delete")} disabled={dep.phase === "Deleting"}>
-          Delete
-        </button>
+        {canWrite && (
+          <button type="button" className="btn btn-danger" onClick={() => setDialog("delete")} disabled={dep.phase === "Deleting"}>
+            Delete
+          </button>
+        )}
       </PageHeader>
+      <ViewerNote to="deploy or change this app" />
 
       <div className="grid grid-2">
         <section className="card" aria-labelledby="overview">
@@ -135,7 +143,7 @@ export function DeploymentDetail() {
             </dd>
           </dl>
         </section>
-        <Services dep={dep} template={tpl} />
+        <Services dep={dep} template={tpl} canWrite={canWrite} />
       </div>
 
       <Usage dep={dep} />
@@ -203,7 +211,11 @@ export function DeploymentDetail() {
         )}
       </section>
 
-      <Configuration dep={dep} template={tpl} templateState={template} />
+      {canWrite ? (
+        <Configuration dep={dep} template={tpl} templateState={template} />
+      ) : (
+        <ConfigurationView dep={dep} />
+      )}
 
       {dep.manifests && (
         <section className="section" aria-labelledby="manifests">
@@ -217,7 +229,7 @@ export function DeploymentDetail() {
       )}
 
       {dialog === "yaml" && <YamlDialog name={dep.name} onClose={() => setDialog(null)} />}
-      {dialog === "delete" && (
+      {dialog === "delete" && canWrite && (
         <ConfirmDialog
           title={`Delete ${dep.name}?`}
           confirmLabel="Delete"
@@ -318,7 +330,7 @@ function Logs({ dep, template }: { dep: Detail; template: Template | null }) {
   );
 }
 
-function Services({ dep, template }: { dep: Detail; template: Template | null }) {
+function Services({ dep, template, canWrite }: { dep: Detail; template: Template | null; canWrite: boolean }) {
   const [editing, setEditing] = useState<string | null>(null);
   const names = useServiceNames(dep, template);
   return (
@@ -350,7 +362,7 @@ function Services({ dep, template }: { dep: Detail; template: Template | null })
                     {dep.imageOverrides[n] && <span className="muted"> (overridden)</span>}
                   </p>
                 )}
-                {editing === n ? (
+                {!canWrite ? null : editing === n ? (
                   <ImageForm name={dep.name} service={n} current={image ?? ""} onDone={() => setEditing(null)} />
                 ) : (
                   <button type="button" className="btn btn-small" onClick={() => setEditing(n)}>
@@ -422,6 +434,46 @@ function ImageForm({ name, service, current, onDone }: { name: string; service: 
         </button>
       </div>
     </form>
+  );
+}
+
+/** The configuration for a viewer: what is set, nothing to edit. */
+function ConfigurationView({ dep }: { dep: Detail }) {
+  const params = Object.entries(dep.parameters).sort(([a], [b]) => a.localeCompare(b));
+  return (
+    <section className="section" aria-labelledby="config">
+      <h2 id="config">Configuration</h2>
+      <div className="card">
+        <dl className="props">
+          {params.map(([k, v]) => (
+            <Fragment key={k}>
+              <dt>
+                <code>{k}</code>
+              </dt>
+              <dd>{v === "" ? <span className="muted">empty</span> : v}</dd>
+            </Fragment>
+          ))}
+          {dep.secretRefs.length > 0 && (
+            <>
+              <dt>Secret parameters</dt>
+              <dd>
+                {dep.secretRefs.map((s) => (
+                  <code key={s} className="secret-ref">
+                    {s}
+                  </code>
+                ))}
+              </dd>
+            </>
+          )}
+          <dt>Visibility</dt>
+          <dd>{dep.visibility}</dd>
+          <dt>Pods per service</dt>
+          <dd>{dep.replicas === null ? <span className="muted">template default</span> : dep.replicas}</dd>
+          <dt>Suspended</dt>
+          <dd>{dep.suspend ? "yes (scaled to zero)" : "no"}</dd>
+        </dl>
+      </div>
+    </section>
   );
 }
 

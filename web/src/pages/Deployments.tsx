@@ -1,33 +1,43 @@
 import { Link } from "react-router";
 import { useDeployments } from "../api/hooks";
 import { useLiveState } from "../api/live";
+import { useCanWrite } from "../api/teams";
 import { PageHeader } from "../components/Layout";
 import { StatusBadge } from "../components/StatusBadge";
 import { Empty, ErrorState, Loading } from "../components/States";
+import { ViewerNote } from "../components/ViewerNote";
 import { ago, exact } from "../lib/format";
 import { readiness } from "../lib/status";
 
 export function Deployments() {
   const deployments = useDeployments();
   const live = useLiveState();
+  const canWrite = useCanWrite();
   return (
     <>
       <PageHeader
         title="Deployments"
         subtitle={live === "live" ? "Statuses update live." : "Live updates are reconnecting; the list may be behind."}
       >
-        <Link className="btn btn-primary" to="/templates">
-          New deployment
-        </Link>
+        {canWrite && (
+          <Link className="btn btn-primary" to="/templates">
+            New deployment
+          </Link>
+        )}
       </PageHeader>
+      <ViewerNote />
       {deployments.isPending ? (
         <Loading />
       ) : deployments.error ? (
         <ErrorState error={deployments.error} retry={() => void deployments.refetch()} />
       ) : deployments.data.length === 0 ? (
-        <Empty title="No deployments yet" action={<Link className="btn btn-primary" to="/templates">Browse templates</Link>}>
-          Deploy an app from the template catalog.
-        </Empty>
+        canWrite ? (
+          <Empty title="No deployments yet" action={<Link className="btn btn-primary" to="/templates">Browse templates</Link>}>
+            Deploy an app from the template catalog.
+          </Empty>
+        ) : (
+          <Empty title="No deployments yet">Apps the team's developers deploy show up here.</Empty>
+        )
       ) : (
         <div className="table-wrap">
           <table className="responsive">

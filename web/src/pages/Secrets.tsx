@@ -2,12 +2,14 @@
 // are write-only: they are sent once and never shown again.
 import { useMemo, useState } from "react";
 import { useDeployments, useSecretActions, useSecrets, useTemplates } from "../api/hooks";
+import { useCanWrite } from "../api/teams";
 import type { SecretInfo, SecretScope, SecretTarget } from "../api/types";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { PageHeader } from "../components/Layout";
 import { Modal } from "../components/Modal";
 import { Empty, ErrorState, InlineError, Loading } from "../components/States";
 import { useToast } from "../components/Toasts";
+import { ViewerNote } from "../components/ViewerNote";
 import { ago, exact } from "../lib/format";
 import { SECRET_KEY } from "../lib/params";
 
@@ -33,20 +35,34 @@ export function Secrets() {
   const [deleting, setDeleting] = useState<SecretInfo | null>(null);
   const { remove } = useSecretActions();
   const toast = useToast();
+  // Viewers see which secrets exist (never values) but cannot store, replace or delete them.
+  const canWrite = useCanWrite();
 
   return (
     <>
       <PageHeader title="Secrets" subtitle="Values are write-only: they are never shown again after saving.">
-        <button type="button" className="btn btn-primary" onClick={() => setEditing("new")}>
-          New secret
-        </button>
+        {canWrite && (
+          <button type="button" className="btn btn-primary" onClick={() => setEditing("new")}>
+            New secret
+          </button>
+        )}
       </PageHeader>
+      <ViewerNote to="change secrets" />
       {secrets.isPending ? (
         <Loading />
       ) : secrets.error ? (
         <ErrorState error={secrets.error} retry={() => void secrets.refetch()} />
       ) : secrets.data.length === 0 ? (
-        <Empty title="No secrets yet" action={<button type="button" className="btn btn-primary" onClick={() => setEditing("new")}>New secret</button>}>
+        <Empty
+          title="No secrets yet"
+          action={
+            canWrite ? (
+              <button type="button" className="btn btn-primary" onClick={() => setEditing("new")}>
+                New secret
+              </button>
+            ) : undefined
+          }
+        >
           Store passwords and API keys here; deployments read them as environment variables.
         </Empty>
       ) : (
@@ -65,9 +81,11 @@ export function Secrets() {
                       {scope !== "user" && <th scope="col">Of</th>}
                       <th scope="col">Description</th>
                       <th scope="col">Updated</th>
-                      <th scope="col">
-                        <span className="sr-only">Actions</span>
-                      </th>
+                      {canWrite && (
+                        <th scope="col">
+                          <span className="sr-only">Actions</span>
+                        </th>
+                      )}
                     </tr>
                   </thead>
                   <tbody>
@@ -83,14 +101,16 @@ export function Secrets() {
                             {ago(s.updatedAt)}
                           </time>
                         </td>
-                        <td className="actions">
-                          <button type="button" className="btn btn-small" onClick={() => setEditing(s)} aria-label={`Replace the value of ${s.name} (${whereOf(s)})`}>
-                            Replace value
-                          </button>
-                          <button type="button" className="btn btn-small btn-danger" onClick={() => setDeleting(s)} aria-label={`Delete ${s.name} (${whereOf(s)})`}>
-                            Delete
-                          </button>
-                        </td>
+                        {canWrite && (
+                          <td className="actions">
+                            <button type="button" className="btn btn-small" onClick={() => setEditing(s)} aria-label={`Replace the value of ${s.name} (${whereOf(s)})`}>
+                              Replace value
+                            </button>
+                            <button type="button" className="btn btn-small btn-danger" onClick={() => setDeleting(s)} aria-label={`Delete ${s.name} (${whereOf(s)})`}>
+                              Delete
+                            </button>
+                          </td>
+                        )}
                       </tr>
                     ))}
                   </tbody>
@@ -100,8 +120,8 @@ export function Secrets() {
           );
         })
       )}
-      {editing && <SecretDialog existing={editing === "new" ? null : editing} onClose={() => setEditing(null)} />}
-      {deleting && (
+      {editing && canWrite && <SecretDialog existing={editing === "new" ? null : editing} onClose={() => setEditing(null)} />}
+      {deleting && canWrite && (
         <ConfirmDialog
           title={`Delete ${deleting.name}?`}
           confirmLabel="Delete secret"

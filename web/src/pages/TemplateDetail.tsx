@@ -1,15 +1,18 @@
 import { Link, useParams } from "react-router";
 import { useTemplate } from "../api/hooks";
+import { useCanWrite } from "../api/teams";
 import type { ResourceList } from "../api/types";
 import { PageHeader } from "../components/Layout";
 import { Badge } from "../components/StatusBadge";
 import { Empty, ErrorState, Loading } from "../components/States";
+import { ViewerNote } from "../components/ViewerNote";
 
 const res = (r?: ResourceList) => (r ? [r.cpu && `${r.cpu} CPU`, r.memory && `${r.memory} memory`].filter(Boolean).join(", ") : "");
 
 export function TemplateDetail() {
   const { name = "" } = useParams();
   const t = useTemplate(name);
+  const canWrite = useCanWrite();
   if (t.isPending) return <Loading />;
   if (t.error) return <ErrorState error={t.error} retry={() => void t.refetch()} title={`Template ${name}`} />;
   const tpl = t.data;
@@ -20,7 +23,7 @@ export function TemplateDetail() {
         <Link to="/templates">Templates</Link> <span aria-hidden="true">/</span> <span aria-current="page">{tpl.name}</span>
       </nav>
       <PageHeader title={tpl.displayName || tpl.name} subtitle={tpl.description}>
-        {tpl.valid === false ? (
+        {!canWrite ? null : tpl.valid === false ? (
           <button type="button" className="btn btn-primary" disabled title="This template is not valid">
             Deploy
           </button>
@@ -30,6 +33,7 @@ export function TemplateDetail() {
           </Link>
         )}
       </PageHeader>
+      <ViewerNote />
       <p className="tags">
         {tpl.category && <Badge tone="muted">{tpl.category}</Badge>}
         <Badge tone="muted">{tpl.system ? "system template" : "your template"}</Badge>

@@ -5,6 +5,7 @@ import type { Template } from "../api/types";
 import { PageHeader } from "../components/Layout";
 import { Badge } from "../components/StatusBadge";
 import { Empty, ErrorState, Loading } from "../components/States";
+import { ViewerNote } from "../components/ViewerNote";
 
 /** Templates matching a search text (name, display name, description, category) and a category. */
 export function filterTemplates(all: Template[], q: string, category: string): Template[] {
@@ -41,6 +42,7 @@ export function Templates() {
   return (
     <>
       <PageHeader title="Templates" subtitle="Apps you can deploy to your sandbox." />
+      <ViewerNote />
       <div className="toolbar" role="search">
         <div className="field field-inline grow">
           <label htmlFor="template-search" className="sr-only">

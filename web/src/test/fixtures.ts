@@ -1,4 +1,16 @@
-import type { Deployment, DeploymentMetrics, ServiceUsage, Template, UsageSample } from "../api/types";
+import type {
+  Deployment,
+  DeploymentMetrics,
+  Invitation,
+  Me,
+  Org,
+  OrgDetail,
+  ServiceUsage,
+  Team,
+  TeamRef,
+  Template,
+  UsageSample,
+} from "../api/types";
 
 /** The guestbook example (examples/21-template-guestbook.yaml) plus a number and a pattern. */
 export const guestbook: Template = {
@@ -79,6 +91,79 @@ export function metrics(over: Partial<DeploymentMetrics> = {}): DeploymentMetric
     intervalSeconds: 60,
     windowSeconds: 3600,
     services: [serviceUsage()],
+    ...over,
+  };
+}
+
+// Teams (issue 16): the answers of /api/me, /api/orgs and /api/teams as the contract states them.
+
+export function teamRef(over: Partial<TeamRef> = {}): TeamRef {
+  return { id: "t-web", name: "Web", orgId: "o-acme", orgName: "Acme", role: "developer", ...over };
+}
+
+/** GET /api/me; `team` given: that team is current and `role` is the role in it. */
+export function me(over: Partial<Me> = {}): Me {
+  const team = over.team ?? null;
+  return {
+    user: { id: "u-ada", email: "ada@example.com", name: "Ada" },
+    sandbox: {
+      name: team ? `team-${team.id}` : "ada",
+      namespace: team ? `sandbox-team-${team.id}` : "sandbox-ada",
+      plan: "free",
+      ready: true,
+      deploymentLimit: 1,
+    },
+    authenticatedBy: "session",
+    scopes: null,
+    team,
+    teams: team ? [team] : [],
+    role: team ? team.role : "owner",
+    ...over,
+  };
+}
+
+export function org(over: Partial<Org> = {}): Org {
+  return { id: "o-acme", name: "Acme", plan: "free", role: "owner", ...over };
+}
+
+export function orgDetail(over: Partial<OrgDetail> = {}): OrgDetail {
+  return {
+    ...org(),
+    limits: { teams: 1, membersPerTeam: 1 },
+    members: [{ userId: "u-ada", email: "ada@example.com", name: "Ada", role: "owner" }],
+    teams: [{ id: "t-web", name: "Web", members: 1 }],
+    ...over,
+  };
+}
+
+export function invitation(over: Partial<Invitation> = {}): Invitation {
+  const now = Date.now();
+  return {
+    id: "i-1",
+    email: "bob@example.com",
+    role: "developer",
+    createdAt: new Date(now - 3600_000).toISOString(),
+    expiresAt: new Date(now + 6 * 86400_000 + 3600_000).toISOString(),
+    lastSentAt: new Date(now - 3600_000).toISOString(),
+    invitedBy: "ada@example.com",
+    ...over,
+  };
+}
+
+/** GET /api/teams/{team} as its admin Ada sees it. */
+export function team(over: Partial<Team> = {}): Team {
+  return {
+    id: "t-web",
+    name: "Web",
+    orgId: "o-acme",
+    orgName: "Acme",
+    role: "admin",
+    namespace: "sandbox-team-t-web",
+    members: [
+      { userId: "u-ada", email: "ada@example.com", name: "Ada", role: "admin" },
+      { userId: "u-bob", email: "bob@example.com", name: "Bob", role: "developer" },
+    ],
+    invitations: [invitation({ id: "i-1", email: "cy@example.com", role: "viewer" })],
     ...over,
   };
 }
