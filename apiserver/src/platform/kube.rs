@@ -644,11 +644,23 @@ impl Platform for KubePlatform {
             changed |= existing.is_some();
         }
         if changed && roll {
-            let current = self.deployment(&ns, &name).await?;
-            if let Some(current) = current {
+            // Read through, and again after a conflict: the controller writes the deployment
+            // too (its finalizer right after creation), so the cached copy may be one version
+            // behind, and the roll must not fail the secret write for that.
+            let api: Api<UserDeployment> = Api::namespaced(self.client.clone(), &ns);
+            for attempt in 1..=3 {
+                let Some(current) = api.get_opt(&name).await? else {
+                    break;
+                };
                 let mut spec = current.spec.clone();
                 spec.restarted_at = Some(format!("secrets-{}", k8s_openapi::jiff::Timestamp::now()));
-                self.replace_spec(&current, spec).await?;
+                match self.replace_spec(&current, spec).await {
+                    Err(ApiError::Conflict(_)) if attempt < 3 => continue,
+                    other => {
+                        other?;
+                        break;
+                    }
+                }
             }
         }
         Ok(changed)

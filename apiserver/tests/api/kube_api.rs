@@ -583,22 +583,28 @@ async fn secret_flow(run: &Run) -> Result<()> {
     )
     .await?;
 
+    // The status and, for the assertion's message, the answer's body.
     let put = |path: &str, value: &str| {
-        server
+        let req = server
             .send(&browser, Method::PUT, path)
-            .json(&json!({ "value": value }))
-            .send()
+            .json(&json!({ "value": value }));
+        async move {
+            let resp = req.send().await?;
+            Ok::<_, anyhow::Error>((resp.status(), resp.text().await?))
+        }
     };
+    let (status, body) = put("/api/secrets/user/SHARED_TOKEN", "from-user").await?;
     assert_eq!(
-        put("/api/secrets/user/SHARED_TOKEN", "from-user").await?.status(),
-        StatusCode::CREATED
+        status,
+        StatusCode::CREATED,
+        "PUT /api/secrets/user/SHARED_TOKEN: {body}"
     );
     // Deployment- and service-scoped secrets need the deployment (issue 15, item 8).
+    let (status, body) = put("/api/secrets/deployments/guest/REDIS_PASSWORD", "first").await?;
     assert_eq!(
-        put("/api/secrets/deployments/guest/REDIS_PASSWORD", "first")
-            .await?
-            .status(),
-        StatusCode::NOT_FOUND
+        status,
+        StatusCode::NOT_FOUND,
+        "PUT /api/secrets/deployments/guest/REDIS_PASSWORD: {body}"
     );
     let (status, made) = create(
         &server,
@@ -607,17 +613,17 @@ async fn secret_flow(run: &Run) -> Result<()> {
     )
     .await?;
     assert_eq!(status, StatusCode::CREATED, "{made}");
+    let (status, body) = put("/api/secrets/deployments/guest/REDIS_PASSWORD", "first").await?;
     assert_eq!(
-        put("/api/secrets/deployments/guest/REDIS_PASSWORD", "first")
-            .await?
-            .status(),
-        StatusCode::CREATED
+        status,
+        StatusCode::CREATED,
+        "PUT /api/secrets/deployments/guest/REDIS_PASSWORD: {body}"
     );
+    let (status, body) = put("/api/secrets/deployments/guest/services/redis/ROLE", "primary").await?;
     assert_eq!(
-        put("/api/secrets/deployments/guest/services/redis/ROLE", "primary")
-            .await?
-            .status(),
-        StatusCode::CREATED
+        status,
+        StatusCode::CREATED,
+        "PUT /api/secrets/deployments/guest/services/redis/ROLE: {body}"
     );
 
     let uds: Api<UserDeployment> = Api::namespaced(run.client.clone(), &ns);
@@ -687,11 +693,11 @@ async fn secret_flow(run: &Run) -> Result<()> {
         .unwrap_or_default();
 
     // A new value: the Secret changes and the pods roll.
+    let (status, body) = put("/api/secrets/deployments/guest/REDIS_PASSWORD", "second").await?;
     assert_eq!(
-        put("/api/secrets/deployments/guest/REDIS_PASSWORD", "second")
-            .await?
-            .status(),
-        StatusCode::OK
+        status,
+        StatusCode::OK,
+        "PUT /api/secrets/deployments/guest/REDIS_PASSWORD: {body}"
     );
     let main = secrets.get("guest-secrets").await?;
     assert_eq!(value_of(&main, "REDIS_PASSWORD").as_deref(), Some("second"));
