@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use policy::build::sandbox::{DEFAULT_SANDBOX_ROLE_PREFIX, MemberIdentity, parse_member_identity};
 pub use policy::settings::{BuildSettings, Registries, Routing, Settings, UrlPort, image_registry};
-use policy::settings::{parse_bool, parse_name, parse_optional_name};
+use policy::settings::{parse_bool, parse_name, parse_optional_name, parse_subdomain};
 
 /// The k8s-scheduler operator: reconciles UserSandbox, Template and UserDeployment resources.
 #[derive(Parser, Debug, Clone)]
@@ -75,9 +76,36 @@ pub struct Config {
     #[arg(long, env = "WATCH_STREAMING_LISTS", default_value_t = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub streaming_lists: bool,
 
+    /// How a sandbox member is named as a Kubernetes RBAC subject, for clusters whose kubectl
+    /// users sign in with the platform's identity provider: `none` (no member RoleBindings),
+    /// `email` (a User named by the member's email address) or `oidc:<prefix>` (a User named
+    /// `<prefix><email>`, as the kube-apiserver's `--oidc-username-prefix` makes it). Each member
+    /// is then bound in the sandbox namespace to the ClusterRole of their role; members without
+    /// an email address get no binding.
+    #[arg(long, env = "MEMBER_IDENTITY", default_value = "none", value_parser = parse_member_identity)]
+    pub member_identity: MemberIdentity,
+
+    /// Prefix of the ClusterRoles the members are bound to: `<prefix>-sandbox-admin`,
+    /// `<prefix>-sandbox-developer`, `<prefix>-sandbox-viewer` (the chart's: the release name).
+    #[arg(long, env = "SANDBOX_ROLE_PREFIX", default_value = DEFAULT_SANDBOX_ROLE_PREFIX, value_parser = parse_role_prefix)]
+    pub sandbox_role_prefix: String,
+
     /// Kubeconfig file; default: in-cluster configuration or `KUBECONFIG`.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+}
+
+/// `SANDBOX_ROLE_PREFIX`: a DNS subdomain short enough that `<prefix>-sandbox-developer` is a
+/// ClusterRole name (253 characters).
+fn parse_role_prefix(s: &str) -> Result<String, String> {
+    let longest = "-sandbox-developer".len();
+    let prefix = parse_subdomain(s)?;
+    if prefix.len() + longest > 253 {
+        return Err(format!(
+            "{s:?} is too long: <prefix>-sandbox-developer must fit in 253 characters"
+        ));
+    }
+    Ok(prefix)
 }
 
 impl Config {
@@ -141,6 +169,39 @@ mod tests {
         assert_eq!(c.build, BuildSettings::default());
         assert!(c.leader_elect);
         assert_eq!(c.watch_namespace, "");
+        assert_eq!(c.member_identity, MemberIdentity::None);
+        assert_eq!(c.sandbox_role_prefix, "k8s-scheduler");
+    }
+
+    #[test]
+    fn member_identity_and_role_prefix() {
+        let c = parse(&[
+            "--deployment-domain",
+            "example.com",
+            "--member-identity",
+            "oidc:oidc:",
+            "--sandbox-role-prefix",
+            "rel",
+        ])
+        .unwrap();
+        assert_eq!(c.member_identity, MemberIdentity::Oidc("oidc:".into()));
+        assert_eq!(c.sandbox_role_prefix, "rel");
+        // A valid subdomain (four 60-letter labels), too long for the roles' names.
+        let long = vec!["a".repeat(60); 4].join(".");
+        for (flag, bad, says) in [
+            ("--member-identity", "sub", "is not none, email or oidc:<prefix>"),
+            ("--member-identity", "oidc:", "--oidc-username-prefix"),
+            ("--sandbox-role-prefix", "Rel", "not a DNS subdomain"),
+            ("--sandbox-role-prefix", long.as_str(), "too long"),
+        ] {
+            let err = parse(&["--deployment-domain", "example.com", flag, bad]).unwrap_err();
+            let var = if flag == "--member-identity" {
+                "MEMBER_IDENTITY"
+            } else {
+                "SANDBOX_ROLE_PREFIX"
+            };
+            assert!(err.contains(says) && err.contains(var), "{flag} {bad}: {err}");
+        }
     }
 
     #[test]

@@ -227,6 +227,21 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
             hash_of(&(&n.metadata.labels, n.metadata.deletion_timestamp.is_some()))
         },
     );
+    // The members' RoleBindings (metadata only, and only theirs: the role label): one deleted or
+    // edited by someone else is repaired at once. Membership changes come with the sandbox's spec.
+    let member_bindings = triggers(
+        watcher(
+            Api::<LeanMeta<k8s_openapi::api::rbac::v1::RoleBinding>>::all(client.clone()),
+            WatcherConfig::default()
+                .labels(&format!(
+                    "{MANAGED_BY}={MANAGER},{}",
+                    policy::build::sandbox::MEMBER_ROLE_LABEL
+                ))
+                .any_semantic(),
+        )
+        .default_backoff(),
+        |rb: &LeanMeta<k8s_openapi::api::rbac::v1::RoleBinding>| spec_writes(&rb.metadata),
+    );
     // Every sandbox, whatever SANDBOX_SELECTOR says: owner ids (and hosts) are contested across
     // all of them. A change of one reconciles the managed sandboxes with the same owner id (the
     // younger one of two takes over when the older goes).
@@ -244,6 +259,7 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
         .with_config(ctrl_config.clone())
         .watches_stream(quotas, |q| sandbox_owners(&q.metadata))
         .watches_stream(namespaces, |n| sandbox_owners(&n.metadata))
+        .watches_stream(member_bindings, |rb| sandbox_owners(&rb.metadata))
         .watches_stream(
             triggers(all_sandbox_stream, spec_predicate::<UserSandbox>),
             move |changed: UserSandbox| {
@@ -457,10 +473,10 @@ where
     })
 }
 
-/// Trigger property of a child without `metadata.generation` (ResourceQuota): its labels, its
-/// deletion, and every managed-fields entry except the status subresource's. A spec edit adds or
-/// changes its writer's entry (who and when: the lean watch does not parse field sets); status
-/// updates (the quota controller's usage) change nothing here.
+/// Trigger property of a child without `metadata.generation` (ResourceQuota, RoleBinding): its
+/// labels, its deletion, and every managed-fields entry except the status subresource's. A spec
+/// edit adds or changes its writer's entry (who and when: the lean watch does not parse field
+/// sets); status updates (the quota controller's usage) change nothing here.
 fn spec_writes(meta: &kube::api::ObjectMeta) -> Option<u64> {
     let writes: Vec<(String, String, String)> = meta
         .managed_fields

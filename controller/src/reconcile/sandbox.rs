@@ -1,4 +1,5 @@
-//! UserSandbox → Namespace, ResourceQuota, LimitRange, NetworkPolicies, default ServiceAccount.
+//! UserSandbox → Namespace, ResourceQuota, LimitRange, NetworkPolicies, default ServiceAccount,
+//! the server's RoleBinding and the members' RoleBindings (`MEMBER_IDENTITY`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use crds::sandbox::SandboxUsage;
 use crds::{UserSandbox, UserSandboxStatus};
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Patch;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
@@ -15,6 +17,7 @@ use serde_json::json;
 
 use super::{Context, Error, condition, same_conditions, status_params};
 use crate::conflict;
+use policy::build::sandbox::MEMBER_ROLE_LABEL;
 use policy::build::{self, MANAGED_BY, MANAGER, SANDBOX_LABEL};
 
 const KIND: &str = "UserSandbox";
@@ -91,8 +94,9 @@ async fn reconcile_inner(sb: &UserSandbox, ctx: &Context) -> Result<Action, Erro
     .await?;
     ctx.apply(KIND, &children.service_account).await?;
     if let Some(rb) = &children.server_role_binding {
-        ctx.apply(KIND, rb).await?;
+        apply_role_binding(ctx, rb).await?;
     }
+    let unbound = sync_members(ctx, sb).await?;
 
     // Ready means usable: until the quota controller has counted the new quota, Kubernetes
     // refuses every app created in the namespace ("status unknown for quota"), so a sandbox is
@@ -108,7 +112,10 @@ async fn reconcile_inner(sb: &UserSandbox, ctx: &Context) -> Result<Action, Erro
             Some(ns_name.clone()),
             true,
             reasons::PROVISIONED,
-            format!("namespace {ns_name} with quota and policies is in place"),
+            format!(
+                "namespace {ns_name} with quota and policies is in place{}",
+                unbound_note(&unbound)
+            ),
         )
     } else {
         (
@@ -141,6 +148,82 @@ async fn reconcile_inner(sb: &UserSandbox, ctx: &Context) -> Result<Action, Erro
     }
     // Usage is refreshed on this resync (usage updates alone do not trigger a reconcile).
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Applies the members' RoleBindings (`MEMBER_IDENTITY`) and deletes those no longer wanted (a
+/// role left without members; all of them with `none`). Returns the user ids of the members
+/// bound to nothing for want of an email address.
+pub(crate) async fn sync_members(ctx: &Context, sb: &UserSandbox) -> Result<Vec<String>, Error> {
+    let members = build::sandbox::member_bindings(sb, &ctx.config.member_identity, &ctx.config.sandbox_role_prefix);
+    for rb in &members.role_bindings {
+        apply_role_binding(ctx, rb).await?;
+    }
+    let keep: Vec<String> = members.role_bindings.iter().map(|rb| rb.name_any()).collect();
+    // Only the members' bindings carry the role label: the server's is not pruned here.
+    ctx.prune::<RoleBinding>(
+        KIND,
+        &sb.spec.namespace,
+        &format!(
+            "{MANAGED_BY}={MANAGER},{SANDBOX_LABEL}={},{MEMBER_ROLE_LABEL}",
+            sb.name_any()
+        ),
+        &keep,
+    )
+    .await?;
+    Ok(members.unbound)
+}
+
+/// Applies a RoleBinding. Kubernetes refuses to change a RoleBinding's roleRef, so one bound to
+/// another ClusterRole (SANDBOX_ROLE_PREFIX or SERVER_SANDBOX_CLUSTER_ROLE changed, e.g. with the
+/// release name) is deleted and made again; otherwise the sandbox would fail to reconcile for good.
+async fn apply_role_binding(ctx: &Context, rb: &RoleBinding) -> Result<(), Error> {
+    let refused = match ctx.apply(KIND, rb).await {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    let role_ref_changed = matches!(
+        refused.kube(),
+        Some(kube::Error::Api(s)) if s.code == 422 && s.message.contains("roleRef")
+    );
+    if !role_ref_changed {
+        return Err(refused);
+    }
+    let name = rb.name_any();
+    let ns = rb.namespace().unwrap_or_default();
+    tracing::info!(
+        rolebinding = %format!("{ns}/{name}"),
+        role = %rb.role_ref.name,
+        "the RoleBinding is bound to another ClusterRole; making it again"
+    );
+    let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &ns);
+    match ctx
+        .write(
+            KIND,
+            format!("delete RoleBinding {ns}/{name} (roleRef changed)"),
+            api.delete(&name, &kube::api::DeleteParams::background()),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e),
+    }
+    ctx.apply(KIND, rb).await.map(|_| ())
+}
+
+/// The Ready message's note about members bound to nothing (empty when there are none).
+fn unbound_note(unbound: &[String]) -> String {
+    const SHOWN: usize = 5;
+    match unbound.len() {
+        0 => String::new(),
+        n => {
+            let mut ids = unbound[..n.min(SHOWN)].join(", ");
+            if n > SHOWN {
+                ids.push_str(&format!(" and {} more", n - SHOWN));
+            }
+            format!("; members without an email address have no Kubernetes RoleBinding: {ids}")
+        }
+    }
 }
 
 /// Reports why the sandbox gets no namespace: Ready false and Degraded with `reason`, no
@@ -219,4 +302,141 @@ async fn write_status(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::child_cache::ChildCache;
+    use crate::config::Config;
+    use crate::fake_api::FakeApi;
+    use crate::leader::Leader;
+    use crate::metrics::Metrics;
+    use crate::reconcile::{Conflicts, Stores};
+    use kube::runtime::reflector;
+    use policy::build::sandbox::{MemberIdentity, SERVER_ROLE_BINDING};
+
+    const NS: &str = "sandbox-team";
+
+    fn context(api: &FakeApi, identity: MemberIdentity) -> Arc<Context> {
+        let mut config = Config::for_tests();
+        config.member_identity = identity;
+        let (sandboxes, _) = reflector::store();
+        let (all_sandboxes, _) = reflector::store();
+        let (templates, _) = reflector::store();
+        let (deployments, _) = reflector::store();
+        let (retrigger, _) = futures::channel::mpsc::unbounded();
+        Context::new(
+            api.client(),
+            config,
+            Leader::always(),
+            Metrics::default(),
+            Stores {
+                sandboxes,
+                all_sandboxes,
+                templates,
+                deployments,
+            },
+            Arc::new(ChildCache::default()),
+            Conflicts::new(retrigger),
+        )
+    }
+
+    fn team(members: serde_json::Value) -> UserSandbox {
+        serde_json::from_value(json!({
+            "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserSandbox",
+            "metadata": { "name": "team", "uid": "uid-team" },
+            "spec": { "owner": { "userId": "tmabc" }, "members": members, "namespace": NS },
+        }))
+        .expect("sandbox")
+    }
+
+    fn subjects(api: &FakeApi, name: &str) -> Option<Vec<String>> {
+        let rb: RoleBinding = api.get(NS, name)?;
+        Some(rb.subjects.unwrap_or_default().into_iter().map(|s| s.name).collect())
+    }
+
+    /// `METHOD resource/name` of the requests that changed something.
+    fn changes(api: &FakeApi) -> Vec<String> {
+        api.take_calls()
+            .into_iter()
+            .filter(|c| c.is_write() && c.changed)
+            .map(|c| format!("{} {}/{}", c.method, c.resource, c.name))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn member_bindings_follow_the_members_and_go_with_them() {
+        let api = FakeApi::default();
+        // The server's RoleBinding carries the sandbox's labels too: it must never be pruned here.
+        let mut server = RoleBinding::default();
+        server.metadata.name = Some(SERVER_ROLE_BINDING.into());
+        server.metadata.namespace = Some(NS.into());
+        server.metadata.labels = Some(
+            [(MANAGED_BY, MANAGER), (SANDBOX_LABEL, "team")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        api.insert(&server);
+        let ctx = context(&api, MemberIdentity::Email);
+
+        let sb = team(json!([
+            { "userId": "alice", "email": "alice@example.com", "role": "admin" },
+            { "userId": "carol", "email": "carol@example.com", "role": "viewer" },
+            { "userId": "dave", "role": "developer" },
+        ]));
+        assert_eq!(sync_members(&ctx, &sb).await.expect("sync"), ["dave"]);
+        assert_eq!(subjects(&api, "k8s-scheduler-admins").unwrap(), ["alice@example.com"]);
+        assert_eq!(subjects(&api, "k8s-scheduler-viewers").unwrap(), ["carol@example.com"]);
+        assert_eq!(subjects(&api, "k8s-scheduler-developers"), None, "dave has no email");
+        api.take_calls();
+
+        // Nothing changed: nothing written.
+        sync_members(&ctx, &sb).await.expect("sync");
+        assert_eq!(changes(&api), Vec::<String>::new());
+
+        // Carol becomes a developer: her binding moves, the viewers' goes.
+        let sb = team(json!([
+            { "userId": "alice", "email": "alice@example.com", "role": "admin" },
+            { "userId": "carol", "email": "carol@example.com", "role": "developer" },
+        ]));
+        assert!(sync_members(&ctx, &sb).await.expect("sync").is_empty());
+        assert_eq!(
+            changes(&api),
+            [
+                "PATCH rolebindings/k8s-scheduler-developers",
+                "DELETE rolebindings/k8s-scheduler-viewers"
+            ]
+        );
+        assert_eq!(
+            subjects(&api, "k8s-scheduler-developers").unwrap(),
+            ["carol@example.com"]
+        );
+
+        // MEMBER_IDENTITY=none: every member binding goes, the server's stays.
+        let ctx = context(&api, MemberIdentity::None);
+        sync_members(&ctx, &sb).await.expect("sync");
+        let mut deleted = changes(&api);
+        deleted.sort();
+        assert_eq!(
+            deleted,
+            [
+                "DELETE rolebindings/k8s-scheduler-admins",
+                "DELETE rolebindings/k8s-scheduler-developers"
+            ]
+        );
+        assert!(api.get::<RoleBinding>(NS, SERVER_ROLE_BINDING).is_some());
+    }
+
+    #[test]
+    fn the_note_names_a_few_unbound_members() {
+        assert_eq!(unbound_note(&[]), "");
+        let ids: Vec<String> = (1..=7).map(|i| format!("u{i}")).collect();
+        assert_eq!(
+            unbound_note(&ids[..1]),
+            "; members without an email address have no Kubernetes RoleBinding: u1"
+        );
+        assert!(unbound_note(&ids).ends_with(": u1, u2, u3, u4, u5 and 2 more"));
+    }
 }

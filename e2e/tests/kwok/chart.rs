@@ -1200,15 +1200,22 @@ const OPERATOR_RULES: &[(&str, &str, &[&str])] = &[
     ("events.k8s.io", "events", &["create", "patch"]),
 ];
 
-/// The operator's rules: [`OPERATOR_RULES`] and the server's RoleBinding in each sandbox, with
-/// `bind` on `<release>-server-sandbox` only (with or without a ClusterSecretStore: the server
-/// always reads the apps' pods and logs there).
+/// The operator's rules: [`OPERATOR_RULES`], the server's RoleBinding in each sandbox with `bind`
+/// on `<release>-server-sandbox` (with or without a ClusterSecretStore: the server always reads the
+/// apps' pods and logs there), and the members' RoleBindings (watched so that a hand-edited one is
+/// restored, deleted when a role has no member left) with `bind` on the three sandbox roles only.
 fn operator_rules(release: &str) -> Vec<Rule> {
     let mut want = rules(OPERATOR_RULES);
     want.push((
         "rbac.authorization.k8s.io".into(),
         "rolebindings".into(),
-        vec!["create".into(), "patch".into()],
+        vec![
+            "list".into(),
+            "watch".into(),
+            "create".into(),
+            "patch".into(),
+            "delete".into(),
+        ],
         vec![],
     ));
     want.push((
@@ -1216,6 +1223,16 @@ fn operator_rules(release: &str) -> Vec<Rule> {
         "clusterroles".into(),
         vec!["bind".into()],
         vec![format!("{release}-server-sandbox")],
+    ));
+    want.push((
+        "rbac.authorization.k8s.io".into(),
+        "clusterroles".into(),
+        vec!["bind".into()],
+        vec![
+            format!("{release}-sandbox-admin"),
+            format!("{release}-sandbox-developer"),
+            format!("{release}-sandbox-viewer"),
+        ],
     ));
     want
 }
@@ -1331,6 +1348,9 @@ async fn server_rbac_grants_exactly_the_listed_rules() -> Result<()> {
                         &["watch", "templates.k8s-scheduler.io", "--all-namespaces"],
                         &["create", "usersandboxes.k8s-scheduler.io"],
                         &["watch", "usersandboxes.k8s-scheduler.io"],
+                        // A team's sandbox: its members written, deleted with the team.
+                        &["patch", "usersandboxes.k8s-scheduler.io"],
+                        &["delete", "usersandboxes.k8s-scheduler.io"],
                         &["list", "events", "-n", other_ns],
                         &["create", "secrets", "-n", &ns],
                         &["patch", "secrets", "-n", &ns],
@@ -1358,7 +1378,7 @@ async fn server_rbac_grants_exactly_the_listed_rules() -> Result<()> {
                         &["patch", "pods", "--subresource=ephemeralcontainers", "-n", &ns],
                         &["create", "namespaces"],
                         &["create", "deployments.apps", "-n", other_ns],
-                        &["delete", "usersandboxes.k8s-scheduler.io"],
+                        &["update", "usersandboxes.k8s-scheduler.io"],
                         &[
                             "update",
                             "userdeployments.k8s-scheduler.io",
@@ -1732,6 +1752,13 @@ async fn operator_rbac_grants_exactly_the_listed_rules() -> Result<()> {
                         &["delete", "httproutes.gateway.networking.k8s.io", "-n", sandbox_ns],
                         &["update", &lease, "-n", &ns],
                         &["create", "leases.coordination.k8s.io", "-n", &ns],
+                        // Members' RoleBindings: pruned, watched, bound to the sandbox roles only.
+                        &["delete", "rolebindings.rbac.authorization.k8s.io", "-n", sandbox_ns],
+                        &["watch", "rolebindings.rbac.authorization.k8s.io", "--all-namespaces"],
+                        &[
+                            "bind",
+                            &format!("clusterroles.rbac.authorization.k8s.io/{release}-sandbox-admin"),
+                        ],
                     ],
                     &[
                         // No RBAC of its own making: no ClusterRoleBindings, no other role to bind,
@@ -1744,7 +1771,6 @@ async fn operator_rbac_grants_exactly_the_listed_rules() -> Result<()> {
                         &["bind", "clusterroles.rbac.authorization.k8s.io/edit"],
                         &["escalate", "clusterroles.rbac.authorization.k8s.io"],
                         &["escalate", "roles.rbac.authorization.k8s.io", "-n", sandbox_ns],
-                        &["delete", "rolebindings.rbac.authorization.k8s.io", "-n", sandbox_ns],
                         &["impersonate", "serviceaccounts", "-n", "kube-system"],
                         &["create", "serviceaccounts", "--subresource=token", "-n", "kube-system"],
                         // No Secrets, pods or other workloads; children are applied, not updated.

@@ -6,6 +6,7 @@
 mod chart;
 mod examples;
 mod gitops;
+mod members;
 mod oidc_provider;
 mod operator;
 mod secret_services;

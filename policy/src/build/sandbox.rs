@@ -1,12 +1,14 @@
 //! Children of a UserSandbox: its Namespace (Pod Security `restricted`), ResourceQuota and
-//! LimitRange from the plan, default-deny NetworkPolicies with allowances, and the default
-//! ServiceAccount without token automount.
+//! LimitRange from the plan, default-deny NetworkPolicies with allowances, the default
+//! ServiceAccount without token automount, and the RoleBindings that give the members' own
+//! Kubernetes identities their role in the namespace ([`member_bindings`]).
 
 use crds::UserSandbox;
 use crds::plan::{
     DEFAULT_LIMIT_CPU, DEFAULT_LIMIT_EPHEMERAL_STORAGE, DEFAULT_LIMIT_MEMORY, DEFAULT_REQUEST_CPU,
     DEFAULT_REQUEST_EPHEMERAL_STORAGE, DEFAULT_REQUEST_MEMORY,
 };
+use crds::sandbox::MemberRole;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
@@ -305,6 +307,192 @@ pub fn build(sb: &UserSandbox, config: &BuildSettings) -> SandboxChildren {
     }
 }
 
+/// Label on the members' RoleBindings naming the role they grant (`admin`, `developer`,
+/// `viewer`): the controller prunes the RoleBindings with it, and only those (not the server's).
+pub const MEMBER_ROLE_LABEL: &str = "k8s-scheduler.io/member-role";
+/// Default of `SANDBOX_ROLE_PREFIX`.
+pub const DEFAULT_SANDBOX_ROLE_PREFIX: &str = "k8s-scheduler";
+/// The member roles, strongest first: the RoleBindings are built in this order.
+pub const MEMBER_ROLES: [MemberRole; 3] = [MemberRole::Admin, MemberRole::Developer, MemberRole::Viewer];
+
+/// How a member of a sandbox is named as a Kubernetes RBAC subject (`MEMBER_IDENTITY`), on
+/// clusters whose kubectl users sign in with the identity provider the platform uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum MemberIdentity {
+    /// No member RoleBindings: kubectl users of the cluster sign in some other way.
+    #[default]
+    None,
+    /// A `User` named by the member's email address (kube-apiserver
+    /// `--oidc-username-claim=email` with `--oidc-username-prefix=-`).
+    Email,
+    /// A `User` named `<prefix><email>` (`--oidc-username-claim=email`,
+    /// `--oidc-username-prefix=<prefix>`).
+    Oidc(String),
+}
+
+impl std::fmt::Display for MemberIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MemberIdentity::None => f.write_str("none"),
+            MemberIdentity::Email => f.write_str("email"),
+            MemberIdentity::Oidc(prefix) => write!(f, "oidc:{prefix}"),
+        }
+    }
+}
+
+impl MemberIdentity {
+    /// The `User` subject of a member with this email address; `None` when this mapping binds
+    /// nobody or the address cannot name a Kubernetes user (see [`bindable_email`]).
+    pub fn subject(&self, email: &str) -> Option<String> {
+        if !bindable_email(email) {
+            return None;
+        }
+        match self {
+            MemberIdentity::None => None,
+            MemberIdentity::Email => Some(email.to_string()),
+            MemberIdentity::Oidc(prefix) => Some(format!("{prefix}{email}")),
+        }
+    }
+}
+
+/// `MEMBER_IDENTITY`: `none`, `email` or `oidc:<prefix>`.
+pub fn parse_member_identity(s: &str) -> Result<MemberIdentity, String> {
+    match s {
+        "none" => Ok(MemberIdentity::None),
+        "email" => Ok(MemberIdentity::Email),
+        _ => match s.strip_prefix("oidc:") {
+            Some("") => Err(
+                "oidc: needs the kube-apiserver's --oidc-username-prefix after it (oidc:oidc: binds User \
+                 oidc:alice@example.com); for no prefix, use email"
+                    .into(),
+            ),
+            // A `system:` name is Kubernetes' own (nodes, ServiceAccounts, its components).
+            Some(prefix) if prefix.starts_with("system:") => Err(format!(
+                "{s:?}: the prefix must not start with system: (names Kubernetes reserves)"
+            )),
+            Some(prefix) if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) => Err(format!(
+                "{s:?}: the prefix must not contain spaces or control characters"
+            )),
+            Some(prefix) => Ok(MemberIdentity::Oidc(prefix.to_string())),
+            None => Err(format!(
+                "{s:?} is not none, email or oidc:<prefix> (how a sandbox member is named in Kubernetes RBAC)"
+            )),
+        },
+    }
+}
+
+/// Whether `email` can name a Kubernetes user: an address (`local@domain`, no spaces or control
+/// characters) and not a name Kubernetes reserves (`system:`). The server writes verified
+/// addresses; this keeps a hand-written sandbox from binding, say, a ServiceAccount's user name.
+pub fn bindable_email(email: &str) -> bool {
+    email
+        .rsplit_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && !email.starts_with("system:")
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// `admin`, `developer` or `viewer`: the role's name in the CRD, its label value and the end of
+/// its ClusterRole's name.
+pub fn role_name(role: MemberRole) -> &'static str {
+    match role {
+        MemberRole::Admin => "admin",
+        MemberRole::Developer => "developer",
+        MemberRole::Viewer => "viewer",
+    }
+}
+
+/// Name of the RoleBinding of the members with `role`: `k8s-scheduler-admins`,
+/// `k8s-scheduler-developers`, `k8s-scheduler-viewers`.
+pub fn member_binding_name(role: MemberRole) -> String {
+    format!("{MANAGER}-{}s", role_name(role))
+}
+
+/// The ClusterRole the members with `role` are bound to: `<prefix>-sandbox-<role>` (the chart's
+/// templates/sandbox-roles.yaml, with the release name as the prefix).
+pub fn sandbox_cluster_role(prefix: &str, role: MemberRole) -> String {
+    format!("{prefix}-sandbox-{}", role_name(role))
+}
+
+/// What the members of a sandbox get in its namespace.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemberBindings {
+    /// One RoleBinding per role that has a bound member, strongest role first.
+    pub role_bindings: Vec<RoleBinding>,
+    /// User ids of the members bound to nothing because they have no usable email address
+    /// (empty with `MEMBER_IDENTITY=none`, which binds nobody).
+    pub unbound: Vec<String>,
+}
+
+/// The members' RoleBindings: each member's (and the owner's, as an admin) Kubernetes identity
+/// under `identity`, bound in the sandbox namespace to the ClusterRole of their role. Someone
+/// listed twice (the owner again as a member, two user ids with one address) is bound once, with
+/// the strongest of their roles. Subjects are sorted, so the objects do not change with the
+/// order of the list.
+pub fn member_bindings(sb: &UserSandbox, identity: &MemberIdentity, role_prefix: &str) -> MemberBindings {
+    if *identity == MemberIdentity::None {
+        return MemberBindings::default();
+    }
+    let rank = |r: MemberRole| MEMBER_ROLES.iter().position(|x| *x == r).unwrap_or(usize::MAX);
+    let mut strongest: BTreeMap<String, MemberRole> = BTreeMap::new();
+    let mut bind = |subject: String, role: MemberRole| {
+        let best = strongest.entry(subject).or_insert(role);
+        if rank(role) < rank(*best) {
+            *best = role;
+        }
+    };
+    // The owner of a team's sandbox is the team, without an email address: only people are bound.
+    if let Some(subject) = sb.spec.owner.email.as_deref().and_then(|e| identity.subject(e)) {
+        bind(subject, MemberRole::Admin);
+    }
+    let mut unbound = Vec::new();
+    for m in &sb.spec.members {
+        match m.email.as_deref().and_then(|e| identity.subject(e)) {
+            Some(subject) => bind(subject, m.role),
+            None => unbound.push(m.user_id.clone()),
+        }
+    }
+
+    let name = sb.name_any();
+    let owner = owner_ref(sb);
+    let role_bindings = MEMBER_ROLES
+        .iter()
+        .filter_map(|role| {
+            let subjects: Vec<Subject> = strongest
+                .iter()
+                .filter(|(_, r)| *r == role)
+                .map(|(user, _)| Subject {
+                    kind: "User".into(),
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    name: user.clone(),
+                    namespace: None,
+                })
+                .collect();
+            if subjects.is_empty() {
+                return None;
+            }
+            let mut labels = labels(&name);
+            labels.insert(MEMBER_ROLE_LABEL.into(), role_name(*role).into());
+            Some(RoleBinding {
+                metadata: ObjectMeta {
+                    name: Some(member_binding_name(*role)),
+                    namespace: Some(sb.spec.namespace.clone()),
+                    labels: Some(labels),
+                    owner_references: Some(vec![owner.clone()]),
+                    ..Default::default()
+                },
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "ClusterRole".into(),
+                    name: sandbox_cluster_role(role_prefix, *role),
+                },
+                subjects: Some(subjects),
+            })
+        })
+        .collect();
+    MemberBindings { role_bindings, unbound }
+}
+
 /// Twice a quantity, keeping its unit (`4` → `8`, `500m` → `1000m`, `8Gi` → `16Gi`).
 fn double(q: &str) -> String {
     let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(q.len());
@@ -324,7 +512,224 @@ fn double(q: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::double;
+    use super::*;
+    use serde_json::json;
+
+    fn sandbox(owner_email: Option<&str>, members: serde_json::Value) -> UserSandbox {
+        let mut owner = json!({ "userId": "tmabc" });
+        if let Some(e) = owner_email {
+            owner["email"] = json!(e);
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserSandbox",
+            "metadata": { "name": "team-abc", "uid": "uid-1" },
+            "spec": { "owner": owner, "members": members, "namespace": "sandbox-tmabc" },
+        }))
+        .expect("sandbox")
+    }
+
+    fn team() -> UserSandbox {
+        sandbox(
+            None,
+            json!([
+                { "userId": "carol", "email": "carol@example.com", "role": "viewer" },
+                { "userId": "bob", "email": "bob@example.com", "role": "developer" },
+                { "userId": "dave", "role": "developer" },
+                { "userId": "alice", "email": "alice@example.com", "role": "admin" },
+                { "userId": "zed", "email": "zed@example.com", "role": "admin" },
+            ]),
+        )
+    }
+
+    /// (binding name, ClusterRole, subjects) of each RoleBinding.
+    fn summary(b: &MemberBindings) -> Vec<(String, String, Vec<String>)> {
+        b.role_bindings
+            .iter()
+            .map(|rb| {
+                (
+                    rb.name_any(),
+                    rb.role_ref.name.clone(),
+                    rb.subjects.iter().flatten().map(|s| s.name.clone()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    fn row(name: &str, role: &str, users: &[&str]) -> (String, String, Vec<String>) {
+        (name.into(), role.into(), users.iter().map(|u| u.to_string()).collect())
+    }
+
+    #[test]
+    fn each_role_with_members_gets_one_binding_to_its_cluster_role() {
+        let b = member_bindings(&team(), &MemberIdentity::Email, "rel");
+        assert_eq!(
+            summary(&b),
+            [
+                row(
+                    "k8s-scheduler-admins",
+                    "rel-sandbox-admin",
+                    &["alice@example.com", "zed@example.com"]
+                ),
+                row(
+                    "k8s-scheduler-developers",
+                    "rel-sandbox-developer",
+                    &["bob@example.com"]
+                ),
+                row("k8s-scheduler-viewers", "rel-sandbox-viewer", &["carol@example.com"]),
+            ]
+        );
+        assert_eq!(b.unbound, ["dave"], "no email, no binding");
+        for rb in &b.role_bindings {
+            assert_eq!(rb.namespace().as_deref(), Some("sandbox-tmabc"));
+            assert_eq!(rb.role_ref.kind, "ClusterRole");
+            assert_eq!(rb.role_ref.api_group.as_deref(), Some("rbac.authorization.k8s.io"));
+            let labels = rb.labels();
+            assert_eq!(labels.get(MANAGED_BY).map(String::as_str), Some(MANAGER));
+            assert_eq!(labels.get(SANDBOX_LABEL).map(String::as_str), Some("team-abc"));
+            assert!(rb.role_ref.name.ends_with(&labels[MEMBER_ROLE_LABEL]), "{rb:?}");
+            let owner = &rb.owner_references()[0];
+            assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("UserSandbox", "uid-1"));
+            assert_eq!(owner.controller, Some(true));
+            for s in rb.subjects.iter().flatten() {
+                assert_eq!(
+                    (s.kind.as_str(), s.api_group.as_deref(), s.namespace.as_deref()),
+                    ("User", Some("rbac.authorization.k8s.io"), None)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_owner_with_an_email_is_an_admin() {
+        let sb = sandbox(
+            Some("owner@example.com"),
+            json!([{ "userId": "bob", "email": "bob@example.com", "role": "viewer" }]),
+        );
+        assert_eq!(
+            summary(&member_bindings(&sb, &MemberIdentity::Email, "k8s-scheduler")),
+            [
+                row(
+                    "k8s-scheduler-admins",
+                    "k8s-scheduler-sandbox-admin",
+                    &["owner@example.com"]
+                ),
+                row(
+                    "k8s-scheduler-viewers",
+                    "k8s-scheduler-sandbox-viewer",
+                    &["bob@example.com"]
+                ),
+            ],
+            "no developers: no developers' binding"
+        );
+    }
+
+    #[test]
+    fn someone_listed_twice_is_bound_once_with_the_strongest_role() {
+        let sb = sandbox(
+            Some("alice@example.com"),
+            json!([
+                { "userId": "alice2", "email": "alice@example.com", "role": "viewer" },
+                { "userId": "bob", "email": "bob@example.com", "role": "viewer" },
+                { "userId": "bob2", "email": "bob@example.com", "role": "developer" },
+            ]),
+        );
+        assert_eq!(
+            summary(&member_bindings(&sb, &MemberIdentity::Email, "p")),
+            [
+                row("k8s-scheduler-admins", "p-sandbox-admin", &["alice@example.com"]),
+                row("k8s-scheduler-developers", "p-sandbox-developer", &["bob@example.com"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_order_of_the_members_does_not_change_the_bindings() {
+        let mut sb = team();
+        let before = member_bindings(&sb, &MemberIdentity::Email, "p");
+        sb.spec.members.reverse();
+        assert_eq!(member_bindings(&sb, &MemberIdentity::Email, "p"), before);
+    }
+
+    #[test]
+    fn none_binds_nobody() {
+        let sb = sandbox(
+            Some("owner@example.com"),
+            json!([{ "userId": "dave", "role": "admin" }]),
+        );
+        assert_eq!(
+            member_bindings(&sb, &MemberIdentity::None, "p"),
+            MemberBindings::default()
+        );
+        assert_eq!(
+            member_bindings(&team(), &MemberIdentity::None, "p"),
+            MemberBindings::default()
+        );
+    }
+
+    #[test]
+    fn members_without_a_usable_email_are_skipped() {
+        let sb = sandbox(
+            Some("system:admin"),
+            json!([
+                { "userId": "dave", "role": "admin" },
+                { "userId": "sa", "email": "system:serviceaccount:kube-system:default", "role": "admin" },
+                { "userId": "spaces", "email": "a b@example.com", "role": "admin" },
+                { "userId": "noat", "email": "bob", "role": "admin" },
+                { "userId": "empty", "email": "", "role": "admin" },
+                { "userId": "half", "email": "@example.com", "role": "admin" },
+                { "userId": "ok", "email": "ok@example.com", "role": "viewer" },
+            ]),
+        );
+        let b = member_bindings(&sb, &MemberIdentity::Email, "p");
+        assert_eq!(
+            summary(&b),
+            [row("k8s-scheduler-viewers", "p-sandbox-viewer", &["ok@example.com"])]
+        );
+        assert_eq!(b.unbound, ["dave", "sa", "spaces", "noat", "empty", "half"]);
+    }
+
+    #[test]
+    fn oidc_prefixes_the_email() {
+        let sb = sandbox(
+            None,
+            json!([{ "userId": "alice", "email": "alice@example.com", "role": "developer" }]),
+        );
+        let identity = parse_member_identity("oidc:oidc:").expect("valid");
+        assert_eq!(identity, MemberIdentity::Oidc("oidc:".into()));
+        assert_eq!(
+            summary(&member_bindings(&sb, &identity, "p")),
+            [row(
+                "k8s-scheduler-developers",
+                "p-sandbox-developer",
+                &["oidc:alice@example.com"]
+            )]
+        );
+        let issuer = parse_member_identity("oidc:https://id.example.com#").expect("valid");
+        assert_eq!(
+            issuer.subject("alice@example.com").as_deref(),
+            Some("https://id.example.com#alice@example.com")
+        );
+    }
+
+    #[test]
+    fn member_identity_values() {
+        assert_eq!(parse_member_identity("none"), Ok(MemberIdentity::None));
+        assert_eq!(parse_member_identity("email"), Ok(MemberIdentity::Email));
+        for (bad, says) in [
+            ("", "is not none, email or oidc:<prefix>"),
+            ("Email", "is not none, email or oidc:<prefix>"),
+            ("sub", "is not none, email or oidc:<prefix>"),
+            ("oidc:", "--oidc-username-prefix"),
+            ("oidc:system:", "system:"),
+            ("oidc:my prefix", "spaces"),
+        ] {
+            let err = parse_member_identity(bad).expect_err(bad);
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
+        for s in ["none", "email", "oidc:oidc:"] {
+            assert_eq!(parse_member_identity(s).expect(s).to_string(), s);
+        }
+    }
 
     #[test]
     fn doubles_quantities() {
