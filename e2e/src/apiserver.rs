@@ -20,6 +20,11 @@ const TEST_ENCRYPTION_KEY: &str = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio="
 /// The scopes of the tokens [`ServerProcess::token_for`] makes.
 pub const TEST_SCOPES: &str = "deployments:read deployments:write templates:read secrets:read secrets:write";
 
+/// A free loopback port (bound, then released for a process to take).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
 /// An `apiserver` process started for one test.
 pub struct ServerProcess {
     child: Option<Child>,
@@ -36,11 +41,16 @@ impl ServerProcess {
     /// Google settings that no test signs in with) and `env` on top, and waits (up to 90 s) until
     /// `/readyz` answers 200. Nothing of the caller's environment but PATH reaches it.
     pub async fn start(env: &[(&str, &str)]) -> Result<Self> {
+        Self::start_at(free_port()?, env).await
+    }
+
+    /// [`ServerProcess::start`] on loopback port `port`, for a test that must name the server's
+    /// address before it starts (an OpenID client's redirect URL).
+    pub async fn start_at(port: u16, env: &[(&str, &str)]) -> Result<Self> {
         let name = unique_name("apiserver");
         let dir = std::env::temp_dir().join(&name);
         std::fs::create_dir_all(&dir)?;
         let log = dir.join("server.log");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let base = format!("http://127.0.0.1:{port}");
         let out = std::fs::File::create(&log)?;
         let mut cmd = Command::new(workspace_binary("apiserver")?);

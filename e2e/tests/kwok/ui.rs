@@ -9,7 +9,6 @@
 //!   view its YAML, restart and delete it, create and revoke an API token. Screenshots of every
 //!   page land in `web/test-results/screenshots/` (or `UI_SCREENSHOT_DIR`).
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,9 +22,7 @@ use serde_json::{Value, json};
 
 use e2e::browser::{playwright, web_dir};
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
+use e2e::apiserver::free_port;
 
 /// An `apiserver` process; killed when dropped.
 struct ServerProcess {
@@ -371,4 +368,95 @@ async fn scenario(run: &Run, ns: &str, controller: &e2e::operator::ControllerPro
 fn tail(s: &str, lines: usize) -> String {
     let all: Vec<&str> = s.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A Mailpit variable of hack/test; missing, the test fails saying how to get it.
+fn mailpit(name: &str) -> Result<String> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .with_context(|| format!("{name} is not set: run the tests with hack/test, which starts Mailpit"))
+}
+
+/// Teams in two browsers (`web/e2e/teams.spec.ts`): the server signs people in through the test
+/// OpenID provider (not DEV_MODE), mails invitations through hack/test's Mailpit (STARTTLS,
+/// authentication) and gives new organizations the business plan (ORG_DEFAULT_PLAN); the
+/// controller provisions the team's sandbox and runs its app on the kwok node.
+#[tokio::test]
+async fn teams_in_two_browsers_invite_accept_switch_and_viewer_rules() -> Result<()> {
+    let _turn = e2e::suite::turn("ui").await;
+    let (smtp, api) = (mailpit("E2E_MAILPIT_SMTP")?, mailpit("E2E_MAILPIT_API")?);
+    let (host, port) = smtp.rsplit_once(':').context("E2E_MAILPIT_SMTP is host:port")?;
+    let (user, password, ca) = (
+        mailpit("E2E_MAILPIT_USERNAME")?,
+        mailpit("E2E_MAILPIT_PASSWORD")?,
+        mailpit("E2E_MAILPIT_CA")?,
+    );
+    let run = Run::new().await?;
+    let mut controller = e2e::operator::ControllerProcess::start(&[
+        ("PLATFORM_NAMESPACE", &run.platform),
+        ("SANDBOX_SELECTOR", &run.label()),
+        ("DEPLOYMENT_DOMAIN", "apps.test"),
+        ("LEADER_ELECT", "false"),
+        ("HEALTH_PROBE_ADDR", "127.0.0.1:0"),
+        ("DISABLE_NETWORK_POLICIES", "true"),
+    ])?;
+    let result = async {
+        let server_port = free_port()?;
+        let base = format!("http://127.0.0.1:{server_port}");
+        let client = e2e::oidc::OidcClient {
+            client_id: "teams-ui".into(),
+            client_secret: "teams-ui-secret".into(),
+            redirect_uris: vec![format!("{base}/oauth2/callback")],
+        };
+        let provider = e2e::oidc::OidcProvider::start(&[client]).await?;
+        let pattern = format!("{}-%s", run.run);
+        let redirect = format!("{base}/oauth2/callback");
+        let server = e2e::apiserver::ServerProcess::start_at(
+            server_port,
+            &[
+                ("REACT_UI", "true"),
+                ("KUBERNETES_NAMESPACE", &pattern),
+                ("PLATFORM_NAMESPACE", &run.platform),
+                ("SANDBOX_LABELS", &run.label()),
+                ("DEPLOYMENT_DOMAIN", "apps.test"),
+                ("OIDC_ISSUER_URL", provider.issuer()),
+                ("GOOGLE_CLIENT_ID", "teams-ui"),
+                ("GOOGLE_CLIENT_SECRET", "teams-ui-secret"),
+                ("GOOGLE_REDIRECT_URL", &redirect),
+                ("ORG_DEFAULT_PLAN", "business"),
+                ("EMAIL_PROVIDER", "smtp"),
+                ("SMTP_HOST", host),
+                ("SMTP_PORT", port),
+                ("SMTP_USERNAME", &user),
+                ("SMTP_PASSWORD", &password),
+                ("SMTP_CA_FILE", &ca),
+            ],
+        )
+        .await?;
+        let screenshots = web_dir().join("test-results/screenshots");
+        std::fs::create_dir_all(&screenshots)?;
+        let failures = std::env::temp_dir().join(format!("{}-playwright-teams", run.run));
+        let (dir, out, b, id) = (screenshots.clone(), failures.clone(), base.clone(), run.run.clone());
+        let (ok, output) = tokio::task::spawn_blocking(move || {
+            playwright("teams.spec.ts", &b, &dir, &out, &[("MAILPIT_API", &api), ("TEAMS_RUN_ID", &id)])
+        })
+        .await??;
+        println!("{output}");
+        if !ok || !output.contains("1 passed") {
+            bail!(
+                "the Playwright teams test failed (output above; traces in {})\n--- server log ---\n{}\n--- controller log ---\n{}\n--- provider log ---\n{}",
+                failures.display(),
+                tail(&server.logs(), 80),
+                tail(&controller.logs(), 40),
+                tail(&provider.log(), 20)
+            );
+        }
+        let _ = std::fs::remove_dir_all(&failures);
+        Ok(())
+    }
+    .await;
+    run.cleanup().await;
+    controller.kill();
+    result
 }
