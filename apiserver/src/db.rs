@@ -344,15 +344,21 @@ impl Db {
     /// The user and scopes of a token hash, without recording a use; `None` also when the token
     /// expired or its user is deactivated.
     pub async fn find_token(&self, hash: &str) -> Result<Option<(User, Vec<String>)>> {
+        Ok(self.find_token_and_team(hash).await?.map(|(u, s, _)| (u, s)))
+    }
+
+    /// [`Db::find_token`] and the team the token acts in (None: its user's own sandbox), in one
+    /// query: every API request asks.
+    pub async fn find_token_and_team(&self, hash: &str) -> Result<Option<(User, Vec<String>, Option<String>)>> {
         let row = sqlx::query(
-            "SELECT u.id, u.email, u.name, u.subject, t.scopes FROM api_tokens t JOIN users u ON u.id = t.user_id \
+            "SELECT u.id, u.email, u.name, u.subject, t.scopes, t.team_id FROM api_tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.token_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > $2) AND u.deactivated_at IS NULL",
         )
         .bind(hash)
         .bind(now())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| (user(&r), scopes(r.get("scopes")))))
+        Ok(row.map(|r| (user(&r), scopes(r.get("scopes")), r.get::<Option<String>, _>("team_id"))))
     }
 
     /// Whether the user with this id exists and is not deactivated.

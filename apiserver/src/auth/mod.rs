@@ -219,15 +219,15 @@ impl FromRequestParts<AppState> for Principal {
                 .strip_prefix("Bearer ")
                 .ok_or_else(|| ApiError::Unauthorized("Authorization must be 'Bearer <API token>'".into()))?;
             let hash = hash_token(token.trim());
-            let found = state.db.find_token(&hash).await?;
-            let (user, scopes) =
+            let found = state.db.find_token_and_team(&hash).await?;
+            let (user, scopes, team) =
                 found.ok_or_else(|| ApiError::Unauthorized("the API token is unknown, revoked or expired".into()))?;
             refuse_dev_mode_user(state, &user, "API token")?;
             state.db.touch_token(&hash).await?;
             let scopes = scopes.iter().filter_map(|s| Scope::parse(s)).collect();
             // Normally a cache hit; recreates the sandbox if it was removed since sign-in.
             state.platform.ensure_sandbox(&user).await?;
-            let tenant = match crate::teams::store::token_team(&state.db, &hash).await? {
+            let tenant = match team {
                 None => Tenant::personal(&user),
                 Some(team) => team_tenant(state, &user, &team).await?.ok_or_else(|| {
                     ApiError::Forbidden(

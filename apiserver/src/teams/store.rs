@@ -695,18 +695,6 @@ pub async fn audit_log(db: &Db, org_id: &str, limit: i64) -> Result<Vec<AuditEnt
         .collect()
 }
 
-/// The team an API token acts in, if any.
-pub async fn token_team(db: &Db, token_hash: &str) -> Result<Option<String>> {
-    let row = sqlx::query("SELECT team_id FROM api_tokens WHERE token_hash = $1")
-        .bind(token_hash)
-        .fetch_optional(db.pool())
-        .await?;
-    Ok(row
-        .map(|r| r.try_get::<Option<String>, _>("team_id"))
-        .transpose()?
-        .flatten())
-}
-
 /// Binds API token `id` of `user_id` to team `team_id`.
 pub async fn bind_token(db: &Db, user_id: &str, id: &str, team_id: &str) -> Result<()> {
     sqlx::query("UPDATE api_tokens SET team_id = $3 WHERE id = $1 AND user_id = $2")

@@ -551,6 +551,39 @@ async fn invitations_are_single_use_for_the_invited_address_and_limited_by_the_p
         "no pending invitations left: {detail}"
     );
 
+    // An API token bound to the team acts there with bob's role, checked on every request.
+    let (s, token) = send(
+        &server,
+        &bob,
+        Method::POST,
+        "/api/tokens",
+        Some(json!({ "name": "ci", "scopes": ["deployments:read", "deployments:write"], "team": team })),
+    )
+    .await?;
+    assert_eq!(s, StatusCode::CREATED, "{token}");
+    let bearer = token["token"].as_str().context("token")?.to_string();
+    let me: Value = reqwest::Client::new()
+        .get(server.url("/api/me"))
+        .bearer_auth(&bearer)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        (me["team"]["id"].as_str(), me["role"].as_str()),
+        (Some(team.as_str()), Some("developer")),
+        "{me}"
+    );
+    let (s, e) = send(
+        &server,
+        &mallory,
+        Method::POST,
+        "/api/tokens",
+        Some(json!({ "name": "x", "scopes": ["deployments:read"], "team": team })),
+    )
+    .await?;
+    assert_eq!(s, StatusCode::NOT_FOUND, "not mallory's team: {e}");
+
     // The last admin cannot leave or be demoted; a member can leave.
     let (s, e) = send(
         &server,
@@ -570,6 +603,16 @@ async fn invitations_are_single_use_for_the_invited_address_and_limited_by_the_p
     )
     .await?;
     assert_eq!(s, StatusCode::NO_CONTENT);
+    let resp = reqwest::Client::new()
+        .get(server.url("/api/me"))
+        .bearer_auth(&bearer)
+        .send()
+        .await?;
+    assert_eq!(
+        resp.status(),
+        StatusCode::FORBIDDEN,
+        "the token's team is no longer bob's"
+    );
     Ok(())
 }
 
