@@ -36,6 +36,9 @@ pub fn router() -> Router<AppState> {
 pub struct CreateDeployment {
     /// Template name (from `GET /api/templates`).
     pub template: String,
+    /// The template's namespace, when the catalog lists several of that name (a team's or an
+    /// organization's shared template beside the platform's); absent: the first listed.
+    pub template_namespace: Option<String>,
     /// Deployment name (DNS label, at most 32 characters); generated from the template when absent.
     pub name: Option<String>,
     /// Parameter values by name (not secret ones: list those in `secretRefs`).
@@ -107,7 +110,13 @@ pub async fn create(
         .platform
         .templates(&ns)
         .into_iter()
-        .find(|t| t.name_any() == body.template)
+        .find(|t| {
+            t.name_any() == body.template
+                && body
+                    .template_namespace
+                    .as_deref()
+                    .is_none_or(|n| t.namespace().as_deref() == Some(n))
+        })
         .ok_or_else(|| {
             ApiError::BadRequest(format!(
                 "no template named {:?}; GET /api/templates lists them",
@@ -316,6 +325,28 @@ pub(crate) async fn find(state: &AppState, p: &Principal, name: &str) -> ApiResu
         .ok_or_else(|| not_found(name))
 }
 
+/// The Template `r` means for an app in `ns`, among those the catalog of `ns` lists (the
+/// controller's rule); None when there is none or it may not be used from there.
+pub(crate) fn resolve_template(
+    state: &AppState,
+    r: &crds::deployment::TemplateRef,
+    ns: &str,
+) -> Option<std::sync::Arc<crds::Template>> {
+    let visible = state.platform.templates(ns);
+    policy::templates::resolve(
+        r,
+        ns,
+        &state.config.settings.platform_namespace,
+        &state.platform.sandboxes(),
+        |tns, name| {
+            visible
+                .iter()
+                .find(|t| t.namespace().as_deref() == Some(tns) && t.name_any() == name)
+                .cloned()
+        },
+    )
+}
+
 /// Validates and stores a new spec.
 async fn save(
     state: &AppState,
@@ -328,13 +359,7 @@ async fn save(
     let ns = current.namespace().unwrap_or_default();
     let template = match &spec.template_ref {
         Some(r) => {
-            let visible = state.platform.templates(&ns);
-            let t = policy::templates::resolve(r, &ns, &state.config.settings.platform_namespace, |tns, name| {
-                visible
-                    .iter()
-                    .find(|t| t.namespace().as_deref() == Some(tns) && t.name_any() == name)
-                    .cloned()
-            });
+            let t = resolve_template(state, r, &ns);
             Some(t.ok_or_else(|| {
                 ApiError::BadRequest(format!("the deployment's template {:?} no longer exists", r.name))
             })?)

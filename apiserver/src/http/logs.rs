@@ -178,17 +178,10 @@ pub(crate) fn app_services(state: &AppState, ud: &UserDeployment) -> Vec<String>
         return services.iter().map(|s| s.name.clone()).collect();
     }
     let ns = ud.namespace().unwrap_or_default();
-    if let Some(r) = &ud.spec.template_ref {
-        let visible = state.platform.templates(&ns);
-        let template = policy::templates::resolve(r, &ns, &state.config.settings.platform_namespace, |tns, name| {
-            visible
-                .iter()
-                .find(|t| t.namespace().as_deref() == Some(tns) && t.name_any() == name)
-                .cloned()
-        });
-        if let Some(t) = template {
-            return t.spec.services.iter().map(|s| s.name.clone()).collect();
-        }
+    if let Some(r) = &ud.spec.template_ref
+        && let Some(t) = super::deployments::resolve_template(state, r, &ns)
+    {
+        return t.spec.services.iter().map(|s| s.name.clone()).collect();
     }
     ud.status
         .as_ref()

@@ -405,7 +405,12 @@ pub async fn sync_sandbox(state: &AppState, team: &Team) -> ApiResult<()> {
         .collect();
     state
         .platform
-        .put_sandbox(&team.owner(), team.plan, sandbox_members(&members, &managers))
+        .put_sandbox(
+            &team.owner(),
+            team.plan,
+            sandbox_members(&members, &managers),
+            Some(&team.org_id),
+        )
         .await
 }
 

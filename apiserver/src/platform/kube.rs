@@ -441,6 +441,7 @@ impl Platform for KubePlatform {
             self.templates.state(),
             namespace,
             &self.config.settings.platform_namespace,
+            &self.sandboxes(),
         )
     }
 
@@ -735,7 +736,18 @@ impl Platform for KubePlatform {
         self.user_sandbox(owner).is_some()
     }
 
-    async fn put_sandbox(&self, owner: &User, plan: Plan, members: Vec<crds::SandboxMember>) -> ApiResult<()> {
+    fn sandboxes(&self) -> policy::templates::Sandboxes {
+        let all = self.sandboxes.state();
+        policy::templates::Sandboxes::from_sandboxes(all.iter().map(|s| s.as_ref()))
+    }
+
+    async fn put_sandbox(
+        &self,
+        owner: &User,
+        plan: Plan,
+        members: Vec<crds::SandboxMember>,
+        org: Option<&str>,
+    ) -> ApiResult<()> {
         let current = match self.user_sandbox(owner) {
             Some(sb) => sb,
             None => {
@@ -744,12 +756,16 @@ impl Platform for KubePlatform {
                 Arc::new(api.get(&self.config.namespace_for(&owner.id)).await?)
             }
         };
-        if current.spec.plan == plan && current.spec.members == members {
+        let label = current.labels().get(policy::templates::ORG_LABEL).map(String::as_str);
+        if current.spec.plan == plan && current.spec.members == members && label == org {
             return Ok(());
         }
-        // Merge patch of the two fields only: the spec's other fields (quota overrides set by an
+        // Merge patch of these fields only: the spec's others (quota overrides set by an
         // administrator) stay.
-        let patch = serde_json::json!({ "spec": { "plan": plan, "members": members } });
+        let patch = serde_json::json!({
+            "metadata": { "labels": { policy::templates::ORG_LABEL: org } },
+            "spec": { "plan": plan, "members": members },
+        });
         let api: Api<UserSandbox> = Api::all(self.client.clone());
         let pp = kube::api::PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),

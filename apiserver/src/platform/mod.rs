@@ -194,10 +194,22 @@ pub trait Platform: Send + Sync {
     fn has_sandbox(&self, _owner: &User) -> bool {
         true
     }
-    /// Creates `owner`'s sandbox if needed and sets its plan and members (a team's: the controller
-    /// binds the members' roles in its namespace). Writes nothing when they are as asked.
-    async fn put_sandbox(&self, _owner: &User, _plan: Plan, _members: Vec<crds::SandboxMember>) -> ApiResult<()> {
+    /// Creates `owner`'s sandbox if needed and sets its plan, members and organization (a
+    /// team's: the controller binds the members' roles in its namespace, and the organization
+    /// label decides who sees its `org` templates). Writes nothing when they are as asked.
+    async fn put_sandbox(
+        &self,
+        _owner: &User,
+        _plan: Plan,
+        _members: Vec<crds::SandboxMember>,
+        _org: Option<&str>,
+    ) -> ApiResult<()> {
         Ok(())
+    }
+    /// The sandboxes as the template visibility rule sees them (owners, members, organizations);
+    /// without a cluster none, so only a sandbox's own and the platform's templates are visible.
+    fn sandboxes(&self) -> policy::templates::Sandboxes {
+        policy::templates::Sandboxes::default()
     }
     /// Deletes `owner`'s sandbox (a deleted team's), with its namespace and apps.
     async fn delete_sandbox(&self, _owner: &User) -> ApiResult<()> {

@@ -68,7 +68,8 @@ impl OfflinePlatform {
     fn template_for(&self, ud: &UserDeployment) -> Option<&Template> {
         let r = ud.spec.template_ref.as_ref()?;
         let own = ud.namespace().unwrap_or_default();
-        policy::templates::resolve(r, &own, &self.config.settings.platform_namespace, |ns, name| {
+        let none = policy::templates::Sandboxes::default();
+        policy::templates::resolve(r, &own, &self.config.settings.platform_namespace, &none, |ns, name| {
             self.templates
                 .iter()
                 .find(|t| t.namespace().as_deref() == Some(ns) && t.name_any() == name)
@@ -122,6 +123,7 @@ impl Platform for OfflinePlatform {
             self.templates.iter().cloned(),
             namespace,
             &self.config.settings.platform_namespace,
+            &policy::templates::Sandboxes::default(),
         )
     }
 

@@ -849,3 +849,107 @@ async fn ownership(run: &Run) -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn team_and_org_templates_reach_the_team_and_the_organization() -> Result<()> {
+    let run = Run::new().await?;
+    let result = shared_templates(&run).await;
+    run.cleanup().await;
+    result
+}
+
+/// A team's `team` templates are in its members' catalogs (their own sandboxes too), its `org`
+/// templates in every catalog of its organization, its private ones nowhere else; an outsider
+/// sees none. The server writes the team's members and organization into its UserSandbox, which
+/// is what the rule (and the controller) reads.
+async fn shared_templates(run: &Run) -> Result<()> {
+    let (provider, server) = server_with_provider(|c| run.configure(c)).await?;
+    let alice = sign_in(&server, &provider, "alice").await?;
+    let bob = sign_in(&server, &provider, "bob").await?;
+    let me = get_json(&alice, server.url("/api/me"))
+        .await
+        .context("alice's /api/me")?;
+    let alice_id = me["user"]["id"].as_str().context("alice's id")?.to_string();
+    run.namespace(&run.ns(&alice_id)).await?;
+    let org: Value = server
+        .send(&alice, Method::POST, "/api/orgs")
+        .json(&json!({ "name": "Acme" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let org = org["id"].as_str().context("org id")?.to_string();
+    let team: Value = server
+        .send(&alice, Method::POST, &format!("/api/orgs/{org}/teams"))
+        .json(&json!({ "name": "Web" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let team_ns = team["namespace"].as_str().context("team namespace")?.to_string();
+    run.namespace(&team_ns).await?;
+
+    // What the server wrote into the team's sandbox.
+    let sandboxes: Api<UserSandbox> = Api::all(run.client.clone());
+    let sb = sandboxes.get(&team_ns).await?;
+    assert_eq!(sb.labels().get(policy::templates::ORG_LABEL), Some(&org));
+    let members: Vec<(&str, crds::MemberRole)> = sb.spec.members.iter().map(|m| (m.user_id.as_str(), m.role)).collect();
+    assert_eq!(members, [(alice_id.as_str(), crds::MemberRole::Admin)]);
+
+    let templates: Api<Template> = Api::namespaced(run.client.clone(), &team_ns);
+    for (name, visibility) in [
+        ("team-shop", crds::TemplateVisibility::Team),
+        ("org-wiki", crds::TemplateVisibility::Org),
+        ("team-secret", crds::TemplateVisibility::Private),
+    ] {
+        let mut t: Template = serde_yaml::from_str(include_str!("../../../examples/20-template-hello-web.yaml"))?;
+        t.metadata.name = Some(name.into());
+        t.metadata.namespace = Some(team_ns.clone());
+        t.spec.visibility = visibility;
+        templates.create(&PostParams::default(), &t).await?;
+    }
+    let names = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Alice in her own sandbox: the team's and the organization's shared templates.
+    let catalog = poll(
+        Duration::from_secs(30),
+        "the shared templates in alice's catalog",
+        || async {
+            let list = get_json(&alice, server.url("/api/templates")).await?;
+            let n = names(&list);
+            (n.contains(&"team-shop".to_string()) && n.contains(&"org-wiki".to_string())).then_some(list)
+        },
+    )
+    .await?;
+    assert!(!names(&catalog).contains(&"team-secret".to_string()), "{catalog}");
+    // Bob, outside the organization: none of them.
+    let theirs = get_json(&bob, server.url("/api/templates"))
+        .await
+        .context("bob's catalog")?;
+    for name in ["team-shop", "org-wiki", "team-secret"] {
+        assert!(
+            !names(&theirs).contains(&name.to_string()),
+            "{name} in bob's catalog: {theirs}"
+        );
+    }
+    // Alice deploys the team's template in her own sandbox: its reference names the team's namespace.
+    let (status, made) = create(
+        &server,
+        &alice,
+        json!({ "template": "team-shop", "name": "shop", "templateNamespace": team_ns }),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let ud = Api::<UserDeployment>::namespaced(run.client.clone(), &run.ns(&alice_id))
+        .get("shop")
+        .await?;
+    assert_eq!(ud.spec.template_ref.and_then(|r| r.namespace), Some(team_ns.clone()));
+    Ok(())
+}

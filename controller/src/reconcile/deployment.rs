@@ -182,10 +182,22 @@ async fn find_template(ud: &UserDeployment, ctx: &Context) -> Result<Option<Temp
             None => None,
         };
         if let Some(t) = found {
-            return Ok(templates::usable(&t, &own, platform).then_some(t));
+            let dir = sandboxes_for(ctx, ns, &own);
+            return Ok(templates::usable(&t, &own, platform, &dir).then_some(t));
         }
     }
     Ok(None)
+}
+
+/// What the visibility rule must know of the sandboxes for a template of `template_namespace`
+/// used from `own`: nothing for one's own or the platform's (the common case, without a pass over
+/// every sandbox), the sandboxes' owners, members and organizations for another sandbox's.
+fn sandboxes_for(ctx: &Context, template_namespace: &str, own: &str) -> templates::Sandboxes {
+    if template_namespace == own || template_namespace == ctx.config.settings.platform_namespace {
+        return templates::Sandboxes::default();
+    }
+    let all = ctx.all_sandboxes.state();
+    templates::Sandboxes::from_sandboxes(all.iter().map(|s| s.as_ref()))
 }
 
 /// The service names of another app of the namespace, from the caches (its inline services, or
@@ -198,7 +210,8 @@ fn cached_services(ud: &UserDeployment, ctx: &Context) -> Vec<String> {
         return vec![];
     };
     let own = ud.namespace().unwrap_or_default();
-    templates::resolve(r, &own, &ctx.config.settings.platform_namespace, |ns, name| {
+    let dir = sandboxes_for(ctx, r.namespace.as_deref().unwrap_or(&own), &own);
+    templates::resolve(r, &own, &ctx.config.settings.platform_namespace, &dir, |ns, name| {
         ctx.templates.get(&ObjectRef::new(name).within(ns))
     })
     .map(|t| t.spec.services.iter().map(|s| s.name.clone()).collect())
