@@ -728,6 +728,7 @@ fn server_configmap_has_the_keys_of_the_configuration_reference() -> Result<()> 
         ("KUBERNETES_RECONCILE_INTERVAL", "30s"),
         ("BILLING_ENABLED", "false"),
         ("SMTP_PORT", "587"),
+        ("ORG_DEFAULT_PLAN", "free"),
         // The operator's values, shared (policy::Settings): the API refuses what it would.
         ("ALLOWED_REGISTRIES", ""),
         ("APP_URL_SCHEME", "https"),
@@ -770,6 +771,8 @@ fn server_configmap_has_the_keys_of_the_configuration_reference() -> Result<()> 
             "server.email.smtp.host=smtp.example.org",
             "server.email.smtp.port=2525",
             "server.email.smtp.username=mailer",
+            "server.email.from=Platform <noreply@example.org>",
+            "server.organizations.defaultPlan=business",
         ],
     )?)?;
     let data = config_data(&docs)?;
@@ -794,6 +797,8 @@ fn server_configmap_has_the_keys_of_the_configuration_reference() -> Result<()> 
         ("SMTP_HOST", Some("smtp.example.org")),
         ("SMTP_PORT", Some("2525")),
         ("SMTP_USERNAME", Some("mailer")),
+        ("EMAIL_FROM", Some("Platform <noreply@example.org>")),
+        ("ORG_DEFAULT_PLAN", Some("business")),
     ] {
         ensure!(
             data.get(key).map(String::as_str) == want,
