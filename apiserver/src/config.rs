@@ -266,8 +266,8 @@ pub struct Config {
     #[arg(long, env = "STRIPE_WEBHOOK_SECRET", value_parser = parse_secret, hide_env_values = true)]
     pub stripe_webhook_secret: Option<SecretString>,
 
-    /// Email provider for invitations: smtp or sendgrid; empty: no email (invitations are
-    /// queued in the database's outbox and wait for a provider).
+    /// Email provider for invitations: smtp or sendgrid; empty: no email is sent (an invitation's
+    /// answer then carries its link for the inviting admin to pass on).
     #[arg(long, env = "EMAIL_PROVIDER", value_enum, ignore_case = true)]
     pub email_provider: Option<EmailProvider>,
 
@@ -346,6 +346,11 @@ pub struct Config {
     /// members per team. Free unless an installation without billing gives its teams more.
     #[arg(long, env = "ORG_DEFAULT_PLAN", default_value = "free", value_parser = parse_plan)]
     pub org_default_plan: crds::Plan,
+
+    /// Most organizations one user may own; creating more answers 403 (each can hold a team, and
+    /// each team is a sandbox with its own quota).
+    #[arg(long, env = "ORGS_MAX_PER_USER", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub orgs_max_per_user: u32,
 
     /// Set an organization's plan and exit: `<organization id>=<free|business|enterprise>` (an
     /// administrator's command until billing sets plans).

@@ -170,6 +170,9 @@ pub async fn app_with(config: Arc<Config>, db: Db, platform: Arc<dyn Platform>, 
             http::logs::FOLLOW_STREAMS,
         ),
     };
+    if config.kubernetes_enabled {
+        tasks.push(http::teams::spawn_resync(state.clone()));
+    }
     let router = http::router(&state)
         .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::csrf::protect))

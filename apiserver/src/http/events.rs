@@ -240,7 +240,8 @@ pub async fn events(
     p.require(Scope::DeploymentsRead)?;
     let (session_id, token) = stream_owner(&p, &session, &headers);
     let (ticket, stop) = state.streams.open(&p.user.id, session_id, token.clone())?;
-    let revoked = until_invalid(state.clone(), p.user.id.clone(), token, state.streams.recheck());
+    let team = p.tenant.team.as_ref().map(|t| t.id.clone());
+    let revoked = until_invalid(state.clone(), p.user.id.clone(), token, team, state.streams.recheck());
     let ns = p.sandbox(&state).namespace;
     // Subscribe before the snapshot so that nothing falls between them.
     let rx = state.platform.subscribe();
@@ -300,7 +301,13 @@ pub fn stream_owner(p: &Principal, session: &Session, headers: &HeaderMap) -> (O
 /// Resolves once the stream's API token (by hash) no longer authenticates (expired, revoked,
 /// its user deactivated) or, for a session's stream, its user is deactivated; checked every
 /// `every`. A database error keeps the stream open (logged): the next check decides.
-pub async fn until_invalid(state: AppState, user: String, token: Option<String>, every: Duration) {
+pub async fn until_invalid(
+    state: AppState,
+    user: String,
+    token: Option<String>,
+    team: Option<String>,
+    every: Duration,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate: the stream was just authenticated
@@ -309,6 +316,14 @@ pub async fn until_invalid(state: AppState, user: String, token: Option<String>,
         let valid = match &token {
             Some(hash) => state.db.find_token(hash).await.map(|t| t.is_some()),
             None => state.db.user_is_active(&user).await,
+        };
+        // A stream on a team's sandbox ends when its user leaves the team (removed, the team
+        // deleted, an organization admin demoted).
+        let valid = match (valid, &team) {
+            (Ok(true), Some(team)) => crate::teams::store::team_role(&state.db, team, &user)
+                .await
+                .map(|r| r.is_some()),
+            (other, _) => other,
         };
         match valid {
             Ok(true) => {}

@@ -370,7 +370,14 @@ pub async fn deployment_logs(
     let (ticket, stop): (Option<_>, BoxFuture<'static, ()>) = if opts.follow {
         let (session_id, token) = stream_owner(&p, &session, &headers);
         let (ticket, ended) = state.log_follows.open(&p.user.id, session_id, token.clone())?;
-        let invalid = until_invalid(state.clone(), p.user.id.clone(), token, state.log_follows.recheck());
+        let team = p.tenant.team.as_ref().map(|t| t.id.clone());
+        let invalid = until_invalid(
+            state.clone(),
+            p.user.id.clone(),
+            token,
+            team,
+            state.log_follows.recheck(),
+        );
         let stop = async move {
             tokio::select! {
                 _ = ended => {}

@@ -353,8 +353,21 @@ fn entry(
     }
 }
 
+/// Organizations, teams and invitations are managed from a signed-in browser session, like API
+/// tokens: a token (whatever its scopes or team) must not invite, promote or delete.
+fn browser_only(p: &Principal) -> ApiResult<()> {
+    if p.via == Via::Token {
+        return Err(ApiError::Forbidden(
+            "organizations, teams and invitations are managed from a signed-in browser session, not with an API token"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The organization `org` for the caller: 404 when they are not in it.
 async fn my_org(state: &AppState, p: &Principal, org: &str) -> ApiResult<(Org, OrgRole)> {
+    browser_only(p)?;
     path_name("org", org, NameKind::Id)?;
     store::org_for(&state.db, org, &p.user.id)
         .await?
@@ -373,6 +386,7 @@ fn require_manager(role: OrgRole, org: &Org) -> ApiResult<()> {
 
 /// Team `team` with the caller's role: 404 when they are not in it.
 async fn my_team(state: &AppState, p: &Principal, team: &str) -> ApiResult<(Team, MemberRole)> {
+    browser_only(p)?;
     path_name("team", team, NameKind::Id)?;
     let t = store::team(&state.db, team)
         .await?
@@ -412,6 +426,34 @@ pub async fn sync_sandbox(state: &AppState, team: &Team) -> ApiResult<()> {
             Some(&team.org_id),
         )
         .await
+}
+
+/// How often every team's sandbox is written again from the database: repairs a member change
+/// whose write to Kubernetes failed, an organization plan set with `--set-org-plan`, and a
+/// sandbox edited by hand.
+pub const RESYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Writes every team's sandbox from the database at once and then every [`RESYNC_INTERVAL`].
+pub fn spawn_resync(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RESYNC_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let teams = match store::all_teams(&state.db).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing the teams to resync their sandboxes failed");
+                    continue;
+                }
+            };
+            for team in teams {
+                if let Err(e) = sync_sandbox(&state, &team).await {
+                    tracing::warn!(team = %team.id, error = %e, "writing a team's sandbox failed; retried at the next resync");
+                }
+            }
+        }
+    })
 }
 
 async fn team_view(state: &AppState, team: &Team, role: MemberRole) -> ApiResult<TeamView> {
@@ -468,29 +510,40 @@ pub async fn set_current_team(
 }
 
 /// The caller's organizations.
-#[utoipa::path(get, path = "/api/orgs", tag = "teams", responses((status = 200, body = Vec<OrgView>)))]
+#[utoipa::path(get, path = "/api/orgs", tag = "teams", responses((status = 200, body = Vec<OrgView>), (status = 403, description = "called with an API token", body = ErrorBody)))]
 pub async fn list_orgs(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Vec<OrgView>>> {
+    browser_only(&p)?;
     let orgs = store::orgs_of(&state.db, &p.user.id).await?;
     Ok(Json(orgs.iter().map(|(o, r)| OrgView::new(o, *r)).collect()))
 }
 
 /// Creates an organization; the caller is its owner.
 #[utoipa::path(post, path = "/api/orgs", tag = "teams", request_body = NameBody,
-    responses((status = 201, description = "created on ORG_DEFAULT_PLAN", body = OrgView), (status = 400, body = ErrorBody)))]
+    responses((status = 201, description = "created on ORG_DEFAULT_PLAN", body = OrgView), (status = 400, body = ErrorBody),
+        (status = 403, description = "called with an API token, or the caller owns ORGS_MAX_PER_USER organizations", body = ErrorBody)))]
 pub async fn create_org(
     State(state): State<AppState>,
     p: Principal,
     ApiJson(body): ApiJson<NameBody>,
 ) -> ApiResult<impl IntoResponse> {
+    browser_only(&p)?;
     let name = clean_name("organization", &body.name).map_err(ApiError::BadRequest)?;
-    let org = store::create_org(&state.db, &p.user.id, &name, state.config.org_default_plan).await?;
+    let max = state.config.orgs_max_per_user;
+    let org = store::create_org(&state.db, &p.user.id, &name, state.config.org_default_plan, max)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Forbidden(format!(
+                "you own {max} organizations already, the most allowed (ORGS_MAX_PER_USER); use one of them, or \
+                 ask an administrator to raise the limit"
+            ))
+        })?;
     tracing::info!(user = %p.user.id, org = %org.id, "organization created");
     Ok((StatusCode::CREATED, Json(OrgView::new(&org, OrgRole::Owner))))
 }
 
 /// An organization with its members, teams and limits.
 #[utoipa::path(get, path = "/api/orgs/{org}", tag = "teams", params(("org" = String, Path)),
-    responses((status = 200, body = OrgDetail), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = OrgDetail), (status = 403, description = "called with an API token", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn org_detail(
     State(state): State<AppState>,
     p: Principal,
@@ -673,7 +726,7 @@ pub async fn create_team(
 
 /// A team with its members (and pending invitations for its admins).
 #[utoipa::path(get, path = "/api/teams/{team}", tag = "teams", params(("team" = String, Path)),
-    responses((status = 200, body = TeamView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = TeamView), (status = 403, description = "called with an API token", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn team_detail(
     State(state): State<AppState>,
     p: Principal,
@@ -808,8 +861,8 @@ pub async fn remove_member(
         MemberChange::LastAdmin => return Err(last_admin(&team)),
     }
     sync_sandbox(&state, &team).await?;
-    // Streams the removed member holds on the team's sandbox end at their next recheck (the
-    // extractor no longer finds the membership).
+    // Streams the removed member holds on the team's sandbox end at their next recheck
+    // (events::until_invalid checks the membership of a team's stream).
     if leaving && session.get::<String>(SESSION_TEAM).await.ok().flatten().as_deref() == Some(team.id.as_str()) {
         let _ = session.remove::<String>(SESSION_TEAM).await;
     }
@@ -980,12 +1033,13 @@ async fn pending_by_token(state: &AppState, token: &str) -> ApiResult<(Invitatio
 
 /// What an invitation offers (signed in; the token is the secret of the email's link).
 #[utoipa::path(get, path = "/api/invitations/{token}", tag = "teams", params(("token" = String, Path)),
-    responses((status = 200, body = InvitationInfo), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = InvitationInfo), (status = 403, description = "called with an API token", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn invitation_info(
     State(state): State<AppState>,
-    _p: Principal,
+    p: Principal,
     Path(token): Path<String>,
 ) -> ApiResult<Json<InvitationInfo>> {
+    browser_only(&p)?;
     let (inv, team) = pending_by_token(&state, &token).await?;
     Ok(Json(InvitationInfo {
         team_name: team.name,

@@ -748,14 +748,17 @@ impl Platform for KubePlatform {
         members: Vec<crds::SandboxMember>,
         org: Option<&str>,
     ) -> ApiResult<()> {
-        let current = match self.user_sandbox(owner) {
-            Some(sb) => sb,
+        // Compared with a fresh read, not the cache: two member changes in a row must not find the
+        // first one's state missing from a cache that lags and skip the second.
+        let api: Api<UserSandbox> = Api::all(self.client.clone());
+        let name = match self.user_sandbox(owner) {
+            Some(sb) => sb.name_any(),
             None => {
                 self.ensure_sandbox(owner).await?;
-                let api: Api<UserSandbox> = Api::all(self.client.clone());
-                Arc::new(api.get(&self.config.namespace_for(&owner.id)).await?)
+                self.config.namespace_for(&owner.id)
             }
         };
+        let current = api.get(&name).await?;
         let label = current.labels().get(policy::templates::ORG_LABEL).map(String::as_str);
         if current.spec.plan == plan && current.spec.members == members && label == org {
             return Ok(());
@@ -766,7 +769,6 @@ impl Platform for KubePlatform {
             "metadata": { "labels": { policy::templates::ORG_LABEL: org } },
             "spec": { "plan": plan, "members": members },
         });
-        let api: Api<UserSandbox> = Api::all(self.client.clone());
         let pp = kube::api::PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()

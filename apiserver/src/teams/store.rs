@@ -1,6 +1,7 @@
 //! The tables of organizations, teams, memberships, invitations and the audit log
-//! (migrations/0006_teams.sql). Limits are checked in the statement that inserts, so two requests
-//! at once cannot both pass a count.
+//! (migrations/0006_teams.sql). A transaction that checks a limit or a last-admin rule first
+//! locks the parent row (`UPDATE ... SET id = id`, portable: PostgreSQL takes the row lock, SQLite
+//! the database's write lock), so two requests at once cannot both pass a count.
 
 use anyhow::Result;
 use crds::{MemberRole, Plan};
@@ -74,11 +75,45 @@ const TEAM_SELECT: &str = "SELECT t.id, t.name, t.org_id, o.name AS org_name, o.
 const INVITATION_SELECT: &str = "SELECT id, team_id, email, role, invited_by, created_at, expires_at, \
      last_sent_at, revoked_at, accepted_at FROM invitations";
 
+/// Locks row `id` of `table` for the rest of the transaction (see the module's documentation).
+async fn lock(tx: &mut sqlx::Transaction<'_, sqlx::Any>, table: &'static str, id: &str) -> Result<()> {
+    // `table` is one of this module's constants, never input.
+    sqlx::query(AssertSqlSafe(format!("UPDATE {table} SET id = id WHERE id = $1")))
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Removes `user_id` from the organization of team `team_id` when they were only a `member` of
+/// it through its teams and are in none of them any more.
+async fn drop_idle_org_member(tx: &mut sqlx::Transaction<'_, sqlx::Any>, org_id: &str, user_id: &str) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM org_members WHERE org_id = $1 AND user_id = $2 AND role = 'member' \
+         AND NOT EXISTS (SELECT 1 FROM team_members m JOIN teams t ON t.id = m.team_id \
+                         WHERE t.org_id = $1 AND m.user_id = $2)",
+    )
+    .bind(org_id)
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Creates an organization on `plan` owned by `user_id`.
-pub async fn create_org(db: &Db, user_id: &str, name: &str, plan: Plan) -> Result<Org> {
+pub async fn create_org(db: &Db, user_id: &str, name: &str, plan: Plan, max_owned: u32) -> Result<Option<Org>> {
     let id = super::new_id("org");
     let at = now();
     let mut tx = db.pool().begin().await?;
+    lock(&mut tx, "users", user_id).await?;
+    let owned: i64 = sqlx::query("SELECT COUNT(*) AS n FROM org_members WHERE user_id = $1 AND role = 'owner'")
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+    if owned >= i64::from(max_owned) {
+        return Ok(None);
+    }
     sqlx::query("INSERT INTO organizations (id, name, plan, created_at) VALUES ($1, $2, $3, $4)")
         .bind(&id)
         .bind(name)
@@ -93,11 +128,11 @@ pub async fn create_org(db: &Db, user_id: &str, name: &str, plan: Plan) -> Resul
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(Org {
+    Ok(Some(Org {
         id,
         name: name.into(),
         plan,
-    })
+    }))
 }
 
 /// The organizations `user_id` belongs to, with their role, by name.
@@ -177,6 +212,7 @@ pub async fn org_members(db: &Db, org_id: &str) -> Result<Vec<(Member, OrgRole)>
 /// Sets the organization role of member `user_id`; refuses to leave it without an owner.
 pub async fn set_org_role(db: &Db, org_id: &str, user_id: &str, role: OrgRole) -> Result<MemberChange> {
     let mut tx = db.pool().begin().await?;
+    lock(&mut tx, "organizations", org_id).await?;
     let current: Option<String> = sqlx::query("SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2")
         .bind(org_id)
         .bind(user_id)
@@ -240,6 +276,7 @@ pub async fn create_team(
     let id = super::new_id("tm");
     let at = now();
     let mut tx = db.pool().begin().await?;
+    lock(&mut tx, "organizations", &org.id).await?;
     let res = sqlx::query(
         "INSERT INTO teams (id, org_id, name, created_at) SELECT $1, $2, $3, $4 \
          WHERE (SELECT COUNT(*) FROM teams WHERE org_id = $2) < $5",
@@ -356,11 +393,42 @@ pub async fn rename_team(db: &Db, team_id: &str, name: &str) -> Result<bool> {
 
 /// Deletes a team (its members and invitations go with it).
 pub async fn delete_team(db: &Db, team_id: &str) -> Result<()> {
+    let mut tx = db.pool().begin().await?;
+    let org: Option<String> = sqlx::query("SELECT org_id FROM teams WHERE id = $1")
+        .bind(team_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get("org_id"))
+        .transpose()?;
+    let members: Vec<String> = sqlx::query("SELECT user_id FROM team_members WHERE team_id = $1")
+        .bind(team_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("user_id"))
+        .collect::<Result<_, _>>()?;
     sqlx::query("DELETE FROM teams WHERE id = $1")
         .bind(team_id)
-        .execute(db.pool())
+        .execute(&mut *tx)
         .await?;
+    // Tokens bound to it act nowhere now.
+    sqlx::query("DELETE FROM api_tokens WHERE team_id = $1")
+        .bind(team_id)
+        .execute(&mut *tx)
+        .await?;
+    if let Some(org) = org {
+        for m in members {
+            drop_idle_org_member(&mut tx, &org, &m).await?;
+        }
+    }
+    tx.commit().await?;
     Ok(())
+}
+
+/// Every team, for the periodic resync of their sandboxes.
+pub async fn all_teams(db: &Db) -> Result<Vec<Team>> {
+    let rows = sqlx::query(TEAM_SELECT).fetch_all(db.pool()).await?;
+    rows.iter().map(team_of).collect()
 }
 
 /// What changing a member did.
@@ -378,6 +446,7 @@ pub enum MemberChange {
 /// without an admin. One transaction: two admins demoting each other cannot both succeed.
 pub async fn change_member(db: &Db, team_id: &str, user_id: &str, role: Option<MemberRole>) -> Result<MemberChange> {
     let mut tx = db.pool().begin().await?;
+    lock(&mut tx, "teams", team_id).await?;
     let current: Option<String> = sqlx::query("SELECT role FROM team_members WHERE team_id = $1 AND user_id = $2")
         .bind(team_id)
         .bind(user_id)
@@ -414,6 +483,12 @@ pub async fn change_member(db: &Db, team_id: &str, user_id: &str, role: Option<M
                 .bind(user_id)
                 .execute(&mut *tx)
                 .await?;
+            let org: String = sqlx::query("SELECT org_id FROM teams WHERE id = $1")
+                .bind(team_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("org_id")?;
+            drop_idle_org_member(&mut tx, &org, user_id).await?;
         }
     }
     tx.commit().await?;
@@ -460,6 +535,7 @@ pub async fn invite(db: &Db, n: &NewInvitation<'_>, max_members: Option<i32>) ->
     } = *n;
     let at = now();
     let mut tx = db.pool().begin().await?;
+    lock(&mut tx, "teams", team_id).await?;
     let exists: i64 = sqlx::query(
         "SELECT (SELECT COUNT(*) FROM team_members m JOIN users u ON u.id = m.user_id \
                   WHERE m.team_id = $1 AND LOWER(u.email) = $2) + \
@@ -576,6 +652,7 @@ pub async fn revoke(db: &Db, id: &str) -> Result<bool> {
 pub async fn accept(db: &Db, inv: &Invitation, user_id: &str) -> Result<bool> {
     let at = now();
     let mut tx = db.pool().begin().await?;
+    lock(&mut tx, "teams", &inv.team_id).await?;
     let res = sqlx::query(
         "UPDATE invitations SET accepted_at = $2, accepted_by = $3 WHERE id = $1 AND accepted_at IS NULL \
          AND revoked_at IS NULL AND expires_at > $2",

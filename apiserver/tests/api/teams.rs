@@ -658,3 +658,86 @@ async fn an_emailed_invitation_is_followed_and_accepted_by_the_invited_address()
     assert_eq!(me["role"], "developer", "{me}");
     Ok(())
 }
+
+/// API tokens cannot manage organizations, teams or invitations (whatever their scopes); a user
+/// owns at most ORGS_MAX_PER_USER organizations; a member removed from their only team leaves the
+/// organization too.
+#[tokio::test]
+async fn tokens_cannot_manage_teams_and_organizations_are_bounded() -> Result<()> {
+    let (provider, server) = server_with_provider(|c| c.orgs_max_per_user = 2).await?;
+    let owner = person(&server, &provider, "olivia").await?;
+    let bob = person(&server, &provider, "bob").await?;
+    let (org, team) = acme_web(&server, &owner, Some(crds::Plan::Business)).await?;
+    join(&server, &owner, &team, &bob, "developer").await?;
+    let (s, token) = send(
+        &server,
+        &owner,
+        Method::POST,
+        "/api/tokens",
+        Some(json!({ "name": "ci", "scopes": ["deployments:read", "deployments:write", "secrets:write"] })),
+    )
+    .await?;
+    assert_eq!(s, StatusCode::CREATED, "{token}");
+    let bearer = token["token"].as_str().context("token")?.to_string();
+    let http = reqwest::Client::new();
+    for (method, path, body) in [
+        (Method::GET, "/api/orgs".to_string(), None),
+        (Method::POST, "/api/orgs".to_string(), Some(json!({ "name": "Evil" }))),
+        (Method::GET, format!("/api/teams/{team}"), None),
+        (
+            Method::POST,
+            format!("/api/teams/{team}/invitations"),
+            Some(json!({ "email": "evil@example.com", "role": "admin" })),
+        ),
+        (Method::DELETE, format!("/api/teams/{team}"), None),
+    ] {
+        let mut req = http.request(method.clone(), server.url(&path)).bearer_auth(&bearer);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path} with a token: {text}");
+        assert!(text.contains("browser session"), "{text}");
+    }
+    // Two organizations at most: the third is refused, naming the variable.
+    let (s, _) = send(
+        &server,
+        &owner,
+        Method::POST,
+        "/api/orgs",
+        Some(json!({ "name": "Two" })),
+    )
+    .await?;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, e) = send(
+        &server,
+        &owner,
+        Method::POST,
+        "/api/orgs",
+        Some(json!({ "name": "Three" })),
+    )
+    .await?;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+    assert!(e["error"].as_str().unwrap_or("").contains("ORGS_MAX_PER_USER"), "{e}");
+    // Bob, removed from his only team, no longer sees the organization.
+    let (s, _) = send(&server, &bob, Method::GET, &format!("/api/orgs/{org}"), None).await?;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = send(
+        &server,
+        &owner,
+        Method::DELETE,
+        &format!("/api/teams/{team}/members/{}", bob.id),
+        None,
+    )
+    .await?;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = send(&server, &bob, Method::GET, &format!("/api/orgs/{org}"), None).await?;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "removed from every team of it, bob is out of the organization"
+    );
+    Ok(())
+}
