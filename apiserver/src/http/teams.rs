@@ -778,10 +778,32 @@ pub async fn delete_team(
     let (org, org_role) = my_org(&state, &p, &team.org_id).await?;
     require_manager(org_role, &org)?;
     state.platform.delete_sandbox(&team.owner()).await?;
+    delete_secrets(&state, &team).await?;
     store::delete_team(&state.db, &team.id).await?;
     audit(&state, &org.id, entry(&p, "team.deleted", Some(&team), None, None)).await?;
     tracing::info!(user = %p.user.id, team = %team.id, "team deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes every secret value the team stored (they are keyed by its id; nothing else may read
+/// them once the team is gone). At most SECRETS_MAX_PER_USER of them.
+async fn delete_secrets(state: &AppState, team: &Team) -> ApiResult<()> {
+    use crate::secrets::Scope;
+    let owner = team.owner();
+    for s in state.secrets.list(&owner.id).await? {
+        let scope = match (s.scope.as_str(), s.template, s.deployment, s.service) {
+            ("user", ..) => Scope::User,
+            ("template", Some(t), ..) => Scope::Template(t),
+            ("deployment", _, Some(d), _) => Scope::Deployment(d),
+            ("service", _, Some(deployment), Some(service)) => Scope::Service { deployment, service },
+            (other, ..) => {
+                tracing::warn!(team = %team.id, scope = other, "a team secret of an unknown scope is left");
+                continue;
+            }
+        };
+        state.secrets.delete(&owner.id, &scope, &s.name).await?;
+    }
+    Ok(())
 }
 
 /// Sets a member's role (team admin).

@@ -347,9 +347,19 @@ async fn every_team_route_answers_each_role_as_documented() -> Result<()> {
         assert!(actions.contains(&a), "{a} in {actions:?}");
     }
 
+    // The team's secrets (written in the matrix) go with it.
+    assert!(
+        !server.app.state.secrets.list(&team).await?.is_empty(),
+        "the matrix wrote team secrets"
+    );
     // The owner deletes the team: its members fall back to their own sandboxes.
     let (s, body) = send(&server, &owner, Method::DELETE, &format!("/api/teams/{team}"), None).await?;
     assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        server.app.state.secrets.list(&team).await?,
+        vec![],
+        "no team secret is left"
+    );
     let (_, me) = send(&server, &viewer, Method::GET, "/api/me", None).await?;
     assert_eq!(me["team"], Value::Null, "{me}");
     assert_eq!(me["role"], "owner", "{me}");
