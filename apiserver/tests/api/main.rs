@@ -5,6 +5,7 @@
 mod common;
 
 mod accounts;
+mod billing;
 mod config;
 mod email;
 mod event_streams;
