@@ -917,7 +917,8 @@ async fn send_invitation(state: &AppState, team: &Team, inv: &Invitation, token:
         (status = 403, description = "not a team admin, or the plan's members per team are used (the message names \
             the limit)", body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "that address is a member or has a pending invitation", body = ErrorBody)))]
+        (status = 409, description = "that address is a member or has a pending invitation", body = ErrorBody),
+        (status = 429, description = "the team sent 20 invitations in the last hour", body = ErrorBody)))]
 pub async fn invite(
     State(state): State<AppState>,
     p: Principal,
@@ -946,6 +947,13 @@ pub async fn invite(
                 team.plan,
                 max.unwrap_or(0),
                 "member per team",
+            )));
+        }
+        Invited::TooMany => {
+            return Err(ApiError::TooManyRequests(format!(
+                "team {} sent {} invitations in the last hour, the most allowed; try again later",
+                team.name,
+                store::INVITATIONS_PER_HOUR
             )));
         }
         Invited::Exists => {

@@ -220,7 +220,14 @@ pub fn sandbox_members(members: &[Member], org_managers: &[Member]) -> Vec<crds:
         });
     }
     out.sort_by(|a, b| a.user_id.cmp(&b.user_id));
-    out.truncate(100);
+    if out.len() > 100 {
+        // The CRD holds 100: the others get no Kubernetes binding and see no team templates.
+        tracing::warn!(
+            members = out.len(),
+            "a team has more than 100 members; its UserSandbox lists the first 100 by user id"
+        );
+        out.truncate(100);
+    }
     out
 }
 

@@ -504,7 +504,13 @@ pub enum Invited {
     Full,
     /// That email is a member already or has a pending invitation.
     Exists,
+    /// The team sent [`INVITATIONS_PER_HOUR`] invitations in the last hour (each is an email).
+    TooMany,
 }
+
+/// Most invitations one team may send in an hour: each is an email with names its admins chose,
+/// so invite-revoke loops must not turn the platform into a mailer.
+pub const INVITATIONS_PER_HOUR: i64 = 20;
 
 /// An invitation to make.
 pub struct NewInvitation<'a> {
@@ -550,6 +556,15 @@ pub async fn invite(db: &Db, n: &NewInvitation<'_>, max_members: Option<i32>) ->
     .try_get("n")?;
     if exists > 0 {
         return Ok(Invited::Exists);
+    }
+    let recent: i64 = sqlx::query("SELECT COUNT(*) AS n FROM invitations WHERE team_id = $1 AND last_sent_at > $2")
+        .bind(team_id)
+        .bind(at - 3600)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+    if recent >= INVITATIONS_PER_HOUR {
+        return Ok(Invited::TooMany);
     }
     let id = super::new_id("inv");
     let res = sqlx::query(

@@ -751,3 +751,34 @@ async fn tokens_cannot_manage_teams_and_organizations_are_bounded() -> Result<()
     );
     Ok(())
 }
+
+/// Invite-revoke loops cannot make the platform a mailer: 20 invitations per team and hour.
+#[tokio::test]
+async fn a_team_sends_at_most_20_invitations_an_hour() -> Result<()> {
+    let (provider, server) = server_with_provider(|_| {}).await?;
+    let owner = person(&server, &provider, "olivia").await?;
+    let (_, team) = acme_web(&server, &owner, Some(crds::Plan::Enterprise)).await?;
+    for i in 0..20 {
+        let (s, inv) = invite(&server, &owner, &team, &format!("guest{i}@example.com")).await?;
+        assert_eq!(s, StatusCode::CREATED, "{inv}");
+        let (s, _) = send(
+            &server,
+            &owner,
+            Method::DELETE,
+            &format!("/api/teams/{team}/invitations/{}", inv["id"].as_str().unwrap()),
+            None,
+        )
+        .await?;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+    }
+    let (s, e) = invite(&server, &owner, &team, "one-more@example.com").await?;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("20 invitations in the last hour"),
+        "{e}"
+    );
+    Ok(())
+}
