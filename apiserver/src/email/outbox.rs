@@ -203,6 +203,26 @@ impl Outbox {
         }))
     }
 
+    /// Withdraws the message of `dedupe_key` if it is still waiting and no worker holds it (a
+    /// revoked invitation, or one resent with a new link): it becomes failed with the reason
+    /// `reason` and its bodies are emptied. Returns whether it was withdrawn (false: already sent,
+    /// failed, being sent right now, or never queued).
+    pub async fn cancel(&self, dedupe_key: &str, reason: &str) -> Result<bool> {
+        let now = now_ms();
+        let res = sqlx::query(
+            "UPDATE email_outbox SET status = 'failed', last_error = $2, body_text = '', body_html = '', \
+             finished_at = $3 WHERE dedupe_key = $1 AND status = 'pending' \
+             AND (claimed_until IS NULL OR claimed_until < $3)",
+        )
+        .bind(dedupe_key)
+        .bind(reason)
+        .bind(now)
+        .execute(self.db.pool())
+        .await
+        .context("withdrawing a message from the email outbox")?;
+        Ok(res.rows_affected() == 1)
+    }
+
     /// Deletes sent rows finished more than `keep_sent` ago and failed rows finished more than
     /// `keep_failed` ago; returns how many. Workers call it every
     /// [`WorkerOptions::purge_interval`].

@@ -996,6 +996,7 @@ pub async fn resend_invitation(
         .await?
         .ok_or_else(|| not_found("pending invitation", &id))?;
     let token = random_token(32);
+    let before = inv.clone();
     if !store::resend(&state.db, &inv.id, &hash_token(&token), RESEND_COOLDOWN_SECONDS).await? {
         return Err(ApiError::TooManyRequests(format!(
             "the invitation to {} was sent less than {} minutes ago; try again at {}",
@@ -1007,6 +1008,8 @@ pub async fn resend_invitation(
     let inv = store::pending_invitation(&state.db, &team.id, &id)
         .await?
         .ok_or_else(|| not_found("pending invitation", &id))?;
+    // The earlier email's link no longer works: not sent yet, it is withdrawn.
+    crate::teams::mail::withdraw_invitation(&state, &before, "resent with a new link").await?;
     let link = send_invitation(&state, &team, &inv, &token).await?;
     audit(
         &state,
@@ -1035,6 +1038,7 @@ pub async fn revoke_invitation(
     if !store::revoke(&state.db, &inv.id).await? {
         return Err(not_found("pending invitation", &id));
     }
+    crate::teams::mail::withdraw_invitation(&state, &inv, "the invitation was revoked").await?;
     audit(
         &state,
         &team.org_id,

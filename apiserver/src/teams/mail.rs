@@ -66,6 +66,21 @@ pub fn invitation_message(team: &Team, inv: &Invitation, link: &str) -> (String,
     (subject, text, html)
 }
 
+/// The outbox key of an invitation's email: one per sending (the invitation and the moment it was
+/// (re)sent).
+fn outbox_key(inv: &Invitation) -> String {
+    format!("invitation:{}:{}", inv.id, inv.last_sent_at)
+}
+
+/// Withdraws the invitation's queued email if it has not gone out yet (the invitation was revoked,
+/// or resent with a new link that makes this one's dead).
+pub async fn withdraw_invitation(state: &AppState, inv: &Invitation, why: &str) -> ApiResult<()> {
+    if let Some(outbox) = &state.outbox {
+        outbox.cancel(&outbox_key(inv), why).await?;
+    }
+    Ok(())
+}
+
 /// Queues the invitation email; false when the server sends no email (EMAIL_PROVIDER unset).
 pub async fn send_invitation(state: &AppState, team: &Team, inv: &Invitation, link: &str) -> ApiResult<bool> {
     let Some(outbox) = &state.outbox else {
@@ -78,8 +93,7 @@ pub async fn send_invitation(state: &AppState, team: &Team, inv: &Invitation, li
         text,
         html,
     };
-    // One email per sending: the invitation and the moment it was (re)sent.
-    let key = format!("invitation:{}:{}", inv.id, inv.last_sent_at);
+    let key = outbox_key(inv);
     outbox.enqueue(&message, &key).await?;
     Ok(true)
 }

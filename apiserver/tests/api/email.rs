@@ -1024,3 +1024,32 @@ fn missing_variables_of_the_chosen_provider_stop_start_up_naming_them() {
         assert!(stderr.contains(named), "{env:?} should name {named:?}: {stderr}");
     }
 }
+
+/// A revoked or resent invitation's email that has not gone out yet is withdrawn: failed with
+/// the reason, its bodies (with the dead link) emptied; a sent one cannot be withdrawn.
+#[tokio::test]
+async fn a_waiting_message_can_be_withdrawn_and_a_sent_one_cannot() -> Result<()> {
+    let db = sqlite().await?;
+    let outbox = Outbox::new(db.clone());
+    assert!(outbox.enqueue(&message(&address(), "Revoked"), "inv-9:1").await?);
+    assert!(outbox.cancel("inv-9:1", "the invitation was revoked").await?);
+    let entry = outbox.entry("inv-9:1").await?.context("the row")?;
+    assert_eq!(entry.status, Status::Failed);
+    assert_eq!(entry.last_error.as_deref(), Some("the invitation was revoked"));
+    let bodies: (String, String) =
+        sqlx::query_as("SELECT body_text, body_html FROM email_outbox WHERE dedupe_key = $1")
+            .bind("inv-9:1")
+            .fetch_one(db.pool())
+            .await?;
+    assert_eq!(bodies, (String::new(), String::new()), "the dead link is not kept");
+    assert!(!outbox.cancel("inv-9:1", "again").await?, "withdrawn once");
+    assert!(!outbox.cancel("never-queued", "x").await?);
+    // Sent: stays sent.
+    sqlx::query("UPDATE email_outbox SET status = 'sent' WHERE dedupe_key = $1")
+        .bind("inv-9:1")
+        .execute(db.pool())
+        .await?;
+    assert!(!outbox.cancel("inv-9:1", "too late").await?);
+    assert_eq!(outbox.entry("inv-9:1").await?.context("the row")?.status, Status::Sent);
+    Ok(())
+}
