@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 use crds::{Template, UserSandbox};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, ListParams, PostParams};
@@ -456,27 +456,7 @@ async fn teams_in_two_browsers_invite_accept_switch_and_viewer_rules() -> Result
         Ok(())
     }
     .await;
-    // The team's sandbox namespace holds an app with the controller's cleanup finalizer: list
-    // this run's sandboxes first, and wait for their namespaces while the controller still runs.
-    let sandboxes: Api<UserSandbox> = Api::all(run.client.clone());
-    let team_namespaces: Vec<String> = sandboxes
-        .list(&ListParams::default().labels(&run.label()))
-        .await
-        .map(|l| l.items.iter().map(|sb| sb.spec.namespace.clone()).collect())
-        .unwrap_or_default();
     run.cleanup().await;
-    let namespaces: Api<Namespace> = Api::all(run.client.clone());
-    let mut left = vec![];
-    for ns in &team_namespaces {
-        if e2e::wait_until_gone(&namespaces, ns, e2e::cluster::NAMESPACE_DELETE_TIMEOUT)
-            .await
-            .is_err()
-        {
-            left.push(ns.clone());
-        }
-    }
     controller.kill();
-    result?;
-    ensure!(left.is_empty(), "namespaces left behind: {left:?}");
-    Ok(())
+    result
 }
