@@ -384,7 +384,9 @@ fn mailpit(name: &str) -> Result<String> {
 /// controller provisions the team's sandbox and runs its app on the kwok node.
 #[tokio::test]
 async fn teams_in_two_browsers_invite_accept_switch_and_viewer_rules() -> Result<()> {
-    let _turn = e2e::suite::turn("ui").await;
+    // A turn of its own: beside the DEV_MODE scenario (two servers, two controllers, two
+    // Chromiums on two cores) both Playwright runs timed out now and then.
+    let _turn = e2e::suite::turn("teams_ui").await;
     let (smtp, api) = (mailpit("E2E_MAILPIT_SMTP")?, mailpit("E2E_MAILPIT_API")?);
     let (host, port) = smtp.rsplit_once(':').context("E2E_MAILPIT_SMTP is host:port")?;
     let (user, password, ca) = (
