@@ -40,6 +40,8 @@ struct State {
     /// What the one field manager last applied to each object, to tell a no-op apply.
     applied: BTreeMap<(String, String, String), Value>,
     calls: Vec<Call>,
+    /// (type, reason) of every Event created.
+    events: Vec<(String, String)>,
     version: u64,
 }
 
@@ -88,6 +90,11 @@ impl FakeApi {
     /// The requests so far, and forgets them.
     pub fn take_calls(&self) -> Vec<Call> {
         std::mem::take(&mut self.lock().calls)
+    }
+
+    /// `(type, reason)` of the Events created so far (`Warning`, `Suspended`), and forgets them.
+    pub fn take_events(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.lock().events)
     }
 
     async fn handle(&self, req: Request<Body>) -> Response<Body> {
@@ -186,6 +193,11 @@ impl FakeApi {
             (Method::POST, true) => {
                 record(&mut state, true);
                 let mut obj: Value = serde_json::from_slice(&body).unwrap_or_default();
+                if resource == "events" {
+                    let field = |k: &str| obj[k].as_str().unwrap_or_default().to_string();
+                    let event = (field("type"), field("reason"));
+                    state.events.push(event);
+                }
                 state.version += 1;
                 obj["metadata"]["resourceVersion"] = json!(state.version.to_string());
                 ok(obj)

@@ -304,11 +304,18 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
         .default_backoff()
         .modify(trim_user_deployment)
         .reflect(ud_writer)
-        .inspect(move |event| {
-            // An app that goes may have held a host or a name that others were refused.
-            if let Ok(watcher::Event::Delete(_)) = event {
+        .inspect(move |event| match event {
+            // An app that goes may have held a host or a name that others were refused, and
+            // a place under its sandbox's deployment limit that a suspended app may take.
+            Ok(watcher::Event::Delete(ud)) => {
                 deletions.conflicts.retrigger_losers();
+                retrigger_suspended(&deletions, ud);
             }
+            // One being deleted counts no more against the limit.
+            Ok(watcher::Event::Apply(ud)) if ud.metadata.deletion_timestamp.is_some() => {
+                retrigger_suspended(&deletions, ud)
+            }
+            _ => {}
         });
     // Our own status writes do not trigger a reconcile; spec, finalizer and deletion changes do.
     let ud_stream = triggers(ud_stream, ud_predicate);
@@ -428,6 +435,17 @@ pub async fn run_controllers(client: Client, config: Config, leader: Leader, met
     }
     tracing::info!("controllers stopped");
     Ok(())
+}
+
+/// Reconciles again the suspended apps of `gone`'s namespace (an app deleted or being deleted
+/// frees a place under the sandbox's deployment limit).
+fn retrigger_suspended(ctx: &reconcile::Context, gone: &UserDeployment) {
+    let Some(ns) = gone.metadata.namespace.as_deref() else {
+        return;
+    };
+    for r in ctx.suspended.in_namespace(ns) {
+        ctx.conflicts.retrigger(r);
+    }
 }
 
 /// What the UserDeployment cache keeps of an object: everything the reconciler reads, without

@@ -114,6 +114,14 @@ impl Plan {
         }
     }
 
+    /// The most UserDeployments a sandbox on this plan may have: `override_limit` (the
+    /// sandbox's `spec.quotaOverrides.deployments`) when set, else the plan's (`None`:
+    /// unlimited). The one rule for the HTTP server's 403 on create, the sandbox's ResourceQuota
+    /// and the controller's suspension of apps over the limit.
+    pub fn deployment_limit(self, override_limit: Option<i32>) -> Option<i32> {
+        override_limit.or(self.limits().deployments)
+    }
+
     /// Parses a plan's name as written in specs.
     pub fn parse(s: &str) -> Option<Plan> {
         [Plan::Free, Plan::Business, Plan::Enterprise]
@@ -143,3 +151,19 @@ pub const DEFAULT_LIMIT_MEMORY: &str = "512Mi";
 pub const DEFAULT_REQUEST_EPHEMERAL_STORAGE: &str = "64Mi";
 /// See [`DEFAULT_REQUEST_CPU`].
 pub const DEFAULT_LIMIT_EPHEMERAL_STORAGE: &str = "512Mi";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_override_wins_over_the_plan_and_enterprise_is_unlimited() {
+        assert_eq!(Plan::Free.deployment_limit(None), Some(1));
+        assert_eq!(Plan::Business.deployment_limit(None), Some(10));
+        assert_eq!(Plan::Enterprise.deployment_limit(None), None);
+        // An override raises or lowers the plan's number, and bounds even enterprise.
+        assert_eq!(Plan::Free.deployment_limit(Some(3)), Some(3));
+        assert_eq!(Plan::Business.deployment_limit(Some(0)), Some(0));
+        assert_eq!(Plan::Enterprise.deployment_limit(Some(50)), Some(50));
+    }
+}

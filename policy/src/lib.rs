@@ -6,7 +6,8 @@
 //! - [`templates`]: which Template a reference means and who may use it;
 //! - [`validate`]: checks of tenant input, the only way to the build's inputs;
 //! - [`build`]: the desired child objects, typed;
-//! - [`route`]: the Gateway API `HTTPRoute` type.
+//! - [`route`]: the Gateway API `HTTPRoute` type;
+//! - [`suspend`]: which apps of a sandbox over its deployment limit are suspended.
 //!
 //! Pure: no client, no clock, no I/O.
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@ pub mod build;
 pub mod names;
 pub mod route;
 pub mod settings;
+pub mod suspend;
 pub mod templates;
 pub mod validate;
 

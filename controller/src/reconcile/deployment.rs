@@ -23,7 +23,9 @@ use policy::names;
 use policy::templates;
 use policy::validate::{Invalid, ValidatedDeployment, validate_deployment};
 
-use super::{Context, DEPLOYMENT_FINALIZER, Error, FIELD_MANAGER, object_path, same_conditions, status, status_params};
+use super::{
+    Context, DEPLOYMENT_FINALIZER, Error, FIELD_MANAGER, object_path, same_conditions, status, status_params, suspend,
+};
 use crate::child_cache::{RolloutState, key_of};
 use crate::children;
 use crate::conflict::{self, NamespaceOwner};
@@ -219,8 +221,14 @@ fn cached_services(ud: &UserDeployment, ctx: &Context) -> Vec<String> {
 }
 
 /// Whether a name this app's children or Secrets take is one an older app of its namespace
-/// takes too (or one reserved for the sandbox): the newer app is refused (see `policy::names`).
-fn name_conflict(ud: &UserDeployment, vd: &ValidatedDeployment, ctx: &Context) -> Option<Invalid> {
+/// (`neighbours`: the cached apps there) takes too (or one reserved for the sandbox): the newer
+/// app is refused (see `policy::names`).
+fn name_conflict(
+    ud: &UserDeployment,
+    vd: &ValidatedDeployment,
+    ctx: &Context,
+    neighbours: &[Arc<UserDeployment>],
+) -> Option<Invalid> {
     let services: Vec<&str> = vd.services.iter().map(|s| s.spec.name.as_str()).collect();
     let mine = names::claimed(&vd.name, &services, ud.spec.secret_name.as_deref());
     if let Some((kind, name)) = names::reserved(&mine) {
@@ -230,14 +238,16 @@ fn name_conflict(ud: &UserDeployment, vd: &ValidatedDeployment, ctx: &Context) -
         });
     }
     let me = conflict::age_key(&ud.metadata);
-    let mut older: Vec<Arc<UserDeployment>> = ctx.deployments.state_filter(|o| {
-        o.metadata.namespace == ud.metadata.namespace
-            && o.metadata.name != ud.metadata.name
-            && (names::may_collide(&vd.name, &o.name_any())
-                || o.spec.secret_name.is_some()
-                || ud.spec.secret_name.is_some())
-            && conflict::age_key(&o.metadata) < me
-    });
+    let mut older: Vec<&Arc<UserDeployment>> = neighbours
+        .iter()
+        .filter(|o| {
+            o.metadata.name != ud.metadata.name
+                && (names::may_collide(&vd.name, &o.name_any())
+                    || o.spec.secret_name.is_some()
+                    || ud.spec.secret_name.is_some())
+                && conflict::age_key(&o.metadata) < me
+        })
+        .collect();
     older.sort_by(|a, b| conflict::age_key(&a.metadata).cmp(&conflict::age_key(&b.metadata)));
     older.iter().find_map(|o| {
         let theirs_services = cached_services(o, ctx);
@@ -268,12 +278,33 @@ async fn apply(
         Ok(None) => return Ok(Action::requeue(SANDBOX_RECHECK)),
         Err(invalid) => return refuse(ud, ctx, invalid).await,
     };
+    let me = ObjectRef::from_obj(ud);
+    // The apps of the namespace, from the cache (one pass over it per reconcile, shared by the
+    // name and suspension rules).
+    let mut neighbours = ctx
+        .deployments
+        .state_filter(|o| o.metadata.namespace == ud.metadata.namespace);
+    if !neighbours.iter().any(|o| o.metadata.name == ud.metadata.name) {
+        // The cache has not shown this app yet: it counts all the same.
+        neighbours.push(Arc::new(ud.clone()));
+    }
+    // Over the sandbox's deployment limit, the newest apps are suspended. Decided (and noted)
+    // before any refusal below, so that a refused app's neighbours do not keep waking it.
+    let suspension = match owner.sandbox() {
+        Some(sb) => {
+            let decision = suspend::decision(sb, &neighbours);
+            let mine = decision.suspension(&ud.name_any()).cloned();
+            ctx.suspended.note(&me, mine.is_some());
+            suspend::retrigger_changed(ctx, &ns, &decision, Some(&me));
+            mine
+        }
+        None => None,
+    };
     // The host `<user-id>-<name>` goes to the oldest app that resolves to it, in any sandbox.
     let label = policy::names::host_label(&user_id, &ud.name_any());
     let claimants = conflict::host_claimants(sandboxes, &label, |ns, name| {
         ctx.deployments.get(&ObjectRef::new(name).within(ns))
     });
-    let me = ObjectRef::from_obj(ud);
     match claimants.first() {
         Some(holder) if ObjectRef::from_obj(&**holder) != me => {
             let message = format!(
@@ -319,10 +350,17 @@ async fn apply(
         Ok(vd) => vd,
         Err(invalid) => return refuse(ud, ctx, invalid).await,
     };
-    if let Some(invalid) = name_conflict(ud, &vd, ctx) {
+    if let Some(invalid) = name_conflict(ud, &vd, ctx, &neighbours) {
         return refuse(ud, ctx, invalid).await;
     }
-    let children = build(&vd, &ctx.config.settings, &ctx.config.build);
+    // Not kept across the API calls below: at a thousand apps per sandbox it is the largest
+    // thing a reconcile holds.
+    drop(neighbours);
+    let mut children = build(&vd, &ctx.config.settings, &ctx.config.build);
+    if suspension.is_some() {
+        // Only the Deployments' replicas change: the spec and every other child stay.
+        policy::suspend::scale_to_zero(&mut children);
+    }
     let names = child_names(&children);
     let hash = fnv_hash(&names.iter().map(String::as_str).collect::<Vec<_>>());
 
@@ -349,6 +387,7 @@ async fn apply(
         .as_ref()
         .and_then(|r| ctx.children.refusal(&key_of(r)));
     if !ready
+        && suspension.is_none()
         && ud.status.is_none()
         && unseen_write(ctx, ud).is_none()
         && let Some(wait) = first_status_wait(ctx, &ud_key(ud))
@@ -356,7 +395,7 @@ async fn apply(
         // The Deployment watch triggers a reconcile as soon as the rollout is done.
         return Ok(Action::requeue(wait));
     }
-    let problems = if ready {
+    let problems = if ready || suspension.is_some() {
         Vec::new()
     } else {
         problems(ud, ctx, &vd, &children.deployments, &rollouts).await?
@@ -372,9 +411,11 @@ async fn apply(
         problems,
         route_refusal,
         children_hash: hash,
+        suspension: suspension.as_ref(),
     };
     write_status(ud, ctx, status::running(ud, observed, &now())).await?;
-    Ok(if ready {
+    // A suspended app waits for its limit to change (the sandbox and UserDeployment watches).
+    Ok(if ready || suspension.is_some() {
         Action::await_change()
     } else {
         Action::requeue(recheck)
@@ -583,6 +624,7 @@ async fn cleanup(ud: &UserDeployment, ctx: &Context) -> Result<Action, Error> {
     tracing::info!(namespace = %ns, name = %ud.name_any(), "children removed");
     // The object goes with the finalizer: forget what was noted about its status.
     ctx.conflicts.settled(&ObjectRef::from_obj(ud));
+    ctx.suspended.note(&ObjectRef::from_obj(ud), false);
     let key = ud_key(ud);
     ctx.written_status.forget(&key);
     ctx.first_status.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
@@ -608,7 +650,42 @@ async fn refuse(ud: &UserDeployment, ctx: &Context, invalid: Invalid) -> Result<
     } else {
         ctx.conflicts.settled(&ObjectRef::from_obj(ud));
     }
+    if ctx.suspended.contains(&ObjectRef::from_obj(ud)) {
+        // Over its sandbox's limit, a refused app does not keep running on the children of an
+        // earlier spec (else breaking the spec would escape the limit).
+        scale_to_zero(ud, ctx).await?;
+    }
     report_invalid(ud, ctx, invalid).await
+}
+
+/// Scales the app's existing Deployments to zero, without a build (its spec cannot be built):
+/// a merge patch of `spec.replicas` only, where it is not zero yet. Only for apps both refused
+/// and suspended (rare): one LIST per such reconcile.
+async fn scale_to_zero(ud: &UserDeployment, ctx: &Context) -> Result<(), Error> {
+    let ns = ud.namespace().unwrap_or_default();
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let sel = selector(ud);
+    let list = api
+        .list(&ListParams::default().labels(&sel))
+        .await
+        .map_err(|source| Error::Api {
+            step: format!("list Deployments ({sel})"),
+            source,
+        })?;
+    let patch = Patch::Merge(json!({ "spec": { "replicas": 0 } }));
+    for d in list.items {
+        if d.spec.as_ref().and_then(|s| s.replicas) == Some(0) {
+            continue;
+        }
+        let name = d.name_any();
+        let step = format!("scale Deployment {} to zero", object_path(Some(&ns), &name));
+        match ctx.write(KIND, step, api.patch(&name, &status_params(), &patch)).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Reports an invalid spec in status (phase Error, Degraded with the reason) and waits for a

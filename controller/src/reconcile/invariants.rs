@@ -271,3 +271,231 @@ async fn scaling_to_one_replica_removes_the_disruption_budget() {
     let deleted = deleted(&calls);
     assert_eq!(deleted, ["poddisruptionbudgets/shop-db"], "{calls:#?}");
 }
+
+/// An app from the `shop` template named `name`, created at `created`.
+fn app_named(name: &str, created: &str) -> UserDeployment {
+    let mut ud = app("hi");
+    ud.metadata.name = Some(name.into());
+    ud.metadata.uid = Some(format!("uid-{name}"));
+    ud.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        created.parse().expect("time"),
+    ));
+    ud
+}
+
+/// A context whose sandbox cache can change (its writer) and whose retriggers are kept (the
+/// receiver), over `apps` as the UserDeployment watch would have them.
+struct Harness {
+    ctx: Arc<Context>,
+    sandboxes: reflector::store::Writer<UserSandbox>,
+    retriggered: futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<UserDeployment>>,
+}
+
+impl Harness {
+    fn new(api: &FakeApi, apps: &[UserDeployment]) -> Harness {
+        let (sandboxes, mut sb_writer) = reflector::store();
+        sb_writer.apply_watcher_event(&Event::Apply(sandbox()));
+        let (templates, mut t_writer) = reflector::store();
+        t_writer.apply_watcher_event(&Event::Apply(template()));
+        let (deployments, mut d_writer) = reflector::store();
+        for ud in apps {
+            d_writer.apply_watcher_event(&Event::Apply(ud.clone()));
+        }
+        let (retrigger, retriggered) = futures::channel::mpsc::unbounded();
+        let ctx = Context::new(
+            api.client(),
+            Config::for_tests(),
+            Leader::always(),
+            Metrics::default(),
+            Stores {
+                sandboxes: sandboxes.clone(),
+                all_sandboxes: sandboxes,
+                templates,
+                deployments,
+            },
+            children(),
+            Conflicts::new(retrigger),
+        );
+        Harness {
+            ctx,
+            sandboxes: sb_writer,
+            retriggered,
+        }
+    }
+
+    /// Patches the sandbox's plan, as `kubectl patch usersandbox alice --type merge -p
+    /// '{"spec":{"plan":"free"}}'` would (a new generation).
+    fn set_plan(&mut self, plan: crds::Plan, generation: i64) {
+        let mut sb = sandbox();
+        sb.spec.plan = plan;
+        sb.metadata.generation = Some(generation);
+        self.sandboxes.apply_watcher_event(&Event::Apply(sb));
+    }
+
+    /// The names of the apps retriggered since last asked.
+    fn retriggered(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(r) = self.retriggered.try_recv() {
+            out.push(r.name);
+        }
+        out
+    }
+
+    /// Reconciles the stored app `name`; returns the requests it made.
+    async fn reconcile(&self, api: &FakeApi, name: &str) -> Vec<Call> {
+        let ud: UserDeployment = api.get(NS, name).expect("the app is stored");
+        deployment::reconcile(Arc::new(ud), self.ctx.clone())
+            .await
+            .expect("reconcile");
+        api.take_calls()
+    }
+}
+
+/// `resource/name` of every changing write but Events.
+fn changed_objects(calls: &[Call]) -> Vec<String> {
+    changing(calls)
+        .iter()
+        .filter(|c| c.resource != "events")
+        .map(|c| format!("{}/{}", c.resource, c.name))
+        .collect()
+}
+
+fn replicas(api: &FakeApi, name: &str) -> Option<i32> {
+    let d: k8s_openapi::api::apps::v1::Deployment = api.get(NS, name).expect("the Deployment exists");
+    d.spec.and_then(|s| s.replicas)
+}
+
+fn condition_of(ud: &UserDeployment, type_: &str) -> Option<(String, String, String)> {
+    ud.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+#[tokio::test]
+async fn a_downgrade_suspends_the_newest_app_and_an_upgrade_resumes_it() {
+    use policy::suspend::{PLAN_LIMIT_EXCEEDED, SUSPENDED, WITHIN_PLAN_LIMIT};
+    let api = FakeApi::default();
+    let (shop, blog) = (
+        app_named("shop", "2026-01-01T00:00:01Z"),
+        app_named("blog", "2026-01-01T00:00:02Z"),
+    );
+    api.insert(&shop);
+    api.insert(&blog);
+    let mut h = Harness::new(&api, &[shop, blog]);
+    // On business (10 deployments) both run.
+    for name in ["shop", "blog"] {
+        h.reconcile(&api, name).await;
+        let ud: UserDeployment = api.get(NS, name).unwrap();
+        assert_eq!(ud.status.unwrap().phase, crds::DeploymentPhase::Ready, "{name}");
+    }
+    assert_eq!(
+        (replicas(&api, "blog-web"), replicas(&api, "blog-db")),
+        (Some(1), Some(2))
+    );
+    assert_eq!(h.retriggered(), Vec::<String>::new(), "nothing to tell anyone");
+    api.take_events();
+
+    h.set_plan(crds::Plan::Free, 2);
+    // The older app runs on: nothing written; it wakes the newer one, which now goes.
+    let calls = h.reconcile(&api, "shop").await;
+    assert!(writes(&calls).is_empty(), "{:#?}", writes(&calls));
+    assert_eq!(h.retriggered(), ["blog"]);
+    let calls = h.reconcile(&api, "blog").await;
+    assert_eq!(
+        changed_objects(&calls),
+        [
+            "deployments/blog-web",
+            "deployments/blog-db",
+            "userdeployments/status/blog"
+        ],
+        "only the Deployments' replicas and the status change; nothing is deleted: {calls:#?}"
+    );
+    assert_eq!(
+        (replicas(&api, "blog-web"), replicas(&api, "blog-db")),
+        (Some(0), Some(0))
+    );
+    assert_eq!(
+        (replicas(&api, "shop-web"), replicas(&api, "shop-db")),
+        (Some(1), Some(2))
+    );
+    for kept in ["blog-web", "blog-db"] {
+        assert!(api.get::<k8s_openapi::api::core::v1::Service>(NS, kept).is_some());
+    }
+    assert!(
+        api.get::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(NS, "blog-db")
+            .is_some()
+    );
+    let suspended: UserDeployment = api.get(NS, "blog").unwrap();
+    assert_eq!(suspended.spec.replicas, None, "the spec is untouched");
+    let message = "the free plan allows 1 deployment and this is the newest of 2; it is scaled to zero until the \
+                   plan allows it again (upgrade the plan or delete another app)";
+    assert_eq!(
+        condition_of(&suspended, SUSPENDED),
+        Some(("True".into(), PLAN_LIMIT_EXCEEDED.into(), message.into()))
+    );
+    assert_eq!(
+        condition_of(&suspended, crds::conditions::READY),
+        Some(("False".into(), "Suspended".into(), message.into()))
+    );
+    let status = suspended.status.clone().unwrap();
+    assert_eq!(status.phase, crds::DeploymentPhase::Error);
+    assert!(status.services.iter().all(|s| s.replicas == 0), "{:?}", status.services);
+    assert_eq!(api.take_events(), [("Warning".into(), "Suspended".into())]);
+    assert_eq!(h.retriggered(), Vec::<String>::new());
+    // Nothing changed: nothing written, no second event.
+    for name in ["shop", "blog"] {
+        let calls = h.reconcile(&api, name).await;
+        assert!(writes(&calls).is_empty(), "{name}: {:#?}", writes(&calls));
+    }
+    assert_eq!(api.take_events(), []);
+    // A restart (fresh caches, nothing noted) changes nothing either, and publishes nothing.
+    let mut restarted = Harness::new(&api, &[api.get(NS, "shop").unwrap(), api.get(NS, "blog").unwrap()]);
+    restarted.set_plan(crds::Plan::Free, 2);
+    for name in ["blog", "shop"] {
+        let calls = restarted.reconcile(&api, name).await;
+        assert!(
+            changing(&calls).is_empty(),
+            "{name} after a restart: {:#?}",
+            changing(&calls)
+        );
+    }
+    assert_eq!(api.take_events(), []);
+
+    h.set_plan(crds::Plan::Business, 3);
+    let calls = h.reconcile(&api, "blog").await;
+    assert_eq!(
+        changed_objects(&calls),
+        [
+            "deployments/blog-web",
+            "deployments/blog-db",
+            "userdeployments/status/blog"
+        ],
+        "{calls:#?}"
+    );
+    assert_eq!(
+        (replicas(&api, "blog-web"), replicas(&api, "blog-db")),
+        (Some(1), Some(2))
+    );
+    let resumed: UserDeployment = api.get(NS, "blog").unwrap();
+    assert_eq!(
+        condition_of(&resumed, SUSPENDED).map(|(s, r, _)| (s, r)),
+        Some(("False".into(), WITHIN_PLAN_LIMIT.into()))
+    );
+    assert_eq!(
+        condition_of(&resumed, crds::conditions::READY).map(|(s, _, _)| s),
+        Some("True".into())
+    );
+    assert_eq!(resumed.status.unwrap().phase, crds::DeploymentPhase::Ready);
+    let events = api.take_events();
+    assert!(events.contains(&("Normal".into(), "Resumed".into())), "{events:?}");
+    assert!(!events.iter().any(|(t, _)| t == "Warning"), "{events:?}");
+    // A second identical round writes nothing.
+    for name in ["shop", "blog"] {
+        let calls = h.reconcile(&api, name).await;
+        assert!(writes(&calls).is_empty(), "{name}: {:#?}", writes(&calls));
+    }
+    assert_eq!(h.retriggered(), Vec::<String>::new());
+}

@@ -6,6 +6,7 @@ pub mod deployment;
 mod invariants;
 pub mod sandbox;
 pub mod status;
+pub mod suspend;
 pub mod template;
 
 use std::fmt::Debug;
@@ -132,6 +133,9 @@ pub struct Context {
     /// is the same (`hack/bench` found 31% of new apps written twice, 20 ms apart, without it).
     /// How long a note lives: see [`UnseenWrites`].
     pub written_status: UnseenWrites,
+    /// The apps last decided to be suspended for their sandbox's deployment limit (see
+    /// [`suspend`]).
+    pub suspended: suspend::Noted,
 }
 
 /// UserDeployments that lost a host or name to an older one, to reconcile again when things
@@ -302,6 +306,7 @@ impl Context {
             conflicts,
             first_status: Default::default(),
             written_status: Default::default(),
+            suspended: Default::default(),
         })
     }
 

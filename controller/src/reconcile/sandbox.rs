@@ -142,6 +142,13 @@ async fn reconcile_inner(sb: &UserSandbox, ctx: &Context) -> Result<Action, Erro
         ],
     };
     write_status(ctx, sb, &previous, status).await?;
+    if previous.observed_generation != generation {
+        // A new spec may bring a new deployment limit: its apps are suspended or resumed. The
+        // apps were triggered by the change already, but through another watch than the
+        // sandbox cache they read, which may have been behind. After this reconcile's API calls
+        // it has caught up in practice; the hourly resync covers what is left.
+        super::suspend::retrigger_namespace(ctx, sb);
+    }
     if !counted {
         // Quotas are not watched: look again soon (the quota controller counts within seconds).
         return Ok(Action::requeue(QUOTA_RECHECK));

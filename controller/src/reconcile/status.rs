@@ -7,6 +7,7 @@ use crds::deployment::ServiceStatus;
 use crds::{DeploymentPhase, UserDeployment, UserDeploymentStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Resource;
+use policy::suspend::{PLAN_LIMIT_EXCEEDED, RESUMED, SUSPENDED, Suspension, WITHIN_PLAN_LIMIT};
 use policy::validate::{Invalid, ValidatedDeployment};
 
 use super::condition_at;
@@ -26,6 +27,9 @@ pub struct Observed<'a> {
     pub route_refusal: Option<String>,
     /// Hash of its children's names.
     pub children_hash: String,
+    /// Why it is suspended, when its sandbox has more apps than its limit and it is among the
+    /// newest (its Deployments are scaled to zero).
+    pub suspension: Option<&'a Suspension>,
 }
 
 impl Observed<'_> {
@@ -35,8 +39,22 @@ impl Observed<'_> {
     }
 }
 
-/// The status of a running (or starting) app.
+/// Message of `Suspended` False: the app runs again.
+pub const RESUMED_MESSAGE: &str =
+    "the sandbox's deployment limit allows this app again; it runs with the replicas of its spec";
+
+/// The status of a running (or starting) app, or of one suspended for its sandbox's limit.
 pub fn running(ud: &UserDeployment, observed: Observed<'_>, now: &Time) -> UserDeploymentStatus {
+    if let Some(suspension) = observed.suspension {
+        return suspended(
+            ud,
+            observed.app,
+            observed.rollouts,
+            observed.children_hash,
+            suspension,
+            now,
+        );
+    }
     let ready = observed.ready();
     let Observed {
         app,
@@ -44,6 +62,7 @@ pub fn running(ud: &UserDeployment, observed: Observed<'_>, now: &Time) -> UserD
         problems,
         route_refusal,
         children_hash,
+        suspension: _,
     } = observed;
     let services: Vec<ServiceStatus> = rollouts
         .iter()
@@ -118,6 +137,20 @@ pub fn running(ud: &UserDeployment, observed: Observed<'_>, now: &Time) -> UserD
         (None, Some(why)) => condition(DEGRADED, true, reasons::ROUTE_NOT_ACCEPTED, why),
         (None, None) => condition(DEGRADED, false, reasons::AS_EXPECTED, String::new()),
     };
+    let mut conditions = vec![
+        condition(READY, ready, ready_reason, ready_msg),
+        condition(PROGRESSING, !ready, progressing, String::new()),
+        degraded,
+    ];
+    // Once suspended, an app keeps the condition, False, when it runs again.
+    if previous.iter().any(|c| c.type_ == SUSPENDED) {
+        conditions.push(condition(
+            SUSPENDED,
+            false,
+            WITHIN_PLAN_LIMIT,
+            RESUMED_MESSAGE.to_string(),
+        ));
+    }
     UserDeploymentStatus {
         phase: match (ready, &stuck) {
             (true, _) => DeploymentPhase::Ready,
@@ -127,10 +160,48 @@ pub fn running(ud: &UserDeployment, observed: Observed<'_>, now: &Time) -> UserD
         url: app.url(),
         services,
         observed_generation: generation,
+        conditions,
+        children_hash: Some(children_hash),
+    }
+}
+
+/// The status of an app suspended for its sandbox's deployment limit: phase Error with Degraded
+/// True (it cannot reach what its spec asks, like a refused app: Argo CD's health check and the
+/// web UI show it as needing action, with the message), Ready False for reason `Suspended`, and
+/// `Suspended` True with reason `PlanLimitExceeded`. Its services' desired replicas are what
+/// runs now: zero. The URL stays: the app keeps its host and route.
+fn suspended(
+    ud: &UserDeployment,
+    app: &ValidatedDeployment,
+    rollouts: &[RolloutState],
+    children_hash: String,
+    suspension: &Suspension,
+    now: &Time,
+) -> UserDeploymentStatus {
+    let previous = ud.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let generation = ud.meta().generation;
+    let condition =
+        |type_, status, reason, message| condition_at(previous, type_, status, reason, message, generation, now);
+    let message = suspension.message();
+    UserDeploymentStatus {
+        phase: DeploymentPhase::Error,
+        url: app.url(),
+        services: rollouts
+            .iter()
+            .zip(&app.services)
+            .map(|(r, s)| ServiceStatus {
+                name: s.spec.name.clone(),
+                replicas: 0,
+                ready_replicas: r.ready,
+                ..Default::default()
+            })
+            .collect(),
+        observed_generation: generation,
         conditions: vec![
-            condition(READY, ready, ready_reason, ready_msg),
-            condition(PROGRESSING, !ready, progressing, String::new()),
-            degraded,
+            condition(READY, false, reasons::SUSPENDED, message.clone()),
+            condition(PROGRESSING, false, reasons::SUSPENDED, String::new()),
+            condition(DEGRADED, true, PLAN_LIMIT_EXCEEDED, message.clone()),
+            condition(SUSPENDED, true, PLAN_LIMIT_EXCEEDED, message),
         ],
         children_hash: Some(children_hash),
     }
@@ -139,12 +210,25 @@ pub fn running(ud: &UserDeployment, observed: Observed<'_>, now: &Time) -> UserD
 /// An event to publish about a status change: (Warning?, reason, note).
 pub type Transition = (bool, String, String);
 
-/// The events a status change deserves, for `kubectl describe`: a Warning for every service
-/// that starts failing (or fails for a new reason), Normal `Available` when an app that had a
-/// status becomes Ready, Normal `RollingOut` when a Ready app starts a rollout. A new app that
-/// becomes Ready at once gets none (its creation says enough: one write per new app).
+/// The events a status change deserves, for `kubectl describe`: a Warning `Suspended` when an
+/// app is suspended for its sandbox's limit and Normal `Resumed` when it runs again, a Warning
+/// for every service that starts failing (or fails for a new reason), Normal `Available` when an
+/// app that had a status becomes Ready, Normal `RollingOut` when a Ready app starts a rollout. A
+/// new app that becomes Ready at once gets none (its creation says enough: one write per new app).
 pub fn transitions(previous: Option<&UserDeploymentStatus>, next: &UserDeploymentStatus) -> Vec<Transition> {
     let mut out = Vec::new();
+    let suspended_of = |s: &UserDeploymentStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == SUSPENDED)
+            .map(|c| (c.status == "True", c.message.clone()))
+    };
+    let was_suspended = previous.and_then(suspended_of).is_some_and(|(s, _)| s);
+    match suspended_of(next) {
+        Some((true, message)) if !was_suspended => out.push((true, reasons::SUSPENDED.into(), message)),
+        Some((false, message)) if was_suspended => out.push((false, RESUMED.into(), message)),
+        _ => {}
+    }
     let ready_of = |s: &UserDeploymentStatus| {
         s.conditions
             .iter()
@@ -179,14 +263,17 @@ pub fn refused(ud: &UserDeployment, invalid: &Invalid, now: &Time) -> UserDeploy
     let generation = ud.meta().generation;
     let p = &previous.conditions;
     let message = &invalid.message;
+    let mut conditions = vec![
+        condition_at(p, READY, false, invalid.reason, message.clone(), generation, now),
+        condition_at(p, PROGRESSING, false, invalid.reason, String::new(), generation, now),
+        condition_at(p, DEGRADED, true, invalid.reason, message.clone(), generation, now),
+    ];
+    // A refusal says nothing about the deployment limit: a `Suspended` condition stays as it was.
+    conditions.extend(p.iter().find(|c| c.type_ == SUSPENDED).cloned());
     UserDeploymentStatus {
         phase: DeploymentPhase::Error,
         url: None,
-        conditions: vec![
-            condition_at(p, READY, false, invalid.reason, message.clone(), generation, now),
-            condition_at(p, PROGRESSING, false, invalid.reason, String::new(), generation, now),
-            condition_at(p, DEGRADED, true, invalid.reason, message.clone(), generation, now),
-        ],
+        conditions,
         observed_generation: generation,
         ..previous
     }
@@ -248,6 +335,7 @@ mod tests {
             problems: Vec::new(),
             route_refusal: None,
             children_hash: "h".into(),
+            suspension: None,
         }
     }
 
@@ -390,6 +478,80 @@ mod tests {
         let s = running(&suspended, observed(&vd, &[scaled_to_zero, scaled_to_zero]), &now);
         assert_eq!(s.phase, DeploymentPhase::Ready);
         assert_eq!(reason(&s, READY).1, reasons::SUSPENDED);
+    }
+
+    #[test]
+    fn a_suspension_is_reported_once_and_kept_false_after_it() {
+        let mut ud = app(json!({}));
+        let vd = validated(&ud);
+        let suspension = Suspension {
+            allowed: 1,
+            plan: crds::Plan::Free,
+            overridden: false,
+            position: 2,
+            counted: 2,
+        };
+        let zero = RolloutState {
+            desired: 0,
+            replicas: 0,
+            updated: 0,
+            ..rollout(0)
+        };
+        let now = at("2026-11-29T10:00:00Z");
+        let suspended = running(
+            &ud,
+            Observed {
+                suspension: Some(&suspension),
+                ..observed(&vd, &[zero, zero])
+            },
+            &now,
+        );
+        assert_eq!(suspended.phase, DeploymentPhase::Error);
+        assert_eq!(reason(&suspended, READY), ("False".into(), reasons::SUSPENDED.into()));
+        assert_eq!(
+            reason(&suspended, DEGRADED),
+            ("True".into(), PLAN_LIMIT_EXCEEDED.into())
+        );
+        assert_eq!(
+            reason(&suspended, SUSPENDED),
+            ("True".into(), PLAN_LIMIT_EXCEEDED.into())
+        );
+        assert_eq!(suspended.url.as_deref(), Some("https://alice-shop.example.com"));
+        // Even a new app suspended at once gets the Warning: nobody asked for it to stop.
+        assert_eq!(
+            transitions(None, &suspended),
+            vec![(true, reasons::SUSPENDED.into(), suspension.message())]
+        );
+        assert_eq!(transitions(Some(&suspended), &suspended), vec![]);
+        // A refusal meanwhile keeps the condition as it was.
+        ud.status = Some(suspended.clone());
+        let invalid = Invalid {
+            reason: reasons::TEMPLATE_NOT_FOUND,
+            message: "gone".into(),
+        };
+        let refused = refused(&ud, &invalid, &at("2026-11-29T10:30:00Z"));
+        assert_eq!(reason(&refused, SUSPENDED), ("True".into(), PLAN_LIMIT_EXCEEDED.into()));
+        // Running again: False, not removed, with one Normal event (and Available).
+        let later = at("2026-11-29T11:00:00Z");
+        let resumed = running(&ud, observed(&vd, &[rollout(1), rollout(1)]), &later);
+        assert_eq!(reason(&resumed, SUSPENDED), ("False".into(), WITHIN_PLAN_LIMIT.into()));
+        let c = resumed.conditions.iter().find(|c| c.type_ == SUSPENDED).unwrap();
+        assert_eq!(c.last_transition_time, later);
+        assert_eq!(
+            transitions(Some(&suspended), &resumed),
+            vec![
+                (false, RESUMED.into(), RESUMED_MESSAGE.into()),
+                (false, reasons::AVAILABLE.into(), "every service is available".into())
+            ]
+        );
+        ud.status = Some(resumed.clone());
+        let again = running(
+            &ud,
+            observed(&vd, &[rollout(1), rollout(1)]),
+            &at("2026-11-29T12:00:00Z"),
+        );
+        assert_eq!(again, resumed, "the False condition stays, unchanged");
+        assert_eq!(transitions(Some(&resumed), &again), vec![]);
     }
 
     #[test]

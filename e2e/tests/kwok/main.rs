@@ -11,4 +11,5 @@ mod oidc_provider;
 mod operator;
 mod secret_services;
 mod smoke;
+mod suspend;
 mod ui;

@@ -185,7 +185,7 @@ where
 }
 
 /// Runs `body` with a fresh sandbox and a controller for it, then removes both.
-async fn with_sandbox<F, Fut>(controller_env: &[(&str, &str)], body: F) -> Result<()>
+pub(crate) async fn with_sandbox<F, Fut>(controller_env: &[(&str, &str)], body: F) -> Result<()>
 where
     F: FnOnce(Client, TestSandbox) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,

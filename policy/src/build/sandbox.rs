@@ -169,7 +169,7 @@ pub fn build(sb: &UserSandbox, config: &BuildSettings) -> SandboxChildren {
         ("services.nodeports", "0"),
         ("services.loadbalancers", "0"),
     ]);
-    if let Some(n) = o.deployments.or(limits.deployments) {
+    if let Some(n) = sb.spec.plan.deployment_limit(o.deployments) {
         hard.insert("count/userdeployments.k8s-scheduler.io".into(), Quantity(n.to_string()));
     }
     let quota = ResourceQuota {
