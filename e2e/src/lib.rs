@@ -22,6 +22,7 @@ pub mod oidc;
 pub mod operator;
 pub mod real_node;
 pub mod services;
+pub mod stripe;
 pub mod suite;
 pub mod wait;
 

@@ -20,4 +20,5 @@ mod session_config;
 mod session_stores;
 mod signin;
 mod store;
+mod stripe;
 mod teams;
