@@ -266,6 +266,45 @@ pub struct Config {
     #[arg(long, env = "STRIPE_WEBHOOK_SECRET", value_parser = parse_secret, hide_env_values = true)]
     pub stripe_webhook_secret: Option<SecretString>,
 
+    /// The previous webhook signing secret, still accepted while the endpoint's secret is rolled
+    /// (whsec_...); unset it once Stripe signs with the new one only.
+    #[arg(long, env = "STRIPE_WEBHOOK_PREVIOUS_SECRET", value_parser = parse_secret, hide_env_values = true)]
+    pub stripe_webhook_previous_secret: Option<SecretString>,
+
+    /// Origin of Stripe's API; change it only to point at a Stripe test double (stripe-mock).
+    #[arg(long, env = "STRIPE_API_BASE", default_value = "https://api.stripe.com", value_parser = parse_origin)]
+    pub stripe_api_base: url::Url,
+
+    /// The Stripe Price (price_...) of the business plan's subscription; unset: the plan cannot be
+    /// bought (an administrator can still set it).
+    #[arg(long, env = "STRIPE_PRICE_BUSINESS", value_parser = parse_price)]
+    pub stripe_price_business: Option<String>,
+
+    /// The Stripe Price (price_...) of the enterprise plan's subscription; unset: not for sale.
+    #[arg(long, env = "STRIPE_PRICE_ENTERPRISE", value_parser = parse_price)]
+    pub stripe_price_enterprise: Option<String>,
+
+    /// Hours a paid plan is kept after a payment failed (subscription past_due or unpaid) before
+    /// the account is moved to the free plan. 0-2160.
+    #[arg(long, env = "BILLING_GRACE_PERIOD_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(0..=2160))]
+    pub billing_grace_period_hours: u64,
+
+    /// The Stripe billing meter (its event name) that receives CPU use in core-minutes requested
+    /// by running apps; empty: CPU use is not reported. The price per unit is the meter's Price in
+    /// Stripe.
+    #[arg(long, env = "STRIPE_METER_CPU", default_value = "app_cpu_core_minutes", value_parser = parse_meter)]
+    pub stripe_meter_cpu: String,
+
+    /// The Stripe billing meter that receives memory use in GiB-minutes requested by running
+    /// apps; empty: memory use is not reported.
+    #[arg(long, env = "STRIPE_METER_MEMORY", default_value = "app_memory_gib_minutes", value_parser = parse_meter)]
+    pub stripe_meter_memory: String,
+
+    /// Seconds between samples of the running apps' requested CPU and memory for usage billing
+    /// (with BILLING_ENABLED). 10-600.
+    #[arg(long, env = "USAGE_SAMPLE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(10..=600))]
+    pub usage_sample_seconds: u64,
+
     /// Email provider for invitations: smtp or sendgrid; empty: no email is sent (an invitation's
     /// answer then carries its link for the inviting admin to pass on).
     #[arg(long, env = "EMAIL_PROVIDER", value_enum, ignore_case = true)]
@@ -356,6 +395,38 @@ pub struct Config {
     /// administrator's command until billing sets plans).
     #[arg(long, value_name = "ORG=PLAN", value_parser = parse_org_plan)]
     pub set_org_plan: Option<(String, crds::Plan)>,
+}
+
+fn parse_price(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty()
+        || (s.starts_with("price_") && s.len() <= 255 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    {
+        return Ok(s.to_string());
+    }
+    Err(format!(
+        "{s:?} is not a Stripe Price id (price_...); copy it from the product's price in Stripe's dashboard"
+    ))
+}
+
+fn parse_meter(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.len() <= 100 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Ok(s.to_string());
+    }
+    Err(format!(
+        "{s:?} is not a Stripe meter event name: letters, digits, '_' and '-', at most 100 characters"
+    ))
+}
+
+fn parse_origin(s: &str) -> Result<url::Url, String> {
+    let u = url::Url::parse(s.trim()).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host().is_none() || u.path() != "/" || u.query().is_some() {
+        return Err(format!(
+            "{s:?} must be an origin such as https://api.stripe.com (scheme and host, no path)"
+        ));
+    }
+    Ok(u)
 }
 
 fn parse_plan(s: &str) -> Result<crds::Plan, String> {
@@ -474,6 +545,7 @@ impl Config {
         }
         self.check_sessions()?;
         self.check_email()?;
+        self.check_billing()?;
         Ok(())
     }
 
@@ -543,6 +615,12 @@ impl Config {
             "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=".to_string(),
         ));
         c.secrets_previous_keys = None;
+        c.billing_enabled = false;
+        c.stripe_api_key = None;
+        c.stripe_webhook_secret = None;
+        c.stripe_webhook_previous_secret = None;
+        c.stripe_price_business = None;
+        c.stripe_price_enterprise = None;
         c
     }
 }
@@ -611,6 +689,86 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+// Billing (issue 17): with BILLING_ENABLED the Stripe variables are required and checked.
+impl Config {
+    fn check_billing(&self) -> Result<(), String> {
+        if !self.billing_enabled {
+            return Ok(());
+        }
+        let secret = |v: &Option<SecretString>| {
+            v.as_ref()
+                .map(|s| s.expose_secret().trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let missing: Vec<&str> = [
+            ("STRIPE_API_KEY", secret(&self.stripe_api_key).is_none()),
+            ("STRIPE_WEBHOOK_SECRET", secret(&self.stripe_webhook_secret).is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(name, missing)| missing.then_some(name))
+        .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "BILLING_ENABLED=true requires {}: the secret key and the webhook signing secret from Stripe's \
+                 dashboard (Developers > API keys, and the webhook endpoint for {}/api/billing/webhook); or set \
+                 BILLING_ENABLED=false to let administrators set plans",
+                missing.join(" and "),
+                self.base_url.as_str().trim_end_matches('/')
+            ));
+        }
+        let key = secret(&self.stripe_api_key).unwrap_or_default();
+        if !(key.starts_with("sk_") || key.starts_with("rk_")) {
+            return Err(
+                "STRIPE_API_KEY must be a Stripe secret or restricted key (sk_live_..., sk_test_... or rk_...), \
+                        not a publishable key (pk_...)"
+                    .into(),
+            );
+        }
+        for (name, value) in [
+            ("STRIPE_WEBHOOK_SECRET", secret(&self.stripe_webhook_secret)),
+            (
+                "STRIPE_WEBHOOK_PREVIOUS_SECRET",
+                secret(&self.stripe_webhook_previous_secret),
+            ),
+        ] {
+            if value.is_some_and(|v| !v.starts_with("whsec_")) {
+                return Err(format!(
+                    "{name} must be a webhook signing secret (whsec_...), shown on the endpoint's page in Stripe's dashboard"
+                ));
+            }
+        }
+        let (business, enterprise) = (
+            self.stripe_price(crds::Plan::Business),
+            self.stripe_price(crds::Plan::Enterprise),
+        );
+        if business.is_some() && business == enterprise {
+            return Err(
+                "STRIPE_PRICE_BUSINESS and STRIPE_PRICE_ENTERPRISE are the same Price: a subscription could \
+                        not say which plan it buys"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The Stripe Price of paid plan `plan`, when one is configured.
+    pub fn stripe_price(&self, plan: crds::Plan) -> Option<&str> {
+        match plan {
+            crds::Plan::Free => None,
+            crds::Plan::Business => self.stripe_price_business.as_deref(),
+            crds::Plan::Enterprise => self.stripe_price_enterprise.as_deref(),
+        }
+        .filter(|p| !p.is_empty())
+    }
+
+    /// The plan a Stripe Price buys, if it is one of ours.
+    pub fn plan_of_price(&self, price: &str) -> Option<crds::Plan> {
+        [crds::Plan::Business, crds::Plan::Enterprise]
+            .into_iter()
+            .find(|p| self.stripe_price(*p) == Some(price))
     }
 }
 

@@ -66,6 +66,8 @@ pub struct AppState {
     /// Outgoing email (invitations), sent by a worker with retries; None without EMAIL_PROVIDER
     /// (invitation links are then handed to the inviting admin instead).
     pub outbox: Option<email::Outbox>,
+    /// Stripe billing (BILLING_ENABLED); None: plans are set by administrators.
+    pub billing: Option<billing::Billing>,
 }
 
 /// The assembled application.
@@ -151,9 +153,11 @@ pub async fn app_with(config: Arc<Config>, db: Db, platform: Arc<dyn Platform>, 
         }
         None => None,
     };
+    let billing = billing::Billing::from_config(&config, &db)?;
     let state = AppState {
         usage,
         outbox,
+        billing: billing.clone(),
         secrets: secret_store,
         config: config.clone(),
         db,
@@ -174,7 +178,25 @@ pub async fn app_with(config: Arc<Config>, db: Db, platform: Arc<dyn Platform>, 
     if config.kubernetes_enabled {
         tasks.push(http::teams::spawn_resync(state.clone()));
     }
-    let router = http::router(&state)
+    if let Some(b) = &billing {
+        tasks.push(billing::service::spawn_worker(state.clone(), b.clone()));
+        tasks.push(billing::metering::spawn(
+            state.clone(),
+            b.stripe.clone(),
+            billing::metering::Meters {
+                cpu: config.stripe_meter_cpu.clone(),
+                memory: config.stripe_meter_memory.clone(),
+            },
+            std::time::Duration::from_secs(config.usage_sample_seconds),
+        ));
+    }
+    let mut router = http::router(&state);
+    if let Some(b) = &billing {
+        // Stripe signs its deliveries; no session, so CSRF does not apply (the middleware
+        // exempts this path).
+        router = router.merge(billing::webhook::router(b.webhook.clone()));
+    }
+    let router = router
         .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::csrf::protect))
         .layer(sessions::layer(store, &config))

@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{deployments, events, logs, secrets, session, system, teams, templates, tokens, usage};
+use crate::http::{billing, deployments, events, logs, secrets, session, system, teams, templates, tokens, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,7 @@ use crate::http::{deployments, events, logs, secrets, session, system, teams, te
         teams::org_audit, teams::set_org_role, teams::create_team, teams::team_detail, teams::rename_team, teams::delete_team,
         teams::set_member_role, teams::remove_member, teams::invite, teams::resend_invitation,
         teams::revoke_invitation, teams::invitation_info, teams::accept_invitation,
+        billing::overview, billing::checkout, billing::portal, crate::billing::webhook::handle,
         secrets::list, secrets::put_user, secrets::delete_user, secrets::put_template, secrets::delete_template,
         secrets::put_deployment, secrets::delete_deployment, secrets::put_service, secrets::delete_service,
         crate::auth::oidc::login, crate::auth::oidc::callback, session::logout, session::dev_login,
@@ -35,6 +36,7 @@ use crate::http::{deployments, events, logs, secrets, session, system, teams, te
         (name = "deployments", description = "Apps in the caller's sandbox"),
         (name = "tokens", description = "API tokens"),
         (name = "teams", description = "Organizations, teams, members and invitations"),
+        (name = "billing", description = "Plans, Stripe Checkout and Portal, usage, invoices; Stripe's webhook"),
         (name = "secrets", description = "Secret values by scope (write-only)"),
         (name = "auth", description = "Sign-in and sign-out"),
     )

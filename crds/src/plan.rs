@@ -14,6 +14,19 @@
 //! | business   | 10                     | 10               |
 //! | enterprise | unlimited              | unlimited        |
 //!
+//! What a plan costs (BILLING_ENABLED, issue 17) is configuration, not code: each paid plan is
+//! bought as a subscription to a Stripe Price named by the server's variables, and running
+//! app-time is reported to Stripe billing meters whose Prices Stripe holds.
+//!
+//! | plan       | Price (server variable)   | usage meters (server variables, defaults)                        |
+//! |------------|---------------------------|------------------------------------------------------------------|
+//! | free       | none                      | reported only for accounts with a Stripe customer                |
+//! | business   | `STRIPE_PRICE_BUSINESS`   | `STRIPE_METER_CPU` (`app_cpu_core_minutes`), `STRIPE_METER_MEMORY` (`app_memory_gib_minutes`) |
+//! | enterprise | `STRIPE_PRICE_ENTERPRISE` | the same                                                          |
+//!
+//! A plan without a Price cannot be bought; administrators can still set it. A downgrade
+//! suspends the newest apps over the new deployments limit (docs/suspension.md).
+//!
 //! The HTTP server refuses a create beyond the deployments limit with 403; the sandbox's
 //! ResourceQuota enforces the same count for objects applied with kubectl or GitOps.
 //!

@@ -60,6 +60,7 @@ pub const HANDLED_TYPES: &[&str] = &[
     "customer.subscription.updated",
     "customer.subscription.deleted",
     "invoice.payment_failed",
+    "invoice.paid",
 ];
 
 /// Longest event id or type accepted, in bytes (Stripe's are about 30; this only bounds what a
@@ -365,13 +366,15 @@ impl Inbox {
         .transpose()
     }
 
-    /// The pending event received first, if any. Not a claim: two workers may get the same event,
-    /// which applying idempotently makes harmless.
+    /// The pending event received first whose retry time has come, if any. Not a claim: two
+    /// workers may get the same event, which applying idempotently makes harmless.
     pub async fn next_unprocessed(&self) -> Result<Option<Event>> {
         let row = sqlx::query(
-            "SELECT id, payload FROM billing_events WHERE status = $1 ORDER BY received_at, created, id LIMIT 1",
+            "SELECT id, payload FROM billing_events WHERE status = $1 AND next_attempt_at <= $2 \
+             ORDER BY received_at, created, id LIMIT 1",
         )
         .bind(EventStatus::Pending.as_str())
+        .bind(now())
         .fetch_optional(self.db.pool())
         .await
         .context("looking for pending billing events")?;
@@ -390,6 +393,30 @@ impl Inbox {
             .await
             .with_context(|| format!("marking Stripe event {id} processed"))?;
         Ok(res.rows_affected() == 1)
+    }
+
+    /// Records that applying pending event `id` failed: it is tried again after a delay that
+    /// doubles with each attempt (30 s, 1 min, ... at most an hour), and the events after it go
+    /// on meanwhile. Returns the attempts so far.
+    pub async fn mark_failed(&self, id: &str, error: &str) -> Result<i64> {
+        let attempts: i64 = sqlx::query("SELECT attempts FROM billing_events WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await
+            .with_context(|| format!("reading Stripe event {id}'s attempts"))?
+            .map_or(0, |r| r.get("attempts"))
+            + 1;
+        let delay = 30i64.saturating_mul(1 << (attempts - 1).clamp(0, 7)).min(3600);
+        let error: String = error.chars().take(1000).collect();
+        sqlx::query("UPDATE billing_events SET attempts = $1, next_attempt_at = $2, last_error = $3 WHERE id = $4")
+            .bind(attempts)
+            .bind(now() + delay)
+            .bind(error)
+            .bind(id)
+            .execute(self.db.pool())
+            .await
+            .with_context(|| format!("recording the failure of Stripe event {id}"))?;
+        Ok(attempts)
     }
 
     /// Deletes processed and ignored events finished more than `keep` ago; returns how many.

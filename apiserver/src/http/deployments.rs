@@ -139,8 +139,13 @@ pub async fn create(
             let plan = serde_json::to_value(sandbox.plan)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string));
+            let what_next = if crate::billing::get(&state).is_some() {
+                "delete one or upgrade the plan on the Billing page (/billing)"
+            } else {
+                "delete one or ask an administrator to raise your plan"
+            };
             return Err(ApiError::Forbidden(format!(
-                "the {} plan allows {limit} deployment{}; delete one or upgrade your plan",
+                "the {} plan allows {limit} deployment{}; {what_next}",
                 plan.unwrap_or_default(),
                 if limit == 1 { "" } else { "s" }
             )));

@@ -1,5 +1,6 @@
 //! The HTTP API: one router per area, merged in [`router`].
 
+pub mod billing;
 pub mod deployments;
 pub mod events;
 pub mod logs;
@@ -108,6 +109,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(logs::router())
         .merge(usage::router())
         .merge(teams::router())
+        .merge(billing::router())
         .merge(tokens::router())
         .merge(ui::router(state))
         .merge(secrets::router())

@@ -142,6 +142,17 @@ fn index_view(views: &Views, ud: &UserDeployment, deleted: bool) {
 }
 
 impl KubePlatform {
+    /// The name of `owner`'s UserSandbox, creating it first if there is none.
+    async fn sandbox_name(&self, owner: &User) -> ApiResult<String> {
+        match self.user_sandbox(owner) {
+            Some(sb) => Ok(sb.name_any()),
+            None => {
+                self.ensure_sandbox(owner).await?;
+                Ok(self.config.namespace_for(&owner.id))
+            }
+        }
+    }
+
     /// Starts the three watches and waits (up to 30 s) for their first listing.
     pub async fn start(client: Client, config: Arc<Config>, metrics: Metrics) -> anyhow::Result<Arc<KubePlatform>> {
         let (tx, _) = broadcast::channel(4096);
@@ -751,14 +762,7 @@ impl Platform for KubePlatform {
         // Compared with a fresh read, not the cache: two member changes in a row must not find the
         // first one's state missing from a cache that lags and skip the second.
         let api: Api<UserSandbox> = Api::all(self.client.clone());
-        let name = match self.user_sandbox(owner) {
-            Some(sb) => sb.name_any(),
-            None => {
-                self.ensure_sandbox(owner).await?;
-                self.config.namespace_for(&owner.id)
-            }
-        };
-        let current = api.get(&name).await?;
+        let current = api.get(&self.sandbox_name(owner).await?).await?;
         let label = current.labels().get(policy::templates::ORG_LABEL).map(String::as_str);
         if current.spec.plan == plan && current.spec.members == members && label == org {
             return Ok(());
@@ -777,6 +781,49 @@ impl Platform for KubePlatform {
             .await?;
         tracing::info!(owner = %owner.id, members = members.len(), plan = plan.as_str(), "updated a team's UserSandbox");
         Ok(())
+    }
+
+    async fn set_sandbox_plan(&self, owner: &User, plan: Plan) -> ApiResult<()> {
+        let api: Api<UserSandbox> = Api::all(self.client.clone());
+        let name = self.sandbox_name(owner).await?;
+        // A fresh read, like put_sandbox: a cache that lags must not skip a downgrade.
+        let current = api.get(&name).await?;
+        if current.spec.plan == plan {
+            return Ok(());
+        }
+        let patch = serde_json::json!({ "spec": { "plan": plan } });
+        let pp = kube::api::PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        api.patch(&name, &pp, &kube::api::Patch::Merge(&patch)).await?;
+        tracing::info!(owner = %owner.id, from = current.spec.plan.as_str(), to = plan.as_str(), "billing changed a sandbox's plan");
+        Ok(())
+    }
+
+    fn usage_snapshot(&self) -> Vec<super::SandboxApps> {
+        let mut by_ns: std::collections::HashMap<String, super::SandboxApps> = self
+            .sandboxes
+            .state()
+            .iter()
+            .map(|sb| {
+                (
+                    sb.spec.namespace.clone(),
+                    super::SandboxApps {
+                        namespace: sb.spec.namespace.clone(),
+                        owner: sb.spec.owner.user_id.clone(),
+                        org: sb.labels().get(policy::templates::ORG_LABEL).cloned(),
+                        apps: vec![],
+                    },
+                )
+            })
+            .collect();
+        for ud in self.deployments.state() {
+            if let Some(s) = ud.metadata.namespace.as_deref().and_then(|ns| by_ns.get_mut(ns)) {
+                s.apps.push(ud);
+            }
+        }
+        by_ns.into_values().collect()
     }
 
     async fn delete_sandbox(&self, owner: &User) -> ApiResult<()> {

@@ -61,10 +61,23 @@ pub struct SandboxInfo {
     pub deployment_limit: Option<i32>,
 }
 
+/// A sandbox and its apps as usage billing sees them ([`Platform::usage_snapshot`]).
+#[derive(Clone, Debug)]
+pub struct SandboxApps {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its owner's id (a person's, or a team's).
+    pub owner: String,
+    /// Its organization (a team's sandbox), from the organization label.
+    pub org: Option<String>,
+    /// Its apps as the controller last reported them.
+    pub apps: Vec<Arc<UserDeployment>>,
+}
+
 impl SandboxInfo {
     /// A sandbox view; the limit comes from the plan unless the sandbox overrides it.
     pub fn new(name: String, namespace: String, plan: Plan, ready: bool, override_limit: Option<i32>) -> SandboxInfo {
-        let deployment_limit = override_limit.or(plan.limits().deployments);
+        let deployment_limit = plan.deployment_limit(override_limit);
         SandboxInfo {
             name,
             namespace,
@@ -205,6 +218,16 @@ pub trait Platform: Send + Sync {
         _org: Option<&str>,
     ) -> ApiResult<()> {
         Ok(())
+    }
+    /// Sets the plan of `owner`'s sandbox (billing, for a person without an organization),
+    /// creating the sandbox if needed; the controller then adjusts its quota and suspends or
+    /// resumes apps. Writes nothing when the plan is as asked.
+    async fn set_sandbox_plan(&self, _owner: &User, _plan: Plan) -> ApiResult<()> {
+        Ok(())
+    }
+    /// Every sandbox with its apps, for usage billing (without a cluster: none).
+    fn usage_snapshot(&self) -> Vec<SandboxApps> {
+        vec![]
     }
     /// The sandboxes as the template visibility rule sees them (owners, members, organizations);
     /// without a cluster none, so only a sandbox's own and the platform's templates are visible.

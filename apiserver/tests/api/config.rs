@@ -41,6 +41,15 @@ fn run(env: &[(&str, &str)], args: &[&str]) -> Output {
     out
 }
 
+/// Standard output and error together.
+fn all_output(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Asserts that start-up fails and names `variable`.
 fn refused(env: &[(&str, &str)], variable: &str) {
     let out = run(env, &[]);
@@ -198,11 +207,7 @@ fn secret_values_never_reach_the_output() {
         ],
         &[],
     );
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = all_output(&out);
     assert!(!out.status.success());
     assert!(
         !all.contains("client-secret-value-1") && !all.contains("dsn-password-2"),
@@ -475,5 +480,56 @@ fn organization_plans_are_checked_and_set_by_the_administrator_command() {
     assert!(
         !out.status.success() && stderr.contains("no organization \"orgnothing\""),
         "{stderr}"
+    );
+}
+
+#[test]
+fn billing_needs_its_stripe_variables_and_checks_them() {
+    const ON: (&str, &str) = ("BILLING_ENABLED", "true");
+    const SK: (&str, &str) = ("STRIPE_API_KEY", "sk_test_billing_key_value");
+    const WH: (&str, &str) = ("STRIPE_WEBHOOK_SECRET", "whsec_billing_secret_value");
+    // Both missing: both named in one message.
+    let out = run(&[DEV, KEY, ON], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("STRIPE_API_KEY") && stderr.contains("STRIPE_WEBHOOK_SECRET"),
+        "{stderr}"
+    );
+    refused(&[DEV, KEY, ON, SK], "STRIPE_WEBHOOK_SECRET");
+    refused(&[DEV, KEY, ON, WH], "STRIPE_API_KEY");
+    refused(&[DEV, KEY, ON, WH, ("STRIPE_API_KEY", "")], "STRIPE_API_KEY");
+    refused(
+        &[DEV, KEY, ON, WH, ("STRIPE_API_KEY", "pk_test_publishable")],
+        "STRIPE_API_KEY",
+    );
+    refused(
+        &[DEV, KEY, ON, SK, ("STRIPE_WEBHOOK_SECRET", "not-a-signing-secret")],
+        "STRIPE_WEBHOOK_SECRET",
+    );
+    // Each refused value with otherwise valid billing settings: the message names its variable.
+    for (variable, value) in [
+        ("STRIPE_WEBHOOK_PREVIOUS_SECRET", "old"),
+        ("STRIPE_PRICE_BUSINESS", "prod_123"),
+        ("STRIPE_API_BASE", "api.stripe.com"),
+        ("BILLING_GRACE_PERIOD_HOURS", "-1"),
+        ("STRIPE_METER_CPU", "cpu minutes"),
+        ("USAGE_SAMPLE_SECONDS", "1"),
+    ] {
+        refused(&[DEV, KEY, ON, SK, WH, (variable, value)], variable);
+    }
+    // One Price cannot buy two plans.
+    let same = [
+        ("STRIPE_PRICE_BUSINESS", "price_1"),
+        ("STRIPE_PRICE_ENTERPRISE", "price_1"),
+    ];
+    refused(&[DEV, KEY, ON, SK, WH, same[0], same[1]], "STRIPE_PRICE_ENTERPRISE");
+    // No secret reaches the output, whatever is refused.
+    let out = run(&[DEV, KEY, ON, ("STRIPE_API_KEY", "pk_live_visible"), WH], &[]);
+    let all = all_output(&out);
+    assert!(!out.status.success());
+    assert!(
+        !all.contains("whsec_billing_secret_value") && !all.contains("pk_live_visible"),
+        "{all}"
     );
 }

@@ -6,6 +6,7 @@ mod common;
 
 mod accounts;
 mod billing;
+mod billing_flow;
 mod config;
 mod email;
 mod event_streams;
