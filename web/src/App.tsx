@@ -9,6 +9,7 @@ import { RequireAuth } from "./components/RequireAuth";
 import { Toasts } from "./components/Toasts";
 import { AcceptInvitation } from "./pages/AcceptInvitation";
 import { Account } from "./pages/Account";
+import { Billing } from "./pages/Billing";
 import { Dashboard } from "./pages/Dashboard";
 import { Deploy } from "./pages/Deploy";
 import { DeploymentDetail } from "./pages/DeploymentDetail";
@@ -78,6 +79,7 @@ export function AppRoutes() {
         <Route path="teams/:team" element={<TeamDetail />} />
         <Route path="invitations/:token" element={<AcceptInvitation />} />
         <Route path="account" element={<Account />} />
+        <Route path="billing" element={<Billing />} />
         <Route path="*" element={<NotFound />} />
       </Route>
     </Routes>

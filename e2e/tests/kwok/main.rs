@@ -3,6 +3,7 @@
 //! shared cluster and the tests of one suite run side by side ([`e2e::suite`]). One suite:
 //! `hack/test -p e2e --test kwok operator::` (a filter on the test names).
 
+mod billing;
 mod chart;
 mod examples;
 mod gitops;

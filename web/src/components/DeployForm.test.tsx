@@ -132,6 +132,8 @@ describe("the deploy form generated from a template's parameters", () => {
     await user.type(screen.getByLabelText(/REDIS_PASSWORD/), "hunter2");
     await user.click(screen.getByRole("button", { name: "Deploy" }));
     expect(await screen.findByText(/the free plan allows 1 deployment/)).toBeInTheDocument();
+    // A plan limit: the way to change the plan is next to it.
+    expect(screen.getByRole("link", { name: "See plans and billing" })).toHaveAttribute("href", "/billing");
     expect(calls.filter((c) => c.method === "PUT")).toHaveLength(0);
     expect(onDeployed).not.toHaveBeenCalled();
   });

@@ -5,6 +5,7 @@ import { useDeploy } from "../api/hooks";
 import type { Deployment, Template } from "../api/types";
 import { generatedName, initialValues, validateAll, validateName, validateValue, NAME_MAX } from "../lib/params";
 import { ParameterFields } from "./ParameterFields";
+import { PlanLimitLink } from "./PlanLimitLink";
 import { InlineError } from "./States";
 
 type Props = {
@@ -121,6 +122,7 @@ export function DeployForm({ template, onDeployed, initialName }: Props) {
         </p>
       )}
       <InlineError error={deploy.error} />
+      <PlanLimitLink error={deploy.error} />
       <div className="form-actions">
         <button type="submit" className="btn btn-primary" disabled={deploy.isPending}>
           {deploy.isPending ? "Deploying…" : "Deploy"}

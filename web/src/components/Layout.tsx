@@ -15,12 +15,12 @@ const NAV: { to: string; label: string; icon: IconName; end?: boolean }[] = [
   { to: "/secrets", label: "Secrets", icon: "secrets" },
   { to: "/teams", label: "Teams", icon: "teams" },
   { to: "/tokens", label: "API tokens", icon: "tokens" },
+  { to: "/billing", label: "Billing", icon: "billing" },
   { to: "/account", label: "Account", icon: "account" },
 ];
 
 // Entries of later issues: shown, not yet usable.
 const SOON: { label: string; icon: IconName }[] = [
-  { label: "Billing", icon: "billing" },
   { label: "Generate template", icon: "sparkles" },
 ];
 

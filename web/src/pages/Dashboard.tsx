@@ -7,6 +7,7 @@ import { StatusBadge } from "../components/StatusBadge";
 import { Empty, ErrorState, Loading } from "../components/States";
 import { ViewerNote } from "../components/ViewerNote";
 import { statusOf, readiness } from "../lib/status";
+import { DeploymentsMeter, limitReached } from "../components/DeploymentsMeter";
 
 export function Dashboard() {
   const me = useMe();
@@ -88,8 +89,7 @@ function QuotaCard({ count }: { count?: number }) {
   const { plan } = me.data.sandbox;
   const limit = deploymentLimit(me.data.sandbox);
   const used = count ?? 0;
-  const pct = limit ? Math.min(100, Math.round((used / limit) * 100)) : 0;
-  const full = limit !== null && used >= limit;
+  const full = limitReached(used, limit);
   return (
     <div className="card stat" data-testid="quota">
       <p className="stat-label">Plan</p>
@@ -105,19 +105,12 @@ function QuotaCard({ count }: { count?: number }) {
           </>
         )}
       </p>
-      {limit !== null && (
-        <div
-          className={`meter${full ? " meter-full" : ""}`}
-          role="meter"
-          aria-label="Deployments used"
-          aria-valuemin={0}
-          aria-valuemax={limit}
-          aria-valuenow={used}
-        >
-          <span style={{ width: `${pct}%` }} />
-        </div>
+      <DeploymentsMeter used={used} limit={limit} />
+      {full && (
+        <p className="small warn-text">
+          Your plan's limit is reached: delete a deployment to make another, or <Link to="/billing">see plans and billing</Link>.
+        </p>
       )}
-      {full && <p className="small warn-text">Your plan's limit is reached: delete a deployment to make another.</p>}
     </div>
   );
 }

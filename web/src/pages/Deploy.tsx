@@ -31,7 +31,8 @@ export function Deploy() {
           {full && (
             <div className="callout callout-warn" role="note">
               Your {me.data?.sandbox.plan} plan allows {limit} deployment{limit === 1 ? "" : "s"} and you have{" "}
-              {deployments.data?.length}: the server will refuse a new one. <Link to="/deployments">Delete one</Link> first.
+              {deployments.data?.length}: the server will refuse a new one. <Link to="/deployments">Delete one</Link> first, or{" "}
+              <Link to="/billing">see plans and billing</Link>.
             </div>
           )}
           {me.data && !me.data.sandbox.ready && (

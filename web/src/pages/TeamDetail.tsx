@@ -10,6 +10,7 @@ import { afterLosingTeam, canManageOrg, sandboxLabel, until, useOrgs, useTeam, u
 import { TEAM_ROLES, type Invitation, type Team, type TeamMember, type TeamRole } from "../api/types";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { PageHeader } from "../components/Layout";
+import { PlanLimitLink } from "../components/PlanLimitLink";
 import { Modal } from "../components/Modal";
 import { Badge } from "../components/StatusBadge";
 import { Empty, ErrorState, InlineError, Loading } from "../components/States";
@@ -362,6 +363,7 @@ function InviteForm({ team }: { team: Team }) {
       </div>
       {/* 403 (the plan's members per team) and 409 (already a member or invited) as the server says them. */}
       <InlineError error={invite.error} />
+      <PlanLimitLink error={invite.error} />
       <div className="form-actions">
         <button type="submit" className="btn btn-primary" disabled={invite.isPending}>
           {invite.isPending ? "Sending…" : "Send invitation"}

@@ -7,6 +7,7 @@ import { useMe } from "../api/hooks";
 import { canManageOrg, sandboxLabel, useOrg, useOrgActions, useOrgAudit, useOrgs, validateTeamName } from "../api/teams";
 import type { AuditEntry, Org } from "../api/types";
 import { PageHeader } from "../components/Layout";
+import { PlanLimitLink } from "../components/PlanLimitLink";
 import { Badge } from "../components/StatusBadge";
 import { Empty, ErrorState, InlineError, Loading } from "../components/States";
 import { useSandboxSwitch } from "../components/TeamSwitcher";
@@ -203,6 +204,7 @@ function NewTeam({ org }: { org: Org }) {
       </div>
       {/* The plan's limit (403) is the server's sentence, shown as it is. */}
       <InlineError error={createTeam.error} />
+      <PlanLimitLink error={createTeam.error} />
     </form>
   );
 }
