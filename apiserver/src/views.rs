@@ -11,7 +11,7 @@ use serde::Serialize;
 #[derive(Serialize, Clone, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConditionView {
-    /// Ready, Progressing or Degraded.
+    /// Ready, Progressing, Degraded or Suspended.
     #[serde(rename = "type")]
     pub type_: String,
     /// True, False or Unknown.
@@ -53,7 +53,8 @@ pub struct DeploymentView {
     pub namespace: String,
     /// Template name, when made from one.
     pub template: Option<String>,
-    /// Pending, Provisioning, Ready, Error or Deleting.
+    /// Pending, Provisioning, Ready, Error, Deleting, or Suspended (scaled to zero because the
+    /// plan allows fewer apps; `reason` PlanLimitExceeded, `message` says what to do).
     pub phase: String,
     /// Reason of the phase, e.g. Available, TemplateNotFound, KubernetesDisabled.
     pub reason: Option<String>,
@@ -97,7 +98,10 @@ impl DeploymentView {
         let current = status.observed_generation == Some(generation);
         let cond = |t: &str| status.conditions.iter().find(|c| c.type_ == t);
         let ready = current && cond(crds::conditions::READY).is_some_and(|c| c.status == "True");
-        let (reason, message) = match cond(crds::conditions::DEGRADED).filter(|c| c.status == "True") {
+        // A suspended app (scaled to zero over its plan's limit) is also Degraded; its own
+        // condition says why and what to do.
+        let suspended = cond(policy::suspend::SUSPENDED).filter(|c| c.status == "True");
+        let (reason, message) = match suspended.or(cond(crds::conditions::DEGRADED).filter(|c| c.status == "True")) {
             Some(c) => (Some(c.reason.clone()), Some(c.message.clone())),
             None => match cond(crds::conditions::READY) {
                 Some(c) => (Some(c.reason.clone()), Some(c.message.clone())),
@@ -109,10 +113,14 @@ impl DeploymentView {
             name: ud.name_any(),
             namespace: ud.namespace().unwrap_or_default(),
             template: spec.template_ref.as_ref().map(|r| r.name.clone()),
-            phase: serde_json::to_value(status.phase)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| "Pending".into()),
+            // "Suspended" is the view's word only (the CRD's phase says Error).
+            phase: match suspended {
+                Some(_) => "Suspended".into(),
+                None => serde_json::to_value(status.phase)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_else(|| "Pending".into()),
+            },
             reason,
             message,
             hint: status.services.iter().find_map(|s| s.hint.clone()),

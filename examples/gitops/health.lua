@@ -1,5 +1,6 @@
 -- Argo CD health check for k8s-scheduler UserDeployment and UserSandbox objects.
 -- Healthy: the Ready condition is True for the current generation.
+-- Suspended: the Suspended condition is True (scaled to zero over the plan's limit; it says why).
 -- Degraded: the Degraded condition is True (its message says why).
 -- Progressing: anything else, including a status that is older than the spec.
 local hs = {}
@@ -17,9 +18,16 @@ if generation ~= nil and (observed == nil or observed < generation) then
 end
 local ready = nil
 local degraded = nil
+local suspended = nil
 for _, c in ipairs(obj.status.conditions) do
   if c.type == "Ready" then ready = c end
   if c.type == "Degraded" then degraded = c end
+  if c.type == "Suspended" then suspended = c end
+end
+if suspended ~= nil and suspended.status == "True" then
+  hs.status = "Suspended"
+  hs.message = suspended.message or suspended.reason or "Suspended"
+  return hs
 end
 if degraded ~= nil and degraded.status == "True" then
   hs.status = "Degraded"

@@ -30,8 +30,13 @@ expect("degraded", ud(3, 3, {
   { type = "Ready", status = "False", reason = "TemplateNotFound" },
   { type = "Degraded", status = "True", reason = "TemplateNotFound", message = "template \"x\" not found" } }),
   "Degraded", "not found")
+expect("suspended", ud(5, 5, {
+  { type = "Ready", status = "False", reason = "Suspended" },
+  { type = "Degraded", status = "True", reason = "PlanLimitExceeded", message = "the free plan allows 1 deployment" },
+  { type = "Suspended", status = "True", reason = "PlanLimitExceeded", message = "the free plan allows 1 deployment" } }),
+  "Suspended", "free plan allows 1")
 expect("stale observedGeneration", ud(4, 3, {
   { type = "Ready", status = "True", reason = "Available" } }), "Progressing", "generation 4")
 expect("no status yet", { metadata = { name = "new", generation = 1 } }, "Progressing", "controller")
-print(string.format("%d passed, %d failed", 5 - failures, failures))
+print(string.format("%d passed, %d failed", 6 - failures, failures))
 if failures > 0 then os.exit(1) end

@@ -22,7 +22,7 @@ fn argo_cd_health_checks_pass_their_samples() -> Result<()> {
         "health checks failed:\n{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    ensure!(text.contains("5 passed, 0 failed"), "{text}");
+    ensure!(text.contains("6 passed, 0 failed"), "{text}");
     Ok(())
 }
 

@@ -31,10 +31,30 @@ describe("status rendering", () => {
     [{ phase: "Deleting" }, "Deleting", "badge-muted"],
     [{ phase: "Pending", reason: "KubernetesDisabled", message: "KUBERNETES_ENABLED=false" }, "Not running", "badge-muted"],
     [{ phase: "Provisioning", suspend: true }, "Suspended", "badge-muted"],
+    // Over the plan's limit: suspended (warn), though also Degraded.
+    [
+      {
+        phase: "Suspended",
+        conditions: [c("Degraded", "True", "PlanLimitExceeded"), c("Suspended", "True", "PlanLimitExceeded", "the free plan allows 1 deployment")],
+      },
+      "Suspended",
+      "badge-warn",
+    ],
   ] as [Partial<Deployment>, string, string][])("%o → %s (%s)", (d, label, cls) => {
     const el = badge(d);
     expect(el).toHaveTextContent(label);
     expect(el).toHaveClass("badge", cls);
+  });
+
+  it("says why an app over the plan's limit is suspended, and colours its condition as a problem", () => {
+    const v = statusOf({
+      phase: "Suspended",
+      ready: false,
+      conditions: [c("Suspended", "True", "PlanLimitExceeded", "the free plan allows 1 deployment and this is the newest of 2")],
+    });
+    expect(v).toEqual({ label: "Suspended", tone: "warn", detail: "the free plan allows 1 deployment and this is the newest of 2" });
+    expect(conditionTone(c("Suspended", "True"))).toBe("warn");
+    expect(conditionTone(c("Suspended", "False", "WithinPlanLimit"))).toBe("ok");
   });
 
   it("explains an error with the Degraded reason and message", () => {

@@ -33,6 +33,11 @@ export function statusOf(d: StatusInput): StatusView {
   const readyCond = cond(d.conditions, "Ready");
   const progressing = cond(d.conditions, "Progressing");
   if (d.phase === "Deleting") return { label: "Deleting", tone: "muted", detail: null };
+  // Scaled to zero because the plan allows fewer apps (also Degraded): said before the error.
+  const planSuspended = cond(d.conditions, "Suspended");
+  if (d.phase === "Suspended" || planSuspended?.status === "True") {
+    return { label: "Suspended", tone: "warn", detail: planSuspended?.message ?? d.message ?? null };
+  }
   if (d.phase === "Error" || degraded?.status === "True") {
     return {
       label: "Error",
@@ -67,7 +72,8 @@ export function conditionTone(c: Condition): Tone {
   if (c.status === "Unknown") return "muted";
   // Progressing is neither good nor bad: True while a change rolls out, False once done.
   if (c.type === "Progressing") return c.status === "True" ? "progress" : "muted";
-  const good = c.type === "Degraded" ? c.status === "False" : c.status === "True";
+  // Degraded and Suspended are conditions whose True is the problem.
+  const good = c.type === "Degraded" || c.type === "Suspended" ? c.status === "False" : c.status === "True";
   if (good) return "ok";
   return c.type === "Degraded" || c.type === "Ready" ? "error" : "warn";
 }
