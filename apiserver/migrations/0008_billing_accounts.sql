@@ -38,6 +38,14 @@ CREATE TABLE usage_hours (
     PRIMARY KEY (scope, hour, deployment, service)
 );
 
+-- Sample slots (Unix seconds / USAGE_SAMPLE_SECONDS) already recorded: every server replica samples
+-- the same cluster, and only the one whose claim of a slot lands records it, so usage is counted
+-- once however many replicas run.
+CREATE TABLE usage_slots (
+    slot        BIGINT PRIMARY KEY,
+    claimed_at  BIGINT NOT NULL
+);
+
 -- Meter events for closed hours: the value is fixed when the row is written, before it is sent,
 -- and the identifier is derived from account, hour and meter, so sending again after a crash
 -- repeats the same event and Stripe counts it once.

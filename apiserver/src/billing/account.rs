@@ -169,6 +169,19 @@ pub async fn past_due(db: &Db) -> Result<Vec<Account>> {
     Ok(rows.iter().map(account).collect())
 }
 
+/// Accounts whose subscription has not ended, for the periodic resynchronisation with Stripe
+/// (a webhook delivery Stripe gave up on must not leave a plan wrong for ever).
+pub async fn with_live_subscription(db: &Db) -> Result<Vec<Account>> {
+    let rows = sqlx::query(
+        "SELECT scope, customer_id, subscription_id, status, plan, current_period_start, current_period_end, cancel_at_period_end, past_due_since FROM billing_accounts \
+         WHERE subscription_id IS NOT NULL AND (status IS NULL OR status NOT IN ('deleted', 'canceled', 'incomplete_expired'))",
+    )
+    .fetch_all(db.pool())
+    .await
+    .context("listing billing accounts with a subscription")?;
+    Ok(rows.iter().map(account).collect())
+}
+
 /// Accounts with a Stripe customer (usage is reported for these).
 pub async fn with_customer(db: &Db) -> Result<Vec<Account>> {
     let rows = sqlx::query(

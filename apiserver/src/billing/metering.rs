@@ -129,6 +129,8 @@ pub fn observe(state: &AppState) -> Vec<Running> {
     out
 }
 
+// Sums are cast back to BIGINT: PostgreSQL's SUM of a BIGINT is a NUMERIC.
+
 /// Adds `running` over the interval `[from, to)` to the hours it covers.
 pub async fn record(db: &Db, running: &[Running], from: i64, to: i64) -> Result<()> {
     if to <= from || running.is_empty() {
@@ -163,6 +165,28 @@ pub async fn record(db: &Db, running: &[Running], from: i64, to: i64) -> Result<
     Ok(())
 }
 
+/// Claims sample slot `slot` (a time divided by the sample interval): true for the one server
+/// replica whose claim lands, which then records the slot; the others skip it.
+pub async fn claim_slot(db: &Db, slot: i64, now: i64) -> Result<bool> {
+    let res = sqlx::query("INSERT INTO usage_slots (slot, claimed_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(slot)
+        .bind(now)
+        .execute(db.pool())
+        .await
+        .context("claiming a usage sample")?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Forgets slots claimed before `before` (they are never claimed again: time moved on).
+pub async fn purge_slots(db: &Db, before: i64) -> Result<u64> {
+    let res = sqlx::query("DELETE FROM usage_slots WHERE claimed_at < $1")
+        .bind(before)
+        .execute(db.pool())
+        .await
+        .context("purging usage sample claims")?;
+    Ok(res.rows_affected())
+}
+
 /// One service's use over a period.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -180,7 +204,7 @@ pub struct ServiceUse {
 /// `scope`'s use since `since` (hours starting at or after it), per service, most first.
 pub async fn used_since(db: &Db, scope: &Scope, since: i64) -> Result<Vec<ServiceUse>> {
     let rows = sqlx::query(
-        "SELECT deployment, service, SUM(cpu_milli_seconds) AS cpu, SUM(memory_mib_seconds) AS memory \
+        "SELECT deployment, service, CAST(SUM(cpu_milli_seconds) AS BIGINT) AS cpu, CAST(SUM(memory_mib_seconds) AS BIGINT) AS memory \
          FROM usage_hours WHERE scope = $1 AND hour >= $2 GROUP BY deployment, service",
     )
     .bind(scope.key())
@@ -239,7 +263,7 @@ pub async fn fix_reports(db: &Db, meters: &Meters, now: i64) -> Result<usize> {
         .collect();
     let closed_before = now - SETTLE_SECONDS - 3600;
     let rows = sqlx::query(
-        "SELECT scope, hour, SUM(cpu_milli_seconds) AS cpu, SUM(memory_mib_seconds) AS memory FROM usage_hours \
+        "SELECT scope, hour, CAST(SUM(cpu_milli_seconds) AS BIGINT) AS cpu, CAST(SUM(memory_mib_seconds) AS BIGINT) AS memory FROM usage_hours \
          WHERE hour <= $1 AND hour >= $2 GROUP BY scope, hour",
     )
     .bind(closed_before)
@@ -336,6 +360,10 @@ pub async fn report(db: &Db, stripe: &StripeApi, meters: &Meters, now: i64) -> R
 }
 
 /// Samples what runs every `interval` and records it; reports closed hours every few minutes.
+///
+/// Time is cut into slots of `interval`; in each slot the replica that claims it ([`claim_slot`])
+/// records what runs now for the whole slot. Slots in which no replica ran are not counted: what
+/// ran then is not known.
 pub fn spawn(
     state: AppState,
     stripe: StripeApi,
@@ -343,24 +371,27 @@ pub fn spawn(
     interval: std::time::Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
+        let seconds = interval.as_secs().max(1) as i64;
+        let mut tick = tokio::time::interval(interval / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first sample only starts the clock: what ran before this server started is not
-        // known, and a long pause (a stopped process) counts at most two intervals.
-        let mut last: Option<(i64, Vec<Running>)> = None;
+        let mut last_slot = None;
         let mut last_report = 0i64;
-        let max_gap = 2 * interval.as_secs() as i64;
         loop {
             tick.tick().await;
             let now = crate::db::now();
-            let running = observe(&state);
-            if let Some((at, previous)) = last.take() {
-                // What ran during the interval is what was seen at its start.
-                if let Err(e) = record(&state.db, &previous, at.max(now - max_gap), now).await {
+            let slot = now.div_euclid(seconds);
+            if last_slot != Some(slot) {
+                last_slot = Some(slot);
+                let recorded = async {
+                    if claim_slot(&state.db, slot, now).await? {
+                        record(&state.db, &observe(&state), slot * seconds, (slot + 1) * seconds).await?;
+                    }
+                    anyhow::Ok(())
+                };
+                if let Err(e) = recorded.await {
                     tracing::warn!(error = format!("{e:#}"), "billing: recording usage failed");
                 }
             }
-            last = Some((now, running));
             if now - last_report >= 300 {
                 last_report = now;
                 match report(&state.db, &stripe, &meters, now).await {
@@ -370,6 +401,9 @@ pub fn spawn(
                         error = format!("{e:#}"),
                         "billing: reporting usage failed; retried in 5 minutes"
                     ),
+                }
+                if let Err(e) = purge_slots(&state.db, now - REPORT_WINDOW_SECONDS).await {
+                    tracing::warn!(error = format!("{e:#}"), "billing: purging usage sample claims failed");
                 }
             }
         }

@@ -23,6 +23,9 @@ use crate::teams::store as teams;
 
 /// How often accounts in a grace period are checked (and synchronised with Stripe).
 pub const GRACE_CHECK_INTERVAL: Duration = Duration::from_secs(300);
+/// How often every live subscription is read again from Stripe: repairs a plan whose webhook
+/// deliveries Stripe gave up on (it retries for 3 days), or a sandbox edited by hand.
+pub const RESYNC_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 /// How long a worker waits for a wake-up before it looks for due retries anyway.
 const WORKER_POLL: Duration = Duration::from_secs(15);
 /// How long processed events are kept: longer than Stripe retries a delivery (3 days).
@@ -290,11 +293,29 @@ pub async fn check_grace(state: &AppState, billing: &Billing, now: i64) -> Resul
     Ok(())
 }
 
+/// Reads every live subscription from Stripe again and applies what it says at `now`.
+pub async fn resync(state: &AppState, billing: &Billing, now: i64) -> Result<usize> {
+    let mut done = 0;
+    for a in account::with_live_subscription(&state.db).await? {
+        let Some(sub) = a.subscription_id.clone() else { continue };
+        let scope = a.scope.clone();
+        match sync(state, billing, a, &sub, now).await {
+            Ok(_) => done += 1,
+            Err(e) => {
+                tracing::warn!(account = %scope, error = format!("{e:#}"), "billing: resynchronising an account failed; retried later")
+            }
+        }
+    }
+    Ok(done)
+}
+
 /// The webhook worker: applies stored events as they come (and retries), checks grace periods,
-/// and purges old events.
+/// resynchronises live subscriptions now and then, and purges old events.
 pub fn spawn_worker(state: AppState, billing: Billing) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut last_grace_check = 0i64;
+        // Not at once: a restart of every replica must not read every subscription.
+        let mut last_resync = now();
         loop {
             if let Err(e) = drain(&state, &billing, now()).await {
                 tracing::warn!(error = format!("{e:#}"), "billing: reading the webhook inbox failed");
@@ -304,6 +325,16 @@ pub fn spawn_worker(state: AppState, billing: Billing) -> tokio::task::JoinHandl
                 last_grace_check = t;
                 if let Err(e) = check_grace(&state, &billing, t).await {
                     tracing::warn!(error = format!("{e:#}"), "billing: checking grace periods failed");
+                }
+                if t - last_resync >= RESYNC_INTERVAL.as_secs() as i64 {
+                    last_resync = t;
+                    match resync(&state, &billing, t).await {
+                        Ok(n) => tracing::info!(accounts = n, "billing: subscriptions resynchronised with Stripe"),
+                        Err(e) => tracing::warn!(
+                            error = format!("{e:#}"),
+                            "billing: resynchronising subscriptions failed"
+                        ),
+                    }
                 }
                 if let Err(e) = billing.inbox.purge(KEEP_EVENTS).await {
                     tracing::warn!(error = format!("{e:#}"), "billing: purging old webhook events failed");

@@ -45,6 +45,11 @@ struct Flow {
 
 impl Flow {
     async fn start() -> Result<Flow> {
+        Flow::start_on(None).await
+    }
+
+    /// On PostgreSQL at `dsn`, or SQLite.
+    async fn start_on(dsn: Option<String>) -> Result<Flow> {
         let front = StripeFront::from_env().await?;
         let api = front.url().to_string();
         let server = Server::start(|c, _| {
@@ -54,6 +59,7 @@ impl Flow {
             c.stripe_api_base = api.parse().unwrap();
             c.stripe_price_business = Some(PRICE_BUSINESS.into());
             c.billing_grace_period_hours = GRACE_HOURS;
+            c.database_dsn = dsn.map(SecretString::from);
         })
         .await?;
         let client = server.browser();
@@ -145,7 +151,16 @@ fn set_sub(front: &StripeFront, id: &str, status: &'static str, price: &'static 
 
 #[tokio::test]
 async fn checkout_webhooks_and_the_grace_period_follow_the_subscriptions_real_state() -> Result<()> {
-    let f = Flow::start().await?;
+    checkout_flow(Flow::start().await?).await
+}
+
+#[tokio::test]
+async fn the_billing_flow_on_postgres() -> Result<()> {
+    let pg = e2e::services::fresh_postgres().await?;
+    checkout_flow(Flow::start_on(Some(pg.url.clone())).await?).await
+}
+
+async fn checkout_flow(f: Flow) -> Result<()> {
     let me = Scope::User("dev".into());
 
     // The page before anything is bought.
@@ -289,6 +304,23 @@ async fn checkout_webhooks_and_the_grace_period_follow_the_subscriptions_real_st
     service::check_grace(f.state(), &billing, since + GRACE_HOURS as i64 * 3600).await?;
     assert_eq!(f.account(&me).await?.plan, Plan::Free, "the grace period is over");
 
+    // A change whose webhook never arrived is repaired by the periodic resynchronisation.
+    set_sub(&f.front, "sub_flow", "active", PRICE_BUSINESS, customer.clone());
+    assert_eq!(service::resync(f.state(), &billing, apiserver::db::now()).await?, 1);
+    assert_eq!(
+        f.account(&me).await?.plan,
+        Plan::Business,
+        "resynchronised without an event"
+    );
+    f.front.delete_subscription("sub_flow");
+    service::resync(f.state(), &billing, apiserver::db::now()).await?;
+    assert_eq!(f.account(&me).await?.plan, Plan::Free);
+    assert_eq!(
+        service::resync(f.state(), &billing, apiserver::db::now()).await?,
+        0,
+        "ended: not read again"
+    );
+
     // Unknown types are answered 200 and ignored: no Stripe call.
     let before = f.front.requests().len();
     let (status, _) = f
@@ -370,7 +402,16 @@ async fn refused_deliveries_change_no_plan() -> Result<()> {
 
 #[tokio::test]
 async fn usage_is_reported_to_the_meters_once_per_hour_even_after_a_crash() -> Result<()> {
-    let f = Flow::start().await?;
+    usage_flow(Flow::start().await?).await
+}
+
+#[tokio::test]
+async fn usage_reporting_on_postgres() -> Result<()> {
+    let pg = e2e::services::fresh_postgres().await?;
+    usage_flow(Flow::start_on(Some(pg.url.clone())).await?).await
+}
+
+async fn usage_flow(f: Flow) -> Result<()> {
     let db = &f.state().db;
     let billing = apiserver::billing::get(f.state()).unwrap().clone();
     let scope = Scope::User("dev".into());
@@ -455,6 +496,15 @@ async fn usage_is_reported_to_the_meters_once_per_hour_even_after_a_crash() -> R
         v
     };
     assert_eq!(ids(&again), ids(&events));
+
+    // Two server replicas sample the same cluster: only one records a slot.
+    assert!(metering::claim_slot(db, 1_000, hour).await?);
+    assert!(
+        !metering::claim_slot(db, 1_000, hour + 1).await?,
+        "the second replica skips the slot"
+    );
+    assert!(metering::claim_slot(db, 1_001, hour + 60).await?);
+    assert_eq!(metering::purge_slots(db, hour + 30).await?, 1);
 
     // The page shows this period's use (the account has no subscription: the calendar month).
     let used = metering::used_since(db, &scope, hour).await?;
