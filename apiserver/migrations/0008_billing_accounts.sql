@@ -25,17 +25,18 @@ ALTER TABLE billing_events ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE billing_events ADD COLUMN next_attempt_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE billing_events ADD COLUMN last_error TEXT;
 
--- Running app-time per account, hour, app and service: CPU requested × seconds (millicores ×
+-- Running app-time per account, hour, sandbox, app and service: CPU requested × seconds (millicores ×
 -- seconds) and memory requested × seconds (MiB × seconds) while the service's pods were ready, as
 -- the controller reports them in the UserDeployment's status. Samples add to the hour's row.
 CREATE TABLE usage_hours (
     scope               TEXT NOT NULL,
     hour                BIGINT NOT NULL,        -- start of the hour
+    namespace           TEXT NOT NULL,          -- the sandbox (an organization has one per team)
     deployment          TEXT NOT NULL,
     service             TEXT NOT NULL,
     cpu_milli_seconds   BIGINT NOT NULL DEFAULT 0,
     memory_mib_seconds  BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (scope, hour, deployment, service)
+    PRIMARY KEY (scope, hour, namespace, deployment, service)
 );
 
 -- Sample slots (Unix seconds / USAGE_SAMPLE_SECONDS) already recorded: every server replica samples

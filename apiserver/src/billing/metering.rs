@@ -41,6 +41,8 @@ pub const REPORT_WINDOW_SECONDS: i64 = 2 * 86_400;
 pub struct Running {
     /// The account ([`Scope::key`]).
     pub scope: String,
+    /// The sandbox's namespace (an organization's account spans its teams' sandboxes).
+    pub namespace: String,
     /// The app.
     pub deployment: String,
     /// The service.
@@ -118,6 +120,7 @@ pub fn observe(state: &AppState) -> Vec<Running> {
                 let (cpu, memory) = pod_requests(spec);
                 out.push(Running {
                     scope: scope.clone(),
+                    namespace: sb.namespace.clone(),
                     deployment: ud.metadata.name.clone().unwrap_or_default(),
                     service: s.name.clone(),
                     cpu_millis: cpu * i64::from(s.ready_replicas),
@@ -144,13 +147,14 @@ pub async fn record(db: &Db, running: &[Running], from: i64, to: i64) -> Result<
         let seconds = end - start;
         for r in running {
             sqlx::query(
-                "INSERT INTO usage_hours (scope, hour, deployment, service, cpu_milli_seconds, memory_mib_seconds) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (scope, hour, deployment, service) DO UPDATE SET \
+                "INSERT INTO usage_hours (scope, hour, namespace, deployment, service, cpu_milli_seconds, memory_mib_seconds) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (scope, hour, namespace, deployment, service) DO UPDATE SET \
                  cpu_milli_seconds = usage_hours.cpu_milli_seconds + excluded.cpu_milli_seconds, \
                  memory_mib_seconds = usage_hours.memory_mib_seconds + excluded.memory_mib_seconds",
             )
             .bind(&r.scope)
             .bind(hour)
+            .bind(&r.namespace)
             .bind(&r.deployment)
             .bind(&r.service)
             .bind(r.cpu_millis * seconds)
@@ -191,6 +195,9 @@ pub async fn purge_slots(db: &Db, before: i64) -> Result<u64> {
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceUse {
+    /// The sandbox (not serialized: the page lists the current sandbox's apps only).
+    #[serde(skip)]
+    pub namespace: String,
     /// The app.
     pub deployment: String,
     /// The service.
@@ -201,11 +208,13 @@ pub struct ServiceUse {
     pub memory_gib_hours: f64,
 }
 
-/// `scope`'s use since `since` (hours starting at or after it), per service, most first.
+/// `scope`'s use since `since` (hours starting at or after it), per sandbox, app and service,
+/// most first.
 pub async fn used_since(db: &Db, scope: &Scope, since: i64) -> Result<Vec<ServiceUse>> {
     let rows = sqlx::query(
-        "SELECT deployment, service, CAST(SUM(cpu_milli_seconds) AS BIGINT) AS cpu, CAST(SUM(memory_mib_seconds) AS BIGINT) AS memory \
-         FROM usage_hours WHERE scope = $1 AND hour >= $2 GROUP BY deployment, service",
+        "SELECT namespace, deployment, service, CAST(SUM(cpu_milli_seconds) AS BIGINT) AS cpu, \
+         CAST(SUM(memory_mib_seconds) AS BIGINT) AS memory \
+         FROM usage_hours WHERE scope = $1 AND hour >= $2 GROUP BY namespace, deployment, service",
     )
     .bind(scope.key())
     .bind(since - since.rem_euclid(3600))
@@ -215,6 +224,7 @@ pub async fn used_since(db: &Db, scope: &Scope, since: i64) -> Result<Vec<Servic
     let mut out: Vec<ServiceUse> = rows
         .iter()
         .map(|r| ServiceUse {
+            namespace: r.get("namespace"),
             deployment: r.get("deployment"),
             service: r.get("service"),
             cpu_core_hours: r.get::<i64, _>("cpu") as f64 / 1000.0 / 3600.0,

@@ -120,11 +120,11 @@ pub struct UsageView {
     pub period_start: i64,
     /// Its end, when a subscription says.
     pub period_end: Option<i64>,
-    /// CPU requested by running apps × hours.
+    /// CPU requested by running apps × hours (the whole account: an organization's teams too).
     pub cpu_core_hours: f64,
     /// Memory requested × hours, GiB.
     pub memory_gib_hours: f64,
-    /// Per app and service.
+    /// Per app and service of the current sandbox.
     pub services: Vec<ServiceUse>,
 }
 
@@ -265,7 +265,12 @@ pub async fn overview(State(state): State<AppState>, p: Principal) -> ApiResult<
             // Folded from +0.0: an empty f64 sum is -0.0, which JSON would show as "-0.0".
             cpu_core_hours: services.iter().fold(0.0, |t, s| t + s.cpu_core_hours),
             memory_gib_hours: services.iter().fold(0.0, |t, s| t + s.memory_gib_hours),
-            services,
+            // The totals are the account's (every team of an organization); the apps listed are
+            // this sandbox's: a team's members do not learn the names of other teams' apps.
+            services: services
+                .into_iter()
+                .filter(|s| s.namespace == sandbox.namespace)
+                .collect(),
         },
         invoices,
     }))

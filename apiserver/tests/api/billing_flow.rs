@@ -423,6 +423,7 @@ async fn usage_flow(f: Flow) -> Result<()> {
     let hour = 1_764_547_200; // an hour's start
     let running = |cpu, memory| Running {
         scope: scope.key(),
+        namespace: "sandbox-dev".into(),
         deployment: "blog".into(),
         service: "web".into(),
         cpu_millis: cpu,
@@ -512,6 +513,19 @@ async fn usage_flow(f: Flow) -> Result<()> {
     assert!(
         (used[0].cpu_core_hours - (0.5 * 1.1667 + 4.0 * 500.0 / 3600.0)).abs() < 0.01,
         "{used:?}"
+    );
+    // Another sandbox of the account (an organization's second team) with an app of the same name:
+    // kept apart.
+    let other = Running {
+        namespace: "sandbox-other".into(),
+        ..running(1000, 0)
+    };
+    metering::record(db, &[other], hour, hour + 60).await?;
+    let used = metering::used_since(db, &scope, hour).await?;
+    assert_eq!(used.len(), 2, "{used:?}");
+    assert!(
+        used.iter()
+            .any(|u| u.namespace == "sandbox-other" && u.deployment == "blog")
     );
     Ok(())
 }
