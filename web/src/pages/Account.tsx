@@ -1,5 +1,5 @@
 import { useState } from "react";
-import { useNavigate } from "react-router";
+import { Link, useNavigate } from "react-router";
 import { useQueryClient } from "@tanstack/react-query";
 import { logout } from "../api/endpoints";
 import { useConfig, useMe } from "../api/hooks";
@@ -68,7 +68,9 @@ export function Account() {
               <code>{sandbox.namespace}</code>
             </dd>
             <dt>Plan</dt>
-            <dd className="plan">{sandbox.plan}</dd>
+            <dd className="plan">
+              {sandbox.plan} · <Link to="/billing">Plans and billing</Link>
+            </dd>
             <dt>Deployments</dt>
             <dd>{deploymentLimit(sandbox) === null ? "unlimited" : `at most ${deploymentLimit(sandbox)}`}</dd>
             <dt>Status</dt>
