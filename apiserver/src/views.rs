@@ -256,8 +256,8 @@ pub struct TemplateServiceView {
     pub name: String,
     /// Container image.
     pub image: String,
-    /// Container port.
-    pub port: i32,
+    /// Container port; absent for a service nothing connects to (a worker).
+    pub port: Option<i32>,
     /// CPU and memory requests and limits, when the template sets them.
     #[schema(value_type = Option<Object>)]
     pub resources: Option<serde_json::Value>,

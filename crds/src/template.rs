@@ -163,9 +163,12 @@ pub struct ServiceSpec {
     #[x_kube(validation = kube::core::Rule::new("!self.contains(' ')").message("image must not contain spaces"))]
     #[schemars(length(min = 1, max = 512))]
     pub image: String,
-    /// Port the container listens on (1-65535).
+    /// Port the container listens on (1-65535); absent for a service nothing connects to (a
+    /// worker, a queue consumer): it then gets no Kubernetes Service, cannot be the public
+    /// service, and cannot have a health check path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
-    pub port: i32,
+    pub port: Option<i32>,
     /// Overrides the image's entrypoint.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50), inner(length(max = 1024)))]

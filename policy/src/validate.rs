@@ -127,10 +127,15 @@ pub fn validate_template(spec: &TemplateSpec, settings: &Settings) -> Vec<String
     if let Some(ing) = &spec.ingress {
         match spec.services.iter().find(|s| s.name == ing.service) {
             None => reasons.push(format!("ingress.service: {:?} is not one of the services", ing.service)),
-            Some(s) if ing.port.is_some_and(|p| p != s.port) => reasons.push(format!(
+            Some(s) if s.port.is_none() => reasons.push(format!(
+                "ingress.service: service {:?} has no port, so it cannot be public; give it a port or make \
+                 another service public",
+                s.name
+            )),
+            Some(s) if ing.port.is_some_and(|p| Some(p) != s.port) => reasons.push(format!(
                 "ingress.port: service {:?} listens on {}, not {}",
                 s.name,
-                s.port,
+                s.port.unwrap_or_default(),
                 ing.port.unwrap_or_default()
             )),
             Some(_) => {}
@@ -189,8 +194,13 @@ fn check_service(at: &str, s: &ServiceSpec, settings: &Settings) -> Vec<String> 
             settings.allowed_registries.0.join(", ")
         ));
     }
-    if !(1..=65535).contains(&s.port) {
-        reasons.push(format!("{at}.port: {} is not a port (1-65535)", s.port));
+    match s.port {
+        Some(p) if !(1..=65535).contains(&p) => reasons.push(format!("{at}.port: {p} is not a port (1-65535)")),
+        None if s.health_check_path.is_some() => reasons.push(format!(
+            "{at}.healthCheckPath: service {:?} has no port to probe; give it a port or remove the health check",
+            s.name
+        )),
+        _ => {}
     }
     for k in s.env.keys() {
         if !is_env_name(k) {
@@ -427,14 +437,14 @@ pub fn validate_deployment(
                 resolved
                     .iter()
                     .find(|s| s.spec.name == ing.service)
-                    .map(|s| s.spec.port)
+                    .and_then(|s| s.spec.port)
             });
             port.map(|p| (ing.service.clone(), p))
         }
-        // Inline services: the first one is public.
-        (Visibility::Public, None) if template.is_none() => {
-            resolved.first().map(|s| (s.spec.name.clone(), s.spec.port))
-        }
+        // Inline services: the first one with a port is public.
+        (Visibility::Public, None) if template.is_none() => resolved
+            .iter()
+            .find_map(|s| s.spec.port.map(|p| (s.spec.name.clone(), p))),
         _ => None,
     };
 

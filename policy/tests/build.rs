@@ -806,3 +806,58 @@ fn sandbox_quota_limits_ephemeral_storage() {
     assert_eq!(hard["limits.ephemeral-storage"].0, "600Gi");
     assert_eq!(hard["pods"].0, "500");
 }
+
+/// A template with a web service and a worker that listens on nothing (issue 18).
+fn web_and_worker(worker_extra: &str) -> Template {
+    serde_yaml::from_str(&format!(
+        "apiVersion: k8s-scheduler.io/v1alpha1\nkind: Template\nmetadata:\n  name: queue\n  namespace: k8s-scheduler-system\nspec:\n  \
+         displayName: Queue\n  services:\n    - name: web\n      image: ghcr.io/example/web:1\n      port: 8080\n      healthCheckPath: /healthz\n    \
+         - name: worker\n      image: ghcr.io/example/worker:1\n{worker_extra}  ingress:\n    service: web\n"
+    ))
+    .expect("template yaml")
+}
+
+#[test]
+fn a_service_without_a_port_runs_without_a_service_or_probes() {
+    let config = Config::for_tests();
+    let t = web_and_worker("");
+    assert_eq!(validate_template(&t.spec, &config.settings), Vec::<String>::new());
+    let vd = validate_deployment(&ud_for("queue", ""), Some(&t.spec), "alice", &config.settings).expect("valid");
+    let c = build::deployment::build(&vd, &config.settings, &config.build);
+    assert_eq!(c.deployments.len(), 2, "both services run");
+    let names: Vec<_> = c.services.iter().filter_map(|s| s.metadata.name.clone()).collect();
+    assert_eq!(names, ["my-app-web"], "the worker gets no Service");
+    let worker = c
+        .deployments
+        .iter()
+        .find(|d| d.metadata.name.as_deref() == Some("my-app-worker"))
+        .expect("worker Deployment");
+    let w = container(worker);
+    assert!(
+        w.ports.is_none() && w.readiness_probe.is_none() && w.liveness_probe.is_none(),
+        "{w:?}"
+    );
+    assert_restricted(worker);
+}
+
+#[test]
+fn a_service_without_a_port_cannot_be_probed_or_public() {
+    let config = Config::for_tests();
+    let probed = web_and_worker("      healthCheckPath: /healthz\n");
+    let problems = validate_template(&probed.spec, &config.settings);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("services[1].healthCheckPath:") && p.contains("no port")),
+        "{problems:?}"
+    );
+    let mut public = web_and_worker("");
+    public.spec.ingress.as_mut().unwrap().service = "worker".into();
+    let problems = validate_template(&public.spec, &config.settings);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("ingress.service:") && p.contains("no port")),
+        "{problems:?}"
+    );
+}

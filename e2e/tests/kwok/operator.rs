@@ -1468,3 +1468,37 @@ async fn routes_follow_visibility_and_the_routing_mode() -> Result<()> {
     result.with_context(|| format!("controller logs:\n{logs}"))?;
     cleanup
 }
+
+/// A worker (a service without a port) runs beside a web service and gets no Service (issue 18).
+#[tokio::test]
+async fn a_worker_without_a_port_runs_and_gets_no_service() -> Result<()> {
+    let _turn = e2e::suite::turn("operator").await;
+    with_sandbox(&[("ROUTING", "ingress")], |client, sb| async move {
+        let ns = sb.namespace.as_str();
+        let uds: Api<UserDeployment> = Api::namespaced(client.clone(), ns);
+        let ud: UserDeployment = serde_json::from_value(json!({
+            "apiVersion": "k8s-scheduler.io/v1alpha1",
+            "kind": "UserDeployment",
+            "metadata": { "name": "queue" },
+            "spec": { "services": [
+                { "name": "web", "image": "ghcr.io/example/web:1", "port": 8080 },
+                { "name": "worker", "image": "ghcr.io/example/worker:1" },
+            ] },
+        }))?;
+        create_deployment(&uds, &ud).await?;
+        ready(&uds, "queue").await?;
+        let selector = format!("{}=queue", policy::build::DEPLOYMENT_LABEL);
+        let deployments = names::<Deployment>(&client, ns, &selector).await?;
+        ensure!(
+            deployments == BTreeSet::from(["queue-web".to_string(), "queue-worker".to_string()]),
+            "{deployments:?}"
+        );
+        let services = names::<Service>(&client, ns, &selector).await?;
+        ensure!(
+            services == BTreeSet::from(["queue-web".to_string()]),
+            "only the web service has a Service: {services:?}"
+        );
+        Ok(())
+    })
+    .await
+}

@@ -103,7 +103,8 @@ pub fn build(vd: &ValidatedDeployment, settings: &Settings, config: &BuildSettin
     for svc in &vd.services {
         let cm = config_map(vd, svc);
         out.deployments.push(deployment(vd, svc, cm.as_ref()));
-        out.services.push(service(vd, svc));
+        // A service without a port (a worker) gets no Service: nothing could connect to it.
+        out.services.extend(service(vd, svc));
         out.config_maps.extend(cm);
         out.disruption_budgets.extend(disruption_budget(vd, svc));
     }
@@ -194,12 +195,14 @@ fn deployment(vd: &ValidatedDeployment, svc: &ResolvedService, cm: Option<&Confi
     let mut container = Container {
         name: s.name.clone(),
         image: Some(s.image.clone()),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: s.port,
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
+        ports: s.port.map(|port| {
+            vec![ContainerPort {
+                name: Some("http".into()),
+                container_port: port,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]
+        }),
         env: Some(env),
         security_context: Some(SecurityContext {
             run_as_non_root: Some(true),
@@ -245,15 +248,16 @@ fn deployment(vd: &ValidatedDeployment, svc: &ResolvedService, cm: Option<&Confi
             ..Default::default()
         });
     }
-    if let Some(path) = &s.health_check_path {
+    // Validation refuses a health check without a port; a probe needs one.
+    if let (Some(path), Some(port)) = (&s.health_check_path, s.port) {
         // Readiness every 2 s: the kubelet probes once at start, and an app not listening yet
         // (about 1 start in 10 on the real node, `hack/bench gateway`) otherwise waits a whole
         // 10 s period for its first answer through the gateway.
-        container.readiness_probe = Some(http_probe(path, s.port, 2));
+        container.readiness_probe = Some(http_probe(path, port, 2));
         container.liveness_probe = Some(Probe {
             initial_delay_seconds: Some(15),
             failure_threshold: Some(6),
-            ..http_probe(path, s.port, 10)
+            ..http_probe(path, port, 10)
         });
     }
     let mut pod_annotations = BTreeMap::new();
@@ -330,24 +334,25 @@ fn runtime_default() -> SeccompProfile {
     }
 }
 
-fn service(vd: &ValidatedDeployment, svc: &ResolvedService) -> Service {
+fn service(vd: &ValidatedDeployment, svc: &ResolvedService) -> Option<Service> {
     let s = &svc.spec;
-    Service {
+    let port = s.port?;
+    Some(Service {
         metadata: metadata(vd, &child_name(vd, &s.name), Some(&s.name)),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
             selector: pod_selector(vd, &s.name).match_labels,
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),
-                port: s.port,
-                target_port: Some(IntOrString::Int(s.port)),
+                port,
+                target_port: Some(IntOrString::Int(port)),
                 protocol: Some("TCP".into()),
                 ..Default::default()
             }]),
             ..Default::default()
         }),
         ..Default::default()
-    }
+    })
 }
 
 /// A PodDisruptionBudget for a service with two or more replicas: a node drain or cluster

@@ -182,7 +182,8 @@ export interface ResourceList {
 export interface TemplateService {
   name: string;
   image: string;
-  port: number;
+  /** Absent for a service nothing connects to (a worker): it gets no Kubernetes Service. */
+  port?: number | null;
   /** Not in the API yet; shown when present. */
   resources?: { requests?: ResourceList; limits?: ResourceList } | null;
 }

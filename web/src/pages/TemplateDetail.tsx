@@ -74,7 +74,7 @@ export function TemplateDetail() {
                     <td>
                       <code className="break">{s.image}</code>
                     </td>
-                    <td>{s.port}</td>
+                    <td>{s.port ?? <span className="muted">none (worker)</span>}</td>
                     {hasResources && (
                       <td className="small">
                         {s.resources ? (
