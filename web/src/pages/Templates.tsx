@@ -1,4 +1,4 @@
-import { useMemo } from "react";
+import { useEffect, useMemo, useState } from "react";
 import { Link, useSearchParams } from "react-router";
 import { useTemplates } from "../api/hooks";
 import type { Template } from "../api/types";
@@ -20,19 +20,28 @@ export function filterTemplates(all: Template[], q: string, category: string): T
 export function Templates() {
   const templates = useTemplates();
   // The search and the category live in the address, so they survive a reload and can be shared.
+  // The inputs read React state, written to the address after each change: two changes in a row
+  // (clear the search, then pick a category) would otherwise build the second address from the
+  // first one's stale parameters, and the cleared search came back.
   const [params, setParams] = useSearchParams();
-  const q = params.get("q") ?? "";
-  const category = params.get("category") ?? "";
-  const set = (k: string, v: string) =>
+  const [q, setQ] = useState(() => params.get("q") ?? "");
+  const [category, setCategory] = useState(() => params.get("category") ?? "");
+  useEffect(() => {
     setParams(
       (old) => {
         const next = new URLSearchParams(old);
-        if (v) next.set(k, v);
-        else next.delete(k);
+        for (const [k, v] of [
+          ["q", q],
+          ["category", category],
+        ] as const) {
+          if (v) next.set(k, v);
+          else next.delete(k);
+        }
         return next;
       },
       { replace: true },
     );
+  }, [q, category, setParams]);
   const categories = useMemo(
     () => Array.from(new Set((templates.data ?? []).map((t) => t.category).filter(Boolean))).sort(),
     [templates.data],
@@ -53,14 +62,14 @@ export function Templates() {
             type="search"
             placeholder="Search templates…"
             value={q}
-            onChange={(e) => set("q", e.target.value)}
+            onChange={(e) => setQ(e.target.value)}
           />
         </div>
         <div className="field field-inline">
           <label htmlFor="template-category" className="sr-only">
             Category
           </label>
-          <select id="template-category" value={category} onChange={(e) => set("category", e.target.value)}>
+          <select id="template-category" value={category} onChange={(e) => setCategory(e.target.value)}>
             <option value="">All categories</option>
             {categories.map((c) => (
               <option key={c} value={c}>
