@@ -315,3 +315,36 @@ impl TemplateView {
         }
     }
 }
+
+/// One problem of a submitted template: the field it concerns and what is wrong.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq, utoipa::ToSchema)]
+pub struct FieldProblem {
+    /// Path of the field in the Template, e.g. `spec.services[0].image` (empty when the problem
+    /// concerns the whole object).
+    pub field: String,
+    /// What is wrong and what to change.
+    pub message: String,
+}
+
+impl FieldProblem {
+    /// A problem of `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldProblem {
+        FieldProblem {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The outcome of validating a template: `POST /api/templates/validate` answers it with 200, a
+/// create or replace of an invalid template with 422 (and `error`, the problems in one line).
+#[derive(Serialize, Clone, Debug, utoipa::ToSchema)]
+pub struct TemplateValidation {
+    /// The problems in one sentence (only on a refused create or replace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether the template would be accepted.
+    pub valid: bool,
+    /// Every problem found, each with the field it concerns.
+    pub problems: Vec<FieldProblem>,
+}

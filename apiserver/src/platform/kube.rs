@@ -352,6 +352,64 @@ where
     store
 }
 
+impl KubePlatform {
+    fn template_api(&self, t: &Template) -> Api<Template> {
+        Api::namespaced(self.client.clone(), &t.namespace().unwrap_or_default())
+    }
+}
+
+/// A template write's outcome: the stored object; or, when the API server refused it as invalid
+/// (its schema, CEL rules, a bad name), every cause it gave, by field; or the error, in words that
+/// say what to do (a taken name, a change meanwhile, a sandbox not provisioned yet).
+fn template_write(written: Result<Template, kube::Error>, t: &Template) -> ApiResult<super::TemplateWrite> {
+    match written {
+        Ok(stored) => Ok(Ok(Arc::new(stored))),
+        Err(kube::Error::Api(s)) if s.code == 422 || (s.code == 400 && s.reason == "BadRequest") => {
+            Ok(Err(status_problems(&s)))
+        }
+        Err(e) if namespace_missing(&e) => Err(ApiError::Unavailable(
+            "your sandbox namespace is still being prepared; retry in a few seconds".into(),
+        )),
+        Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => Err(ApiError::Conflict(format!(
+            "a template named {} exists already in your sandbox; PUT /api/templates/{} replaces it",
+            t.name_any(),
+            t.name_any()
+        ))),
+        Err(kube::Error::Api(s)) if s.code == 409 => Err(ApiError::Conflict(format!(
+            "the template {} changed meanwhile (another client or GitOps); reload it and try again",
+            t.name_any()
+        ))),
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            Err(ApiError::NotFound(format!("template {:?} not found", t.name_any())))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The problems of a refused write as the API server lists them: one per cause (`field` as it
+/// names it, e.g. `spec.services[0].resources.limits.cpu`), else its whole message.
+pub fn status_problems(s: &kube::core::Status) -> Vec<crate::views::FieldProblem> {
+    use crate::views::FieldProblem;
+    let causes = s.details.as_ref().map(|d| d.causes.as_slice()).unwrap_or_default();
+    let problems: Vec<FieldProblem> = causes
+        .iter()
+        .map(|c| {
+            let field = c.field.trim_start_matches('.').to_string();
+            let message = if c.message.is_empty() {
+                c.reason.clone()
+            } else {
+                c.message.clone()
+            };
+            FieldProblem::new(field, message)
+        })
+        .collect();
+    if problems.is_empty() {
+        vec![FieldProblem::new("", s.message.clone())]
+    } else {
+        problems
+    }
+}
+
 fn namespace_missing(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404 && s.details.as_ref().is_some_and(|d| d.kind == "namespaces"))
 }
@@ -538,6 +596,65 @@ impl Platform for KubePlatform {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn template(&self, namespace: &str, name: &str) -> ApiResult<Option<Arc<Template>>> {
+        let api: Api<Template> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.get_opt(name).await?.map(Arc::new))
+    }
+
+    async fn dry_run_template(&self, t: &Template, replace: bool) -> ApiResult<Vec<crate::views::FieldProblem>> {
+        let pp = PostParams {
+            dry_run: true,
+            field_manager: Some(FIELD_MANAGER.into()),
+        };
+        let written = if replace {
+            self.template_api(t).replace(&t.name_any(), &pp, t).await
+        } else {
+            self.template_api(t).create(&pp, t).await
+        };
+        match template_write(written, t) {
+            Ok(Ok(_)) => Ok(vec![]),
+            Ok(Err(problems)) => Ok(problems),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_template(&self, t: Template) -> ApiResult<super::TemplateWrite> {
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        template_write(self.template_api(&t).create(&pp, &t).await, &t)
+    }
+
+    async fn replace_template(&self, t: Template) -> ApiResult<super::TemplateWrite> {
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        template_write(self.template_api(&t).replace(&t.name_any(), &pp, &t).await, &t)
+    }
+
+    async fn delete_template(&self, namespace: &str, name: &str) -> ApiResult<bool> {
+        let api: Api<Template> = Api::namespaced(self.client.clone(), namespace);
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn deployments_naming_template(&self, name: &str) -> Vec<Arc<UserDeployment>> {
+        // The cache: a scan of every deployment on a rare request (a template's delete or
+        // visibility change), where a read-through LIST of every namespace would cost the API
+        // server far more. An app created in the last moment may be missed; the controller then
+        // reports it TemplateNotFound, which names the template.
+        self.deployments
+            .state()
+            .into_iter()
+            .filter(|ud| ud.spec.template_ref.as_ref().is_some_and(|r| r.name == name))
+            .collect()
     }
 
     async fn events(&self, namespace: &str, name: &str) -> ApiResult<Vec<EventView>> {

@@ -136,6 +136,15 @@ pub type LogStream = futures::stream::BoxStream<'static, std::io::Result<axum::b
 pub const LOGS_NEED_A_CLUSTER: &str = "logs need a cluster: this server runs with KUBERNETES_ENABLED=false, \
      so deployments are stored and rendered but never run, and there are no pods whose logs could be shown";
 
+/// Why a server without Kubernetes cannot write templates.
+pub const TEMPLATES_NEED_A_CLUSTER: &str = "writing templates needs a cluster: this server runs with \
+     KUBERNETES_ENABLED=false, where the catalog is the built-in templates only (templates are Template \
+     custom resources); POST /api/templates/validate still checks one with the controller's rules";
+
+/// The outcome of a template write the cluster may refuse as invalid: the stored object, or every
+/// problem the API server named (schema, CEL rules), by field.
+pub type TemplateWrite = Result<Arc<Template>, Vec<crate::views::FieldProblem>>;
+
 /// Templates, sandboxes and deployments.
 #[async_trait]
 pub trait Platform: Send + Sync {
@@ -247,6 +256,41 @@ pub trait Platform: Send + Sync {
         crate::usage::Sampled::Unavailable(
             "the server runs without Kubernetes (KUBERNETES_ENABLED=false): no CPU or memory to show".into(),
         )
+    }
+    /// Template `name` of `namespace`, read through to the source of truth (a write needs its
+    /// current version; the watch cache may lag a write made a moment ago).
+    async fn template(&self, namespace: &str, name: &str) -> ApiResult<Option<Arc<Template>>> {
+        Ok(self.templates(namespace).into_iter().find(|t| {
+            ::kube::ResourceExt::namespace(t.as_ref()).as_deref() == Some(namespace)
+                && ::kube::ResourceExt::name_any(t.as_ref()) == name
+        }))
+    }
+    /// What the cluster says of storing `t` (already validated by the controller's rules): a
+    /// server-side dry run of its create (`replace` false) or of its replace (`replace` true, `t`
+    /// carrying the current resourceVersion), so that the CRD's schema and CEL rules answer too.
+    /// Every problem it names, by field; none without a cluster (nothing more to ask).
+    async fn dry_run_template(&self, _t: &Template, _replace: bool) -> ApiResult<Vec<crate::views::FieldProblem>> {
+        Ok(vec![])
+    }
+    /// Creates a Template (already validated); 409 when the name is taken. Without a cluster:
+    /// 409, [`TEMPLATES_NEED_A_CLUSTER`].
+    async fn create_template(&self, _t: Template) -> ApiResult<TemplateWrite> {
+        Err(crate::error::ApiError::Conflict(TEMPLATES_NEED_A_CLUSTER.into()))
+    }
+    /// Replaces a Template (already validated; `t` carries the resourceVersion it was read at, so
+    /// a change made meanwhile is a 409). Without a cluster: 409.
+    async fn replace_template(&self, _t: Template) -> ApiResult<TemplateWrite> {
+        Err(crate::error::ApiError::Conflict(TEMPLATES_NEED_A_CLUSTER.into()))
+    }
+    /// Deletes a Template; false when there is none. Without a cluster: 409.
+    async fn delete_template(&self, _namespace: &str, _name: &str) -> ApiResult<bool> {
+        Err(crate::error::ApiError::Conflict(TEMPLATES_NEED_A_CLUSTER.into()))
+    }
+    /// Every deployment, in any namespace, whose `templateRef` names a template called `name`
+    /// (callers resolve each reference to see whether it means theirs). Without a cluster: none
+    /// (no template can be written there, so none can be in use).
+    fn deployments_naming_template(&self, _name: &str) -> Vec<Arc<UserDeployment>> {
+        vec![]
     }
     /// Whether the backing store answers.
     async fn ready(&self) -> Result<(), String>;

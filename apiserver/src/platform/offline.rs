@@ -3,6 +3,9 @@
 //! (the `policy` crate) and shown; their status is Pending with reason `KubernetesDisabled`. The catalog is the
 //! built-in templates of `examples/`. Nothing runs, so there are no pods or logs: the log route
 //! answers 409 ([`super::LOGS_NEED_A_CLUSTER`], the trait's default).
+//! Templates are only the built-in ones: writing one answers 409
+//! ([`super::TEMPLATES_NEED_A_CLUSTER`], the trait's default), while validating one works (the
+//! controller's rules, without the cluster's dry run).
 
 use std::sync::Arc;
 

@@ -18,21 +18,17 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-/// Per-test names and cleanup of everything labelled with the run.
-struct Run {
-    client: Client,
-    run: String,
-    platform: String,
+/// Per-test names and cleanup of everything labelled with the run (also used by the template
+/// authoring tests).
+pub(crate) struct Run {
+    pub(crate) client: Client,
+    pub(crate) run: String,
+    pub(crate) platform: String,
 }
 
 impl Run {
     async fn new() -> Result<Run> {
-        let client = e2e::client().await?;
-        e2e::operator::ensure_crds(&client).await?;
-        let run = e2e::unique_name("api");
-        let platform = format!("{run}-platform");
-        let r = Run { client, run, platform };
-        r.namespace(&r.platform).await?;
+        let r = Run::empty("api").await?;
         let mut t: Template =
             serde_yaml::from_str(include_str!("../../../examples/20-template-hello-web.yaml")).context("template")?;
         t.metadata.namespace = Some(r.platform.clone());
@@ -42,17 +38,28 @@ impl Run {
         Ok(r)
     }
 
+    /// A run named `<prefix>-...` with its (empty) platform namespace.
+    pub(crate) async fn empty(prefix: &str) -> Result<Run> {
+        let client = e2e::client().await?;
+        e2e::operator::ensure_crds(&client).await?;
+        let run = e2e::unique_name(prefix);
+        let platform = format!("{run}-platform");
+        let r = Run { client, run, platform };
+        r.namespace(&r.platform).await?;
+        Ok(r)
+    }
+
     /// Sandbox namespaces `<run>-sb-<user id>` (the platform's, `<run>-platform`, is not one of
     /// them: start-up refuses a pattern that could yield it).
     fn pattern(&self) -> String {
         format!("{}-sb-%s", self.run)
     }
 
-    fn ns(&self, user: &str) -> String {
+    pub(crate) fn ns(&self, user: &str) -> String {
         format!("{}-sb-{user}", self.run)
     }
 
-    fn configure(&self, c: &mut apiserver::config::Config) {
+    pub(crate) fn configure(&self, c: &mut apiserver::config::Config) {
         c.kubernetes_enabled = true;
         c.kubeconfig = Some(e2e::cluster::kubeconfig_path());
         c.kubernetes_namespace = self.pattern();
@@ -64,7 +71,7 @@ impl Run {
             .insert(e2e::operator::RUN_LABEL.into(), self.run.clone());
     }
 
-    async fn namespace(&self, name: &str) -> Result<()> {
+    pub(crate) async fn namespace(&self, name: &str) -> Result<()> {
         let ns: Namespace = serde_json::from_value(json!({
             "metadata": { "name": name, "labels": { e2e::cluster::TEST_NAMESPACE_LABEL: "true", e2e::operator::RUN_LABEL: self.run } }
         }))?;
@@ -78,7 +85,7 @@ impl Run {
         }
     }
 
-    async fn cleanup(&self) {
+    pub(crate) async fn cleanup(&self) {
         let sel = format!("{}={}", e2e::operator::RUN_LABEL, self.run);
         let lp = ListParams::default().labels(&sel);
         let sandboxes: Api<UserSandbox> = Api::all(self.client.clone());

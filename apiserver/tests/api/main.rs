@@ -23,3 +23,4 @@ mod signin;
 mod store;
 mod stripe;
 mod teams;
+mod templates_api;

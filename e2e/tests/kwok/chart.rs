@@ -727,6 +727,9 @@ fn server_configmap_has_the_keys_of_the_configuration_reference() -> Result<()> 
         ("PLATFORM_NAMESPACE", "platform"),
         ("KUBERNETES_RECONCILE_INTERVAL", "30s"),
         ("BILLING_ENABLED", "false"),
+        ("BILLING_GRACE_PERIOD_HOURS", "168"),
+        ("STRIPE_METER_CPU", "app_cpu_core_minutes"),
+        ("STRIPE_METER_MEMORY", "app_memory_gib_minutes"),
         ("SMTP_PORT", "587"),
         ("ORG_DEFAULT_PLAN", "free"),
         // The operator's values, shared (policy::Settings): the API refuses what it would.
@@ -1123,7 +1126,8 @@ async fn operator_runs_with_the_chart_rbac_and_nothing_more() -> Result<()> {
 }
 
 /// The server's ClusterRole, rule by rule (see templates/server-rbac.yaml): the calls of
-/// apiserver/src/platform/kube.rs and nothing else (no Template writes; a UserSandbox is patched
+/// apiserver/src/platform/kube.rs and nothing else (Template writes only in sandboxes, through the
+/// per-sandbox role; a UserSandbox is patched
 /// to adopt an unmarked one or to write a team's members, and deleted only with its team).
 const SERVER_RULES: &[(&str, &str, &[&str])] = &[
     (
@@ -1142,11 +1146,16 @@ const SERVER_RULES: &[(&str, &str, &[&str])] = &[
 ];
 
 /// The ClusterRole the operator binds to the server in each sandbox namespace: the pods of an app's
-/// service (listed by label) and the chosen one's log (`GET /api/deployments/{name}/logs`); and,
+/// service (listed by label) and the chosen one's log (`GET /api/deployments/{name}/logs`); the
+/// sandbox's own Templates (authoring: read, create, replace, delete); and,
 /// unless a ClusterSecretStore owns them, the apps' Secrets (server-side apply of `<app>-secrets`,
 /// a read to compare, a delete of a service's Secret no longer needed).
 fn server_sandbox_rules(writes_secrets: bool) -> Vec<Rule> {
-    let mut want = rules(&[("", "pods", &["get", "list"]), ("", "pods/log", &["get"])]);
+    let mut want = rules(&[
+        ("", "pods", &["get", "list"]),
+        ("", "pods/log", &["get"]),
+        ("k8s-scheduler.io", "templates", &["get", "create", "update", "delete"]),
+    ]);
     if writes_secrets {
         want.extend(rules(&[("", "secrets", &["get", "create", "patch", "delete"])]));
     }
@@ -1397,8 +1406,8 @@ async fn server_rbac_grants_exactly_the_listed_rules() -> Result<()> {
                         &["patch", "userdeployments.k8s-scheduler.io", "-n", other_ns],
                         &["update", "usersandboxes.k8s-scheduler.io"],
                         &["update", "usersandboxes.k8s-scheduler.io", "--subresource=status"],
-                        // No Template writes: not the platform's public ones (the release namespace,
-                        // here the test namespace), not anywhere.
+                        // No Template writes outside sandboxes: not the platform's public ones (the
+                        // release namespace, here the test namespace), not in another namespace.
                         &["create", "templates.k8s-scheduler.io", "-n", &ns],
                         &["update", "templates.k8s-scheduler.io", "-n", &ns],
                         &["patch", "templates.k8s-scheduler.io", "-n", &ns],
