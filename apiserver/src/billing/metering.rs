@@ -314,10 +314,17 @@ pub async fn fix_reports(db: &Db, meters: &Meters, now: i64) -> Result<usize> {
 }
 
 /// Meter events fixed and not yet accepted by Stripe, oldest first.
-pub async fn unsent(db: &Db) -> Result<Vec<Report>> {
+///
+/// Only hours within [`REPORT_WINDOW_SECONDS`] of `now` are sent: Stripe refuses meter events
+/// much older, and a reporter does not pick up rows fixed with a clock far from its own (a
+/// test's).
+pub async fn unsent(db: &Db, now: i64) -> Result<Vec<Report>> {
     let rows = sqlx::query(
-        "SELECT identifier, scope, hour, meter, value FROM usage_reports WHERE sent_at IS NULL ORDER BY hour, identifier",
+        "SELECT identifier, scope, hour, meter, value FROM usage_reports WHERE sent_at IS NULL AND hour >= $1 AND hour <= $2 \
+         ORDER BY hour, identifier",
     )
+    .bind(now - REPORT_WINDOW_SECONDS)
+    .bind(now)
     .fetch_all(db.pool())
     .await
     .context("reading unsent usage reports")?;
@@ -354,7 +361,7 @@ pub async fn report(db: &Db, stripe: &StripeApi, meters: &Meters, now: i64) -> R
         .filter_map(|a| a.customer_id.map(|c| (a.scope, c)))
         .collect();
     let mut sent = 0;
-    for r in unsent(db).await? {
+    for r in unsent(db, now).await? {
         let Some(customer) = customers.get(&r.scope) else {
             continue;
         };
