@@ -1374,6 +1374,11 @@ async fn server_rbac_grants_exactly_the_listed_rules() -> Result<()> {
                         &["list", "pods", "-n", &ns],
                         &["get", "pods", "-n", &ns],
                         &["get", "pods", "--subresource=log", "-n", &ns],
+                        // Template authoring in the sandbox.
+                        &["get", "templates.k8s-scheduler.io", "-n", &ns],
+                        &["create", "templates.k8s-scheduler.io", "-n", &ns],
+                        &["update", "templates.k8s-scheduler.io", "-n", &ns],
+                        &["delete", "templates.k8s-scheduler.io", "-n", &ns],
                     ],
                     &[
                         &["list", "pods", "-n", other_ns][..],
@@ -1406,14 +1411,12 @@ async fn server_rbac_grants_exactly_the_listed_rules() -> Result<()> {
                         &["patch", "userdeployments.k8s-scheduler.io", "-n", other_ns],
                         &["update", "usersandboxes.k8s-scheduler.io"],
                         &["update", "usersandboxes.k8s-scheduler.io", "--subresource=status"],
-                        // No Template writes outside sandboxes: not the platform's public ones (the
-                        // release namespace, here the test namespace), not in another namespace.
-                        &["create", "templates.k8s-scheduler.io", "-n", &ns],
-                        &["update", "templates.k8s-scheduler.io", "-n", &ns],
+                        // No Template writes outside sandboxes, and no patch (authoring replaces).
                         &["patch", "templates.k8s-scheduler.io", "-n", &ns],
-                        &["delete", "templates.k8s-scheduler.io", "-n", &ns],
                         &["create", "templates.k8s-scheduler.io", "-n", other_ns],
-                        &["get", "templates.k8s-scheduler.io", "-n", &ns],
+                        &["update", "templates.k8s-scheduler.io", "-n", other_ns],
+                        &["delete", "templates.k8s-scheduler.io", "-n", other_ns],
+                        &["get", "templates.k8s-scheduler.io", "-n", other_ns],
                         // Secrets: only in the sandbox namespace that binds it, and never listed.
                         &["list", "secrets", "-n", &ns],
                         &["update", "secrets", "-n", &ns],
@@ -1995,9 +1998,9 @@ async fn service_accounts_are_confined_to_sandbox_namespaces() -> Result<()> {
                 .to_string();
                 ensure_allowed(&operator, &["create", "-f", "-"], Some(&lease))?;
 
-                // The server: UserDeployments and Secrets only in sandbox namespaces, no
-                // Templates (RBAC), no Secrets where no RoleBinding grants them (RBAC), and none
-                // where a RoleBinding grants them by mistake (the policy).
+                // The server: UserDeployments, Secrets and Templates only in sandbox namespaces:
+                // none where no RoleBinding grants them (RBAC), and none where a RoleBinding grants
+                // them by mistake (the policy).
                 ensure_refused(&server, &create, Some(&probe_deployment("kube-system")), Some(&release), &["get", "ns", "kube-system"])?;
                 ensure_refused(&server, &create, Some(&probe_deployment(&ns)), Some(&release), &["get", "ns", "default"])?;
                 let template = |namespace: &str| {
@@ -2006,7 +2009,7 @@ async fn service_accounts_are_confined_to_sandbox_namespaces() -> Result<()> {
                         "spec": { "displayName": "x", "services": [{ "name": "web", "image": "ghcr.io/x/web:1", "port": 8080 }] } })
                     .to_string()
                 };
-                for namespace in ["kube-system", ns.as_str(), sandbox_ns.as_str()] {
+                for namespace in ["kube-system", ns.as_str()] {
                     ensure_refused(
                         &server,
                         &["create", "-f", "-"],
@@ -2048,6 +2051,15 @@ async fn service_accounts_are_confined_to_sandbox_namespaces() -> Result<()> {
                 )?;
                 ensure_allowed(&server, &["create", "secret", "generic", &name, "-n", &sandbox_ns, "--from-literal=a=b"], None)?;
                 ensure_allowed(&server, &["delete", "secret", &name, "-n", &sandbox_ns], None)?;
+                // Template authoring: in the sandbox, not where the RoleBinding is misplaced.
+                ensure_refused(
+                    &server,
+                    &["create", "-f", "-"],
+                    Some(&template(&ns)),
+                    Some(&release),
+                    &["delete", "templates.k8s-scheduler.io", &name, "-n", &ns],
+                )?;
+                ensure_allowed(&server, &["create", "-f", "-", "--dry-run=server"], Some(&template(&sandbox_ns)))?;
                 ensure_allowed(&server, &create, Some(&probe_deployment(&sandbox_ns)))?;
                 Ok::<_, anyhow::Error>(())
             }
@@ -2246,11 +2258,18 @@ fn template_with_apis(namespace: &str, apis: &[&str], sets: &[&str]) -> Result<(
 #[test]
 fn routing_values_reach_the_operator_and_no_default_names_ingress_nginx() -> Result<()> {
     let rendered = render("r", "platform", &["server.ingress.enabled=true"])?;
+    let docs = documents(&rendered)?;
+    // The catalog's Templates may run nginx-based images (PrivateBin's); what routes must not.
+    let platform: Vec<&Value> = docs.iter().filter(|d| d["kind"] != "Template").collect();
+    let platform_text = serde_json::to_string(&platform)?;
     ensure!(
-        !rendered.contains("nginx"),
+        !platform_text.contains("nginx"),
         "a default still names ingress-nginx:\n{rendered}"
     );
-    let docs = documents(&rendered)?;
+    ensure!(
+        !rendered.contains("ingress-nginx"),
+        "a catalog Template names ingress-nginx:\n{rendered}"
+    );
     let env = operator_env(&docs, "r-operator")?;
     let defaults = [
         ("ROUTING", "auto"),
