@@ -2534,3 +2534,89 @@ async fn platform_gateway_admits_routes_from_sandboxes_only() -> Result<()> {
     })
     .await
 }
+
+/// operator.allowedRegistries at admission: in a sandbox namespace a Template or UserDeployment
+/// with an image from another registry is refused naming the field, whoever writes it (here
+/// kubectl, as a tenant's `kubectl apply` or Argo CD would); allowed registries and other
+/// namespaces (the platform's own Templates) are admitted; an empty list renders no policy.
+#[tokio::test]
+async fn allowed_registries_are_enforced_at_admission() -> Result<()> {
+    let _turn = e2e::suite::turn("chart").await;
+    with_namespace(|_client, ns| async move {
+        let release = unique_name("reg");
+        ensure!(
+            !render(&release, &ns, &[])?.contains("allowed-registries"),
+            "no policy without a list"
+        );
+        let docs = documents(&render(&release, &ns, &["operator.allowedRegistries=ghcr.io"])?)?;
+        let policy: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["metadata"]["name"].as_str() == Some(&format!("{release}-allowed-registries")))
+            .collect();
+        ensure!(policy.len() == 2, "the policy and its binding: {policy:?}");
+        apply_documents(&ns, &policy)?;
+        let sandbox = unique_name("regsb");
+        let namespace = json!({ "apiVersion": "v1", "kind": "Namespace",
+            "metadata": { "name": sandbox, "labels": sandbox_labels(&sandbox) } });
+        let result = async {
+            let (ok, out) = kubectl_stdin(&["apply", "-f", "-"], &namespace.to_string())?;
+            ensure!(ok, "the sandbox namespace: {out}");
+            let template = |namespace: &str, image: &str| {
+                json!({ "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "Template",
+                    "metadata": { "name": "reg", "namespace": namespace },
+                    "spec": { "displayName": "x", "services": [{ "name": "web", "image": image, "port": 8080 }] } })
+                .to_string()
+            };
+            let dry = ["apply", "--dry-run=server", "-f", "-"];
+            // The policy becomes active a moment after it is created.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let refusal = loop {
+                let (ok, out) = kubectl_stdin(&dry, &template(&sandbox, "docker.io/library/nginx:1"))?;
+                if !ok {
+                    break out;
+                }
+                ensure!(Instant::now() < deadline, "the policy never refused docker.io: {out}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            };
+            ensure!(
+                refusal.contains("spec.services[].image: web (docker.io/library/nginx:1) is not from an allowed registry (allowed: ghcr.io)"),
+                "{refusal}"
+            );
+            // No registry in the name is docker.io too.
+            let (ok, out) = kubectl_stdin(&dry, &template(&sandbox, "nginx:1"))?;
+            ensure!(!ok && out.contains("web (nginx:1)"), "{out}");
+            let (ok, out) = kubectl_stdin(&dry, &template(&sandbox, "ghcr.io/k8s-scheduler/hello-web:0.1.0"))?;
+            ensure!(ok, "ghcr.io is allowed: {out}");
+            // A look-alike path is not the registry.
+            let (ok, out) = kubectl_stdin(&dry, &template(&sandbox, "evil.example/ghcr.io/web:1"))?;
+            ensure!(!ok, "evil.example is not ghcr.io: {out}");
+            // Outside sandboxes (the platform's Templates): not the policy's.
+            let (ok, out) = kubectl_stdin(&dry, &template(&ns, "docker.io/library/nginx:1"))?;
+            ensure!(ok, "the release namespace is not a sandbox: {out}");
+            // A UserDeployment's image override.
+            let app = json!({ "apiVersion": "k8s-scheduler.io/v1alpha1", "kind": "UserDeployment",
+                "metadata": { "name": "reg", "namespace": sandbox },
+                "spec": { "templateRef": { "name": "reg" }, "imageOverrides": { "web": "quay.io/x/web:2" } } });
+            let (ok, out) = kubectl_stdin(&dry, &app.to_string())?;
+            ensure!(
+                !ok && out.contains("spec.imageOverrides: web (quay.io/x/web:2) is not from an allowed registry"),
+                "{out}"
+            );
+            Ok(())
+        }
+        .await;
+        for (kind, name) in [
+            ("validatingadmissionpolicybinding", format!("{release}-allowed-registries")),
+            ("validatingadmissionpolicy", format!("{release}-allowed-registries")),
+            ("namespace", sandbox.clone()),
+        ] {
+            let _ = output({
+                let mut c = kubectl();
+                c.args(["delete", kind, &name, "--ignore-not-found", "--wait=false"]);
+                c
+            });
+        }
+        result
+    })
+    .await
+}
