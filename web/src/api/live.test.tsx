@@ -1,7 +1,7 @@
 import { act, screen } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 import { Deployments } from "../pages/Deployments";
-import { deployment } from "../test/fixtures";
+import { deployment, me } from "../test/fixtures";
 import { mockFetch, renderWithProviders } from "../test/render";
 import { LiveUpdates } from "./live";
 
@@ -63,5 +63,43 @@ describe("live updates over /api/events", () => {
     expect(await screen.findByText("No deployments yet")).toBeInTheDocument();
     // One GET at the start; everything else came over the stream.
     expect(fn.mock.calls.filter(([u]) => u === "/api/deployments")).toHaveLength(1);
+  });
+
+  it("a list read answered before a deletion does not bring the deleted app back", async () => {
+    vi.stubGlobal("EventSource", FakeEventSource);
+    // The first list answers at once; the second (the refetch after a delete) only when released.
+    const answers = [[deployment({ name: "web" })], [deployment({ name: "web", phase: "Deleting" })], []];
+    let release: (() => void) | null = null;
+    const gets: string[] = [];
+    vi.stubGlobal(
+      "fetch",
+      vi.fn(async (input: RequestInfo | URL) => {
+        const url = String(input);
+        if (url !== "/api/deployments") {
+          const other = url === "/api/me" ? me() : {};
+          return new Response(JSON.stringify(other), { status: 200, headers: { "Content-Type": "application/json" } });
+        }
+        gets.push(url);
+        const body = answers[Math.min(gets.length - 1, answers.length - 1)];
+        if (gets.length === 2) await new Promise<void>((r) => (release = r));
+        return new Response(JSON.stringify(body), { status: 200, headers: { "Content-Type": "application/json" } });
+      }),
+    );
+    const { client } = renderWithProviders(
+      <LiveUpdates>
+        <Deployments />
+      </LiveUpdates>,
+    );
+    expect(await screen.findByTestId("deployment-row-web")).toBeInTheDocument();
+    const es = FakeEventSource.last!;
+    act(() => es.onopen?.());
+    // The page deletes the app and reads the list again; the server's deletion event comes first.
+    act(() => void client.invalidateQueries({ queryKey: ["deployments"] }));
+    await vi.waitFor(() => expect(gets).toHaveLength(2));
+    act(() => es.emit("deployment", { type: "deleted", name: "web" }));
+    await act(async () => release?.());
+    expect(await screen.findByText("No deployments yet")).toBeInTheDocument();
+    await vi.waitFor(() => expect(gets).toHaveLength(3));
+    expect(screen.queryByTestId("deployment-row-web")).toBeNull();
   });
 });

@@ -51,6 +51,11 @@ export function LiveUpdates({ children }: { children: ReactNode }) {
           // Events and rendered manifests are only in the detail: refresh it in the background.
           void qc.invalidateQueries({ queryKey: keys.deployment(change.deployment.name), exact: true });
         } else if (change.type === "deleted") {
+          // A list read still on its way (the refetch after a delete) was answered before this
+          // deletion and would bring the app back when it lands: fetch it again instead.
+          if (qc.isFetching({ queryKey: keys.deployments, exact: true }) > 0) {
+            void qc.invalidateQueries({ queryKey: keys.deployments, exact: true });
+          }
           qc.setQueryData<Deployment[]>(keys.deployments, (list) => list?.filter((d) => d.name !== change.name));
           qc.setQueryData<DeploymentDetail>(keys.deployment(change.name), (old) =>
             old ? { ...old, phase: "Deleting", ready: false } : old,
